@@ -1,0 +1,65 @@
+# nb_maint — build, test, demo
+NGINX_SRC  ?= /usr/share/nginx/src
+NGINX_BIN  ?= nginx
+BUILD      := build
+NGX_TREE   := $(BUILD)/nginx
+GEN        := $(BUILD)/gen
+MODULE_SO  := $(BUILD)/ngx_http_nb_maint_module.so
+SRCS       := $(wildcard ngx_nb_maint_module/*.c ngx_nb_maint_module/*.h)
+DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
+              libpcre2-dev libssl-dev zlib1g-dev redis-server haproxy wrk curl \
+              perl gcc make
+
+SHELL := /bin/bash
+
+.PHONY: all deps build test demo bench install clean
+
+all: build
+
+build: $(MODULE_SO)
+
+# Installs every build and test dependency from Debian packages; quick when present.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "deps: all present"; fi
+	@# the Debian package enables and starts system services; tests run their own
+	@if [ -d /run/systemd/system ]; then true; fi
+
+$(GEN)/ngx_http_nb_maint_page_html.h: static/page.html scripts/embed
+	@mkdir -p $(GEN)
+	perl scripts/embed ngx_http_nb_maint_page_html static/page.html > $@.tmp && mv $@.tmp $@
+
+$(NGX_TREE)/objs/Makefile: config
+	rm -rf $(NGX_TREE) && mkdir -p $(BUILD) && cp -a $(NGINX_SRC) $(NGX_TREE)
+	cd $(NGX_TREE) && flags=(--with-compat); \
+	  if [ -f conf_flags ]; then . ./conf_flags; flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
+	  NB_MAINT_GEN=$(CURDIR)/$(GEN) ./configure "$${flags[@]}" \
+	    --add-dynamic-module=$(CURDIR) > ../configure.log 2>&1 \
+	  || { tail -30 ../configure.log; exit 1; }
+
+$(MODULE_SO): $(NGX_TREE)/objs/Makefile $(GEN)/ngx_http_nb_maint_page_html.h $(SRCS)
+	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
+	cp $(NGX_TREE)/objs/ngx_http_nb_maint_module.so $@
+
+test: deps build
+	NGINX_BIN=$(NGINX_BIN) NB_MAINT_MODULE=$(CURDIR)/$(MODULE_SO) prove -j2 -r t/
+
+demo: deps build
+	perl scripts/demo
+
+bench: deps build
+	scripts/bench
+
+install: build
+	install -m 0644 $(MODULE_SO) /usr/lib/nginx/modules/
+	install -m 0755 scripts/nb-maint /usr/local/bin/nb-maint
+
+clean:
+	rm -rf $(BUILD)

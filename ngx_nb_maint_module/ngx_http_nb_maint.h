@@ -1,0 +1,243 @@
+/*
+ * nb_maint: NocoBase cluster maintenance for nginx.
+ * Shared types and the functions the module's files offer each other.
+ */
+
+#ifndef _NGX_HTTP_NB_MAINT_H_INCLUDED_
+#define _NGX_HTTP_NB_MAINT_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <cjson/cJSON.h>
+
+
+#define NB_MODE_NORMAL          0
+#define NB_MODE_MAINTENANCE     1
+#define NB_MODE_UPGRADE         2
+#define NB_MODE_RESTORING       3
+#define NB_MODE_NONE            4      /* restoring_from when not restoring */
+
+#define NB_NODE_ID_LEN          64
+#define NB_REASON_LEN           512
+#define NB_EVENTS_MAX           1024
+#define NB_BODY_MAX             65536
+#define NB_RETRY_AFTER_DEFAULT  300
+#define NB_RETRY_AFTER_MAX      86400
+#define NB_STORE_ERROR_LEN      256
+#define NB_MAX_NODES            1024
+#define NB_SECRET_LEN           32
+
+
+/* the cluster state of SPEC section 3: a plain value, copied around */
+typedef struct {
+    uint64_t                    version;
+    ngx_uint_t                  mode;
+    ngx_uint_t                  restoring_from;
+    time_t                      since;
+    ngx_uint_t                  retry_after;
+    ngx_msec_t                  restore_started;  /* ngx_time ms, for checks */
+    size_t                      node_len;
+    size_t                      reason_len;
+    u_char                      node[NB_NODE_ID_LEN];
+    u_char                      reason[NB_REASON_LEN];
+    u_char                      drain[NB_MAX_NODES / 8];  /* by node index */
+} ngx_http_nb_maint_state_t;
+
+#define nb_drained(st, i)  ((st)->drain[(i) / 8] & (1 << ((i) % 8)))
+
+
+/* one upstream peer as seen by nb_maint (health, drain, in-flight) */
+typedef struct {
+    u_char                      id[NB_NODE_ID_LEN];
+    size_t                      id_len;
+    ngx_atomic_t                active;
+    ngx_atomic_t                health;      /* NB_HEALTH_* */
+    ngx_uint_t                  rise_count;
+    ngx_uint_t                  fall_count;
+    ngx_uint_t                  fails;
+    ngx_msec_t                  last_check;  /* ms since epoch, 0: never */
+    ngx_msec_t                  streak_start;  /* first check of the run of
+                                                passes that made it up */
+    ngx_uint_t                  checking;    /* a check is in flight */
+} ngx_http_nb_maint_node_t;
+
+#define NB_HEALTH_UNKNOWN       0
+#define NB_HEALTH_UP            1
+#define NB_HEALTH_DOWN          2
+
+
+typedef struct {
+    ngx_atomic_t                lock;        /* ngx_rwlock over state/events */
+    ngx_atomic_t                seq;         /* == state.version, lock-free */
+    ngx_shmtx_sh_t              write_mtx;   /* serializes state writers */
+    ngx_atomic_t                owner;       /* pid of the owner worker */
+
+    ngx_http_nb_maint_state_t   state;
+
+    ngx_uint_t                  store_ok;
+    size_t                      store_error_len;
+    u_char                      store_error[NB_STORE_ERROR_LEN];
+
+    u_char                      secret[NB_SECRET_LEN];
+    ngx_uint_t                  secret_set;
+
+    ngx_uint_t                  ev_next;     /* ring position to write */
+    ngx_uint_t                  ev_count;
+    ngx_str_t                   events[NB_EVENTS_MAX];  /* slab-allocated */
+
+    ngx_uint_t                  nnodes;
+    ngx_http_nb_maint_node_t    nodes[1];    /* nnodes entries */
+} ngx_http_nb_maint_shm_t;
+
+
+typedef struct {
+    ngx_str_t                   name;        /* token name, for the audit */
+    u_char                      digest[32];  /* SHA-256 of the token */
+} ngx_http_nb_maint_token_t;
+
+
+typedef struct ngx_http_nb_maint_store_s  ngx_http_nb_maint_store_t;
+
+typedef void (*ngx_http_nb_maint_store_done_pt)(void *data, ngx_int_t rc);
+
+struct ngx_http_nb_maint_store_s {
+    ngx_str_t                   type;        /* "file" or "redis" */
+    ngx_str_t                   path;        /* file store: state file */
+    ngx_str_t                   events_path;
+
+    /* called in the master at zone init; fills sh, sets store_ok */
+    void                      (*load)(ngx_http_nb_maint_store_t *store,
+                                      ngx_http_nb_maint_shm_t *sh,
+                                      ngx_slab_pool_t *shpool, ngx_log_t *log);
+
+    /* stores new state + event; done(data, NGX_OK|NGX_DECLINED|NGX_ERROR) */
+    ngx_int_t                 (*save)(ngx_http_nb_maint_store_t *store,
+                                      ngx_http_nb_maint_state_t *st,
+                                      ngx_str_t *event, ngx_log_t *log);
+};
+
+
+/* nb_maint_check parameters */
+typedef struct {
+    ngx_msec_t                  interval;
+    ngx_msec_t                  timeout;
+    ngx_uint_t                  rise;
+    ngx_uint_t                  fall;
+    ngx_str_t                   uri;
+    ngx_uint_t                  status;
+    ngx_regex_t                *body;
+    ngx_uint_t                  set;
+} ngx_http_nb_maint_check_conf_t;
+
+
+/* an upstream { nb_maint; } */
+typedef struct {
+    ngx_uint_t                  enabled;
+    ngx_http_upstream_srv_conf_t  *uscf;
+    ngx_http_nb_maint_check_conf_t check;
+    ngx_uint_t                  nnodes;
+    ngx_uint_t                 *nodes;       /* shm node index per peer */
+    ngx_uint_t                 *down;        /* "down" in the config */
+    ngx_http_upstream_init_pt   original_init_upstream;
+    ngx_http_upstream_init_peer_pt  original_init_peer;
+} ngx_http_nb_maint_srv_conf_t;
+
+
+typedef struct {
+    ngx_shm_zone_t             *shm_zone;
+    ngx_http_nb_maint_store_t   store;
+    ngx_str_t                   secret_file;
+    ngx_array_t                 upstreams;   /* ngx_http_nb_maint_srv_conf_t * */
+} ngx_http_nb_maint_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                  gate;
+    ngx_flag_t                  admin;
+    ngx_array_t                *bypass_allow;    /* ngx_cidr_t */
+    ngx_array_t                *pass;            /* ngx_regex_t * */
+    ngx_array_t                *tokens;          /* token_t */
+    ngx_str_t                   page;            /* template, "" = builtin */
+} ngx_http_nb_maint_loc_conf_t;
+
+
+/* per request */
+typedef struct {
+    ngx_uint_t                  bypass;      /* 0 unknown, 1 public, 2 bypass */
+    ngx_uint_t                  no_node;     /* balancer found no node */
+    ngx_uint_t                  page_mode;   /* mode for the 503 page */
+    ngx_int_t                   node;        /* node index in use, -1 */
+    ngx_chain_t                *page;        /* 503 body replacing a 502 */
+} ngx_http_nb_maint_ctx_t;
+
+
+extern ngx_module_t  ngx_http_nb_maint_module;
+
+
+/* state: shm zone, snapshots, changes, events */
+ngx_int_t ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+ngx_http_nb_maint_shm_t *ngx_http_nb_maint_shm(void);
+ngx_http_nb_maint_state_t *ngx_http_nb_maint_snapshot(void);
+void ngx_http_nb_maint_state_lock_write(void);
+void ngx_http_nb_maint_state_unlock_write(void);
+void ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
+    ngx_str_t *event);
+ngx_int_t ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
+    ngx_slab_pool_t *shpool, u_char *data, size_t len);
+void ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...);
+ngx_msec_t ngx_http_nb_maint_now_ms(void);
+ngx_int_t ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm_t *sh,
+    u_char *id, size_t len);
+
+const char *ngx_http_nb_maint_mode_name(ngx_uint_t mode);
+ngx_int_t ngx_http_nb_maint_mode_parse(u_char *s, size_t len);
+u_char *ngx_http_nb_maint_time_rfc3339(u_char *buf, time_t t);
+
+/* state <-> JSON (cJSON) */
+cJSON *ngx_http_nb_maint_state_to_json(ngx_http_nb_maint_state_t *st);
+ngx_int_t ngx_http_nb_maint_state_from_json(cJSON *obj,
+    ngx_http_nb_maint_state_t *st, const char **err);
+ngx_int_t ngx_http_nb_maint_json_str(ngx_pool_t *pool, cJSON *json,
+    ngx_str_t *out);
+cJSON *ngx_http_nb_maint_json_strn(u_char *s, size_t len);
+
+/* file store */
+char *ngx_http_nb_maint_store_file_init(ngx_conf_t *cf,
+    ngx_http_nb_maint_store_t *store, ngx_str_t *path);
+
+/* gate, bypass */
+ngx_int_t ngx_http_nb_maint_gate_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_nb_maint_is_bypass(ngx_http_request_t *r);
+ngx_http_nb_maint_ctx_t *ngx_http_nb_maint_get_ctx(ngx_http_request_t *r);
+
+/* 503 page */
+ngx_int_t ngx_http_nb_maint_page_send(ngx_http_request_t *r,
+    ngx_uint_t mode);
+char *ngx_http_nb_maint_page_load(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_str_t *out);
+ngx_int_t ngx_http_nb_maint_page_filter_init(ngx_conf_t *cf);
+#define NB_PAGE_NO_NODE         100     /* page mode: no healthy node */
+
+/* admin API */
+char *ngx_http_nb_maint_admin(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_nb_maint_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* upstream nodes: table, JSON */
+ngx_int_t ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_shm_t *sh, ngx_log_t *log);
+cJSON *ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
+    ngx_http_nb_maint_state_t *st, ngx_uint_t i);
+cJSON *ngx_http_nb_maint_pending_json(ngx_http_nb_maint_state_t *st);
+cJSON *ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_state_t *st);
+
+/* variables */
+ngx_int_t ngx_http_nb_maint_add_variables(ngx_conf_t *cf);
+
+
+#endif /* _NGX_HTTP_NB_MAINT_H_INCLUDED_ */

@@ -1,0 +1,1423 @@
+/*
+ * nb_maint: the admin API (SPEC section 5).
+ *
+ * Routing, authentication, body reading and the JSON error envelope live
+ * here; every write goes through ngx_http_nb_maint_admin_apply(), which
+ * checks If-Match, asks the store first and publishes to shared memory only
+ * once the store has accepted the change.
+ */
+
+#include "ngx_http_nb_maint.h"
+#include <openssl/sha.h>
+#include <openssl/crypto.h>
+
+
+typedef struct ngx_http_nb_maint_change_s  ngx_http_nb_maint_change_t;
+
+/* fills st with the new state; returns NGX_OK, NGX_DECLINED (no change) */
+typedef ngx_int_t (*ngx_http_nb_maint_change_pt)(ngx_http_request_t *r,
+    ngx_http_nb_maint_change_t *ch, ngx_http_nb_maint_state_t *st);
+
+struct ngx_http_nb_maint_change_s {
+    ngx_http_nb_maint_change_pt   apply;
+    const char                   *action;
+    cJSON                        *body;
+    ngx_int_t                     node;        /* node index or -1 */
+    ngx_uint_t                    flag;        /* force, drain value */
+
+    /* set by apply on a refusal */
+    ngx_uint_t                    status;
+    const char                   *code;
+    const char                   *message;
+};
+
+
+typedef struct {
+    ngx_http_nb_maint_ctx_t       base;        /* the module's request ctx */
+    ngx_str_t                     actor;       /* "name@address" */
+    ngx_int_t                     if_match;    /* -1: none */
+    ngx_str_t                     path;        /* after the location */
+    ngx_uint_t                    route;
+    ngx_int_t                     node;
+} ngx_http_nb_maint_admin_ctx_t;
+
+
+typedef ngx_int_t (*ngx_http_nb_maint_route_pt)(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+
+typedef struct {
+    ngx_str_t                     name;
+    ngx_uint_t                    method;      /* NGX_HTTP_GET or POST */
+    ngx_uint_t                    node;        /* "nodes/{id}[/name]" */
+    ngx_http_nb_maint_route_pt    handler;
+} ngx_http_nb_maint_route_t;
+
+
+static ngx_int_t ngx_http_nb_maint_admin_handler(ngx_http_request_t *r);
+static void ngx_http_nb_maint_admin_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_nb_maint_admin_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *fmt, ...);
+static ngx_int_t ngx_http_nb_maint_admin_status(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+static ngx_int_t ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+static ngx_int_t ngx_http_nb_maint_admin_mode(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+static ngx_int_t ngx_http_nb_maint_admin_restore(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+static ngx_int_t ngx_http_nb_maint_admin_node(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+static ngx_int_t ngx_http_nb_maint_admin_drain(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+
+
+static ngx_http_nb_maint_route_t  ngx_http_nb_maint_routes[] = {
+    { ngx_string("status"), NGX_HTTP_GET, 0,
+      ngx_http_nb_maint_admin_status },
+    { ngx_string("events"), NGX_HTTP_GET, 0,
+      ngx_http_nb_maint_admin_events },
+    { ngx_string("mode"), NGX_HTTP_POST, 0,
+      ngx_http_nb_maint_admin_mode },
+    { ngx_string("restore"), NGX_HTTP_POST, 0,
+      ngx_http_nb_maint_admin_restore },
+    { ngx_string(""), NGX_HTTP_GET, 1,
+      ngx_http_nb_maint_admin_node },
+    { ngx_string("drain"), NGX_HTTP_POST, 1,
+      ngx_http_nb_maint_admin_drain },
+    { ngx_string("undrain"), NGX_HTTP_POST, 1,
+      ngx_http_nb_maint_admin_drain },
+    { ngx_null_string, 0, 0, NULL }
+};
+
+
+/* configuration */
+
+char *
+ngx_http_nb_maint_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_nb_maint_loc_conf_t *nlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (nlcf->admin) {
+        return "is duplicate";
+    }
+
+    nlcf->admin = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_nb_maint_admin_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_nb_maint_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_nb_maint_loc_conf_t *nlcf = conf;
+
+    u_char                     *p, *end, *line, *eol, *colon, *buf;
+    ssize_t                     n;
+    ngx_fd_t                    fd;
+    ngx_str_t                  *value, name, tok;
+    ngx_uint_t                  lineno;
+    ngx_file_info_t             fi;
+    ngx_http_nb_maint_token_t  *t;
+
+    if (nlcf->tokens != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"nb_maint_admin_token_file\": cannot open "
+                           "\"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 1024 * 1024)
+    {
+        ngx_close_file(fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_admin_token_file\": \"%V\" is "
+                           "unreadable or too large", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    buf = ngx_pnalloc(cf->temp_pool, ngx_file_size(&fi) + 1);
+    if (buf == NULL) {
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, buf, ngx_file_size(&fi));
+    ngx_close_file(fd);
+
+    if (n < 0) {
+        return NGX_CONF_ERROR;
+    }
+
+    nlcf->tokens = ngx_array_create(cf->pool, 4,
+                                    sizeof(ngx_http_nb_maint_token_t));
+    if (nlcf->tokens == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = buf;
+    end = buf + n;
+
+    for (lineno = 1; p < end; lineno++, p = eol + 1) {
+        eol = ngx_strlchr(p, end, '\n');
+        if (eol == NULL) {
+            eol = end;
+        }
+
+        line = p;
+        while (line < eol && (*line == ' ' || *line == '\t')) {
+            line++;
+        }
+
+        tok.data = eol;
+        while (tok.data > line && (tok.data[-1] == '\r' || tok.data[-1] == ' '
+                                   || tok.data[-1] == '\t'))
+        {
+            tok.data--;
+        }
+
+        if (line == tok.data || *line == '#') {
+            continue;
+        }
+
+        colon = ngx_strlchr(line, tok.data, ':');
+
+        if (colon == NULL || colon == line || colon + 1 == tok.data) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"nb_maint_admin_token_file\": line %ui of "
+                               "\"%V\" is not \"name:token\"", lineno, &name);
+            return NGX_CONF_ERROR;
+        }
+
+        t = ngx_array_push(nlcf->tokens);
+        if (t == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        t->name.len = colon - line;
+        t->name.data = ngx_pnalloc(cf->pool, t->name.len);
+        if (t->name.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        ngx_memcpy(t->name.data, line, t->name.len);
+
+        tok.len = tok.data - (colon + 1);
+        tok.data = colon + 1;
+
+        if (tok.len < 16) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "\"nb_maint_admin_token_file\": the token of "
+                               "\"%V\" is short; use 16 characters or more",
+                               &t->name);
+        }
+
+        SHA256(tok.data, tok.len, t->digest);
+    }
+
+    /* the plain tokens are not kept in memory */
+    ngx_explicit_memzero(buf, n);
+
+    if (nlcf->tokens->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_admin_token_file\": no tokens in "
+                           "\"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* authentication: every token compared, each in constant time */
+
+static ngx_http_nb_maint_token_t *
+ngx_http_nb_maint_admin_auth(ngx_http_request_t *r,
+    ngx_http_nb_maint_loc_conf_t *nlcf)
+{
+    u_char                      digest[SHA256_DIGEST_LENGTH];
+    ngx_str_t                   v;
+    ngx_uint_t                  i;
+    ngx_http_nb_maint_token_t  *t, *found;
+
+    if (nlcf->tokens == NULL || r->headers_in.authorization == NULL) {
+        return NULL;
+    }
+
+    v = r->headers_in.authorization->value;
+
+    if (v.len <= 7 || ngx_strncasecmp(v.data, (u_char *) "Bearer ", 7) != 0) {
+        return NULL;
+    }
+
+    v.data += 7;
+    v.len -= 7;
+
+    while (v.len && v.data[0] == ' ') {
+        v.data++;
+        v.len--;
+    }
+
+    SHA256(v.data, v.len, digest);
+
+    found = NULL;
+    t = nlcf->tokens->elts;
+
+    for (i = 0; i < nlcf->tokens->nelts; i++) {
+        if (CRYPTO_memcmp(digest, t[i].digest, SHA256_DIGEST_LENGTH) == 0) {
+            found = &t[i];
+        }
+    }
+
+    return found;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_if_match(ngx_http_request_t *r, ngx_int_t *version)
+{
+    u_char           *p, *end;
+    ngx_table_elt_t  *h;
+
+    *version = -1;
+
+    h = r->headers_in.if_match;
+    if (h == NULL) {
+        return NGX_OK;
+    }
+
+    p = h->value.data;
+    end = p + h->value.len;
+
+    if (h->value.len == 1 && *p == '*') {
+        return NGX_OK;
+    }
+
+    if (end - p >= 2 && *p == '"' && end[-1] == '"') {
+        p++;
+        end--;
+    }
+
+    if (p == end) {
+        return NGX_ERROR;
+    }
+
+    *version = ngx_atoi(p, end - p);
+
+    return (*version == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_route(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx)
+{
+    u_char                     *slash;
+    ngx_str_t                   name, id;
+    ngx_uint_t                  i, node;
+    ngx_http_nb_maint_shm_t    *sh;
+    ngx_http_nb_maint_route_t  *rt;
+
+    name = ctx->path;
+    node = 0;
+    ctx->node = -1;
+
+    if (name.len > 6 && ngx_strncmp(name.data, "nodes/", 6) == 0) {
+        node = 1;
+        id.data = name.data + 6;
+        slash = ngx_strlchr(id.data, name.data + name.len, '/');
+        id.len = (slash ? slash : name.data + name.len) - id.data;
+
+        name.data = slash ? slash + 1 : name.data + name.len;
+        name.len = slash ? (ctx->path.data + ctx->path.len) - name.data : 0;
+
+        sh = ngx_http_nb_maint_shm();
+        ctx->node = ngx_http_nb_maint_node_find(sh, id.data, id.len);
+    }
+
+    for (i = 0, rt = ngx_http_nb_maint_routes; rt->handler; i++, rt++) {
+        if (rt->node == node && rt->name.len == name.len
+            && ngx_strncmp(rt->name.data, name.data, name.len) == 0)
+        {
+            ctx->route = i;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_handler(ngx_http_request_t *r)
+{
+    u_char                         *p;
+    ngx_int_t                       rc;
+    ngx_table_elt_t                *allow;
+    ngx_http_nb_maint_token_t      *token;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_nb_maint_route_t      *rt;
+    ngx_http_nb_maint_loc_conf_t   *nlcf;
+    ngx_http_nb_maint_admin_ctx_t  *ctx;
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_http_nb_maint_module);
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    token = ngx_http_nb_maint_admin_auth(r, nlcf);
+
+    if (token == NULL) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_UNAUTHORIZED,
+                                 "unauthorized",
+                                 r->headers_in.authorization
+                                 ? "invalid bearer token"
+                                 : "missing \"Authorization: Bearer\" header");
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_nb_maint_admin_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->actor.data = ngx_pnalloc(r->pool, token->name.len + 1
+                                  + r->connection->addr_text.len);
+    if (ctx->actor.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(ctx->actor.data, token->name.data, token->name.len);
+    *p++ = '@';
+    p = ngx_cpymem(p, r->connection->addr_text.data,
+                   r->connection->addr_text.len);
+    ctx->actor.len = p - ctx->actor.data;
+
+    /* the path below the admin location */
+
+    ctx->path = r->uri;
+
+    if (clcf->name.len && r->uri.len >= clcf->name.len
+        && ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) == 0)
+    {
+        ctx->path.data += clcf->name.len;
+        ctx->path.len -= clcf->name.len;
+    }
+
+    while (ctx->path.len && ctx->path.data[0] == '/') {
+        ctx->path.data++;
+        ctx->path.len--;
+    }
+
+    ctx->base.node = -1;
+    ngx_http_set_ctx(r, ctx, ngx_http_nb_maint_module);
+
+    if (ngx_http_nb_maint_admin_route(r, ctx) != NGX_OK) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_NOT_FOUND,
+                                             "not_found", "no such endpoint "
+                                             "\"%V\"", &r->uri);
+    }
+
+    rt = &ngx_http_nb_maint_routes[ctx->route];
+
+    if (!(r->method & rt->method)
+        && !(rt->method == NGX_HTTP_GET && r->method == NGX_HTTP_HEAD))
+    {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        allow = ngx_list_push(&r->headers_out.headers);
+        if (allow == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        allow->hash = 1;
+        ngx_str_set(&allow->key, "Allow");
+
+        if (rt->method == NGX_HTTP_GET) {
+            ngx_str_set(&allow->value, "GET, HEAD");
+        } else {
+            ngx_str_set(&allow->value, "POST");
+        }
+
+        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_NOT_ALLOWED,
+                                             "method_not_allowed",
+                                             "use %V for \"%V\"",
+                                             &allow->value, &ctx->path);
+    }
+
+    if (rt->node && ctx->node < 0) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_NOT_FOUND,
+                                             "unknown_node", "no node with "
+                                             "this id in any nb_maint "
+                                             "upstream");
+    }
+
+    if (rt->method == NGX_HTTP_GET) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return rt->handler(r, ctx, NULL);
+    }
+
+    /* a write: headers first, then the body */
+
+    if (ngx_http_nb_maint_admin_if_match(r, &ctx->if_match) != NGX_OK) {
+        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "bad_header",
+                                             "If-Match must be "
+                                             "\"<version>\"");
+    }
+
+    if (r->headers_in.content_length_n > NB_BODY_MAX) {
+        r->keepalive = 0;
+        return ngx_http_nb_maint_admin_error(r,
+                                             NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                             "body_too_large",
+                                             "the body is over %d bytes",
+                                             NB_BODY_MAX);
+    }
+
+    if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
+        if (r->headers_in.content_type == NULL
+            || r->headers_in.content_type->value.len < 16
+            || ngx_strncasecmp(r->headers_in.content_type->value.data,
+                               (u_char *) "application/json", 16) != 0
+            || (r->headers_in.content_type->value.len > 16
+                && r->headers_in.content_type->value.data[16] != ';'
+                && r->headers_in.content_type->value.data[16] != ' '))
+        {
+            if (ngx_http_discard_request_body(r) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_nb_maint_admin_error(r,
+                                        NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                        "unsupported_media_type",
+                                        "the body must be application/json");
+        }
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_nb_maint_admin_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+/* the whole body, from memory buffers or the temp file */
+
+static ngx_int_t
+ngx_http_nb_maint_admin_read_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    off_t         len;
+    u_char       *p;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->len = 0;
+    body->data = NULL;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    if (len > NB_BODY_MAX) {
+        return NGX_DECLINED;
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                              b->file_pos);
+            if (n != b->file_last - b->file_pos) {
+                return NGX_ERROR;
+            }
+            p += n;
+
+        } else {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        }
+    }
+
+    body->len = p - body->data;
+    *p = '\0';
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_utf8_valid(u_char *p, size_t len)
+{
+    u_char  *end = p + len;
+
+    while (p < end) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+
+        if (ngx_utf8_decode(&p, end - p) > 0x10ffff) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static void
+ngx_http_nb_maint_admin_body(ngx_http_request_t *r)
+{
+    cJSON                          *json;
+    ngx_int_t                       rc;
+    ngx_str_t                       body;
+    ngx_http_nb_maint_route_t      *rt;
+    ngx_http_nb_maint_admin_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
+    rt = &ngx_http_nb_maint_routes[ctx->route];
+
+    rc = ngx_http_nb_maint_admin_read_body(r, &body);
+
+    if (rc == NGX_DECLINED) {
+        r->keepalive = 0;
+        rc = ngx_http_nb_maint_admin_error(r,
+                                      NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                      "body_too_large",
+                                      "the body is over %d bytes",
+                                      NB_BODY_MAX);
+        goto done;
+    }
+
+    if (rc != NGX_OK) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    json = NULL;
+
+    if (body.len) {
+        if (!ngx_http_nb_maint_utf8_valid(body.data, body.len)) {
+            rc = ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "bad_field", "the body is "
+                                               "not valid UTF-8");
+            goto done;
+        }
+
+        json = cJSON_ParseWithLength((char *) body.data, body.len);
+
+        if (json == NULL || !cJSON_IsObject(json)) {
+            cJSON_Delete(json);
+            rc = ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "bad_json", "the body is not "
+                                               "a JSON object");
+            goto done;
+        }
+    }
+
+    rc = rt->handler(r, ctx, json);
+    cJSON_Delete(json);
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* responses */
+
+static ngx_int_t
+ngx_http_nb_maint_admin_send(ngx_http_request_t *r, ngx_uint_t status,
+    cJSON *json)
+{
+    ngx_int_t         rc;
+    ngx_str_t         s;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    if (json == NULL
+        || ngx_http_nb_maint_json_str(r->pool, json, &s) != NGX_OK)
+    {
+        cJSON_Delete(json);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cJSON_Delete(json);
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = s.data;
+    b->last = s.data + s.len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = s.len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *fmt, ...)
+{
+    u_char            msg[512], *p;
+    cJSON            *root, *err;
+    va_list           args;
+    ngx_table_elt_t  *h;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(msg, msg + sizeof(msg) - 1, fmt, args);
+    va_end(args);
+    *p = '\0';
+
+    if (status == NGX_HTTP_UNAUTHORIZED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "Bearer realm=\"nb_maint\"");
+        r->headers_out.www_authenticate = h;
+    }
+
+    root = cJSON_CreateObject();
+    err = cJSON_AddObjectToObject(root, "error");
+
+    if (err == NULL) {
+        cJSON_Delete(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cJSON_AddStringToObject(err, "code", code);
+    cJSON_AddStringToObject(err, "message", (char *) msg);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "nb_maint: admin %V: %ui %s: %s", &r->uri, status, code,
+                  msg);
+
+    return ngx_http_nb_maint_admin_send(r, status, root);
+}
+
+
+/* GET status, GET nodes/{id} */
+
+cJSON *
+ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
+    ngx_http_nb_maint_state_t *st, ngx_uint_t i)
+{
+    u_char       t[32], *p;
+    cJSON       *obj;
+    const char  *health;
+
+    obj = cJSON_CreateObject();
+    if (obj == NULL) {
+        return NULL;
+    }
+
+    switch (n->health) {
+    case NB_HEALTH_UP:
+        health = "up";
+        break;
+    case NB_HEALTH_DOWN:
+        health = "down";
+        break;
+    default:
+        health = "unknown";
+    }
+
+    cJSON_AddItemToObject(obj, "id",
+                          ngx_http_nb_maint_json_strn(n->id, n->id_len));
+    cJSON_AddStringToObject(obj, "health", health);
+    cJSON_AddBoolToObject(obj, "drain", nb_drained(st, i));
+    cJSON_AddNumberToObject(obj, "active", (double) n->active);
+    cJSON_AddNumberToObject(obj, "fails", (double) n->fails);
+
+    if (n->last_check) {
+        p = ngx_http_nb_maint_time_rfc3339(t, n->last_check / 1000);
+        *p = '\0';
+        cJSON_AddStringToObject(obj, "last_check", (char *) t);
+
+    } else {
+        cJSON_AddNullToObject(obj, "last_check");
+    }
+
+    return obj;
+}
+
+
+static cJSON *
+ngx_http_nb_maint_status_json(ngx_http_request_t *r)
+{
+    cJSON                          *root, *store, *restore, *pending, *ups;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_state_t       st;
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    sh = ngx_http_nb_maint_shm();
+    nmcf = ngx_http_get_module_main_conf(r, ngx_http_nb_maint_module);
+
+    ngx_rwlock_rlock(&sh->lock);
+    st = sh->state;
+    ngx_rwlock_unlock(&sh->lock);
+
+    root = ngx_http_nb_maint_state_to_json(&st);
+    if (root == NULL) {
+        return NULL;
+    }
+
+    store = cJSON_AddObjectToObject(root, "store");
+    restore = cJSON_AddObjectToObject(root, "restore");
+
+    if (store == NULL || restore == NULL) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+
+    ngx_rwlock_rlock(&sh->lock);
+
+    cJSON_AddStringToObject(store, "type",
+                            (char *) nmcf->store.type.data);
+    cJSON_AddBoolToObject(store, "ok", sh->store_ok != 0);
+
+    if (sh->store_error_len) {
+        cJSON_AddItemToObject(store, "error",
+                              ngx_http_nb_maint_json_strn(sh->store_error,
+                                                      sh->store_error_len));
+    } else {
+        cJSON_AddNullToObject(store, "error");
+    }
+
+    ngx_rwlock_unlock(&sh->lock);
+
+    pending = ngx_http_nb_maint_pending_json(&st);
+    ups = ngx_http_nb_maint_upstreams_json(nmcf, &st);
+
+    if (pending == NULL || ups == NULL) {
+        cJSON_Delete(pending);
+        cJSON_Delete(ups);
+        cJSON_Delete(root);
+        return NULL;
+    }
+
+    cJSON_AddItemToObject(restore, "pending", pending);
+    cJSON_AddItemToObject(root, "upstreams", ups);
+
+    return root;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_status(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+{
+    return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK,
+                                        ngx_http_nb_maint_status_json(r));
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_node(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+{
+    ngx_http_nb_maint_shm_t  *sh;
+
+    sh = ngx_http_nb_maint_shm();
+
+    return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK,
+                      ngx_http_nb_maint_node_json(&sh->nodes[ctx->node],
+                                                  ngx_http_nb_maint_snapshot(),
+                                                  ctx->node));
+}
+
+
+/* GET events?since=N */
+
+static ngx_int_t
+ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+{
+    cJSON                    *root, *list, *ev, *item;
+    ngx_str_t                 arg, *e;
+    ngx_int_t                 since;
+    ngx_uint_t                i, n;
+    ngx_http_nb_maint_shm_t  *sh;
+
+    since = 0;
+
+    if (ngx_http_arg(r, (u_char *) "since", 5, &arg) == NGX_OK) {
+        since = ngx_atoi(arg.data, arg.len);
+
+        if (since == NGX_ERROR) {
+            return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 "bad_field", "\"since\" "
+                                                 "must be a version number");
+        }
+    }
+
+    root = cJSON_CreateObject();
+    list = cJSON_AddArrayToObject(root, "events");
+
+    if (list == NULL) {
+        cJSON_Delete(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sh = ngx_http_nb_maint_shm();
+
+    ngx_rwlock_rlock(&sh->lock);
+
+    n = sh->ev_count;
+    i = (sh->ev_next + NB_EVENTS_MAX - n) % NB_EVENTS_MAX;
+
+    for ( /* void */ ; n; n--, i = (i + 1) % NB_EVENTS_MAX) {
+        e = &sh->events[i];
+
+        ev = cJSON_ParseWithLength((char *) e->data, e->len);
+        item = cJSON_GetObjectItemCaseSensitive(ev, "version");
+
+        if (!cJSON_IsNumber(item) || item->valuedouble <= since) {
+            cJSON_Delete(ev);
+            continue;
+        }
+
+        cJSON_AddItemToArray(list, ev);
+    }
+
+    ngx_rwlock_unlock(&sh->lock);
+
+    return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK, root);
+}
+
+
+/* writes */
+
+static ngx_int_t
+ngx_http_nb_maint_event(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, const char *action,
+    ngx_http_nb_maint_state_t *from, ngx_http_nb_maint_state_t *to,
+    ngx_int_t node, ngx_str_t *out)
+{
+    u_char                    t[32], *p;
+    cJSON                    *ev;
+    ngx_int_t                 rc;
+    ngx_http_nb_maint_shm_t  *sh;
+
+    ev = cJSON_CreateObject();
+    if (ev == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_http_nb_maint_time_rfc3339(t, ngx_time());
+    *p = '\0';
+
+    cJSON_AddNumberToObject(ev, "version", (double) to->version);
+    cJSON_AddStringToObject(ev, "time", (char *) t);
+    cJSON_AddItemToObject(ev, "actor",
+                          ngx_http_nb_maint_json_strn(ctx->actor.data,
+                                                      ctx->actor.len));
+    cJSON_AddStringToObject(ev, "action", action);
+    cJSON_AddStringToObject(ev, "from",
+                            ngx_http_nb_maint_mode_name(from->mode));
+    cJSON_AddStringToObject(ev, "to", ngx_http_nb_maint_mode_name(to->mode));
+
+    if (node >= 0) {
+        sh = ngx_http_nb_maint_shm();
+        cJSON_AddItemToObject(ev, "node",
+                              ngx_http_nb_maint_json_strn(sh->nodes[node].id,
+                                                      sh->nodes[node].id_len));
+
+    } else if (to->node_len) {
+        cJSON_AddItemToObject(ev, "node",
+                              ngx_http_nb_maint_json_strn(to->node,
+                                                          to->node_len));
+    } else {
+        cJSON_AddNullToObject(ev, "node");
+    }
+
+    cJSON_AddItemToObject(ev, "reason",
+                          ngx_http_nb_maint_json_strn(to->reason,
+                                                      to->reason_len));
+
+    rc = ngx_http_nb_maint_json_str(r->pool, ev, out);
+    cJSON_Delete(ev);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, ngx_http_nb_maint_change_t *ch)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       event;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_state_t       old, st;
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    sh = ngx_http_nb_maint_shm();
+    nmcf = ngx_http_get_module_main_conf(r, ngx_http_nb_maint_module);
+
+    ngx_http_nb_maint_state_lock_write();
+
+    ngx_rwlock_rlock(&sh->lock);
+    old = sh->state;
+    ngx_rwlock_unlock(&sh->lock);
+
+    if (ctx->if_match >= 0 && (uint64_t) ctx->if_match != old.version) {
+        ngx_http_nb_maint_state_unlock_write();
+        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_CONFLICT,
+                                             "version_conflict",
+                                             "the state is at version %uL, "
+                                             "not %i", old.version,
+                                             ctx->if_match);
+    }
+
+    st = old;
+    rc = ch->apply(r, ch, &st);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_nb_maint_state_unlock_write();
+        return ngx_http_nb_maint_admin_error(r, ch->status, ch->code, "%s",
+                                             ch->message);
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* nothing to change */
+        ngx_http_nb_maint_state_unlock_write();
+        return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK,
+                                            ngx_http_nb_maint_status_json(r));
+    }
+
+    st.version = old.version + 1;
+
+    if (st.mode != old.mode) {
+        st.since = ngx_time();
+    }
+
+    if (ngx_http_nb_maint_event(r, ctx, ch->action, &old, &st, ch->node,
+                                &event)
+        != NGX_OK)
+    {
+        ngx_http_nb_maint_state_unlock_write();
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (nmcf->store.save(&nmcf->store, &st, &event, r->connection->log)
+        != NGX_OK)
+    {
+        ngx_http_nb_maint_state_unlock_write();
+        ngx_http_nb_maint_set_store_status(0, "cannot save to the %V store "
+                                           "(see error.log)",
+                                           &nmcf->store.type);
+        return ngx_http_nb_maint_admin_error(r,
+                                             NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             "store_unavailable",
+                                             "the %V store did not accept "
+                                             "the change; nothing changed",
+                                             &nmcf->store.type);
+    }
+
+    ngx_http_nb_maint_state_commit(&st, &event);
+
+    if (!sh->store_ok) {
+        ngx_http_nb_maint_set_store_status(1, NULL);
+    }
+
+    ngx_http_nb_maint_state_unlock_write();
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "nb_maint: %s by %V: %s -> %s, version %uL", ch->action,
+                  &ctx->actor, ngx_http_nb_maint_mode_name(old.mode),
+                  ngx_http_nb_maint_mode_name(st.mode), st.version);
+
+    return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK,
+                                        ngx_http_nb_maint_status_json(r));
+}
+
+
+#define nb_refuse(ch, st, c, m)                                               \
+    (ch)->status = st; (ch)->code = c; (ch)->message = m; return NGX_ERROR
+
+
+/* node id syntax: what $upstream_addr writes, e.g. 127.0.0.1:13001 */
+
+static ngx_int_t
+ngx_http_nb_maint_node_id_valid(const char *s)
+{
+    size_t       len;
+    const char  *p;
+
+    len = ngx_strlen(s);
+
+    if (len == 0 || len >= NB_NODE_ID_LEN) {
+        return 0;
+    }
+
+    for (p = s; *p; p++) {
+        if (!(isalnum((u_char) *p) || ngx_strchr(".:[]-_/", *p))) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_restore_apply(ngx_http_request_t *r,
+    ngx_http_nb_maint_change_t *ch, ngx_http_nb_maint_state_t *st)
+{
+    if (st->mode == NB_MODE_NORMAL) {
+        nb_refuse(ch, NGX_HTTP_CONFLICT, "invalid_transition",
+                  "the cluster is already in normal mode");
+    }
+
+    if (st->mode == NB_MODE_RESTORING && !ch->flag) {
+        return NGX_DECLINED;
+    }
+
+    if (ch->flag || ngx_http_nb_maint_shm()->nnodes == 0) {
+        ch->action = ch->flag ? "force_restore" : "restore";
+        st->mode = NB_MODE_NORMAL;
+        st->restoring_from = NB_MODE_NONE;
+        st->node_len = 0;
+        return NGX_OK;
+    }
+
+    ch->action = "restore";
+    st->restoring_from = st->mode;
+    st->mode = NB_MODE_RESTORING;
+    st->restore_started = ngx_http_nb_maint_now_ms();
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_mode_apply(ngx_http_request_t *r,
+    ngx_http_nb_maint_change_t *ch, ngx_http_nb_maint_state_t *st)
+{
+    size_t       len;
+    cJSON       *item, *body;
+    ngx_int_t    mode, node;
+    ngx_uint_t   same;
+    const char  *s;
+
+    body = ch->body;
+
+    for (item = body->child; item; item = item->next) {
+        if (ngx_strcmp(item->string, "mode") != 0
+            && ngx_strcmp(item->string, "node") != 0
+            && ngx_strcmp(item->string, "reason") != 0
+            && ngx_strcmp(item->string, "retry_after") != 0)
+        {
+            nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "bad_field",
+                      "unknown field; allowed: mode, node, reason, "
+                      "retry_after");
+        }
+    }
+
+    item = cJSON_GetObjectItemCaseSensitive(body, "mode");
+    mode = NGX_ERROR;
+
+    if (cJSON_IsString(item)) {
+        mode = ngx_http_nb_maint_mode_parse((u_char *) item->valuestring,
+                                            ngx_strlen(item->valuestring));
+    }
+
+    if (mode == NGX_ERROR || mode == NB_MODE_RESTORING) {
+        nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "bad_field",
+                  "\"mode\" must be \"maintenance\", \"upgrade\" or "
+                  "\"normal\"");
+    }
+
+    /* validate everything before touching st: all or nothing */
+
+    node = -1;
+    s = NULL;
+    item = cJSON_GetObjectItemCaseSensitive(body, "node");
+
+    if (item && !cJSON_IsNull(item)) {
+        if (!cJSON_IsString(item)
+            || !ngx_http_nb_maint_node_id_valid(item->valuestring))
+        {
+            nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "bad_field",
+                      "\"node\" must be a node id like \"10.0.0.5:13000\"");
+        }
+
+        s = item->valuestring;
+
+        if (mode == NB_MODE_NORMAL) {
+            nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "bad_field",
+                      "\"node\" is not used with mode \"normal\"");
+        }
+
+        if (ngx_http_nb_maint_shm()->nnodes) {
+            node = ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm(),
+                                               (u_char *) s, ngx_strlen(s));
+            if (node == NGX_ERROR) {
+                nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "unknown_node",
+                          "\"node\" is not a server of any nb_maint "
+                          "upstream");
+            }
+        }
+    }
+
+    if (mode == NB_MODE_MAINTENANCE && s == NULL) {
+        nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "node_required",
+                  "mode \"maintenance\" needs \"node\": the one node that "
+                  "keeps serving");
+    }
+
+    item = cJSON_GetObjectItemCaseSensitive(body, "reason");
+
+    if (item && !cJSON_IsNull(item)
+        && (!cJSON_IsString(item)
+            || ngx_strlen(item->valuestring) > NB_REASON_LEN))
+    {
+        nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "bad_field",
+                  "\"reason\" must be a string of at most 512 bytes");
+    }
+
+    item = cJSON_GetObjectItemCaseSensitive(body, "retry_after");
+
+    if (item && !cJSON_IsNull(item)
+        && (!cJSON_IsNumber(item) || item->valuedouble < 0
+            || item->valuedouble > NB_RETRY_AFTER_MAX
+            || item->valuedouble != (double) (ngx_int_t) item->valuedouble))
+    {
+        nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "bad_field",
+                  "\"retry_after\" must be an integer from 0 to 86400");
+    }
+
+    if (mode == NB_MODE_NORMAL) {
+        ch->flag = 0;
+        return ngx_http_nb_maint_restore_apply(r, ch, st);
+    }
+
+    /* the change itself */
+
+    same = ((ngx_uint_t) mode == st->mode);
+
+    if (!same) {
+        st->reason_len = 0;
+        st->node_len = 0;
+        st->restoring_from = NB_MODE_NONE;
+    }
+
+    st->mode = mode;
+
+    if (s) {
+        len = ngx_strlen(s);
+        st->node_len = len;
+        ngx_memcpy(st->node, s, len);
+    }
+
+    ch->node = -1;
+
+    item = cJSON_GetObjectItemCaseSensitive(body, "reason");
+    if (cJSON_IsString(item)) {
+        st->reason_len = ngx_strlen(item->valuestring);
+        ngx_memcpy(st->reason, item->valuestring, st->reason_len);
+    }
+
+    item = cJSON_GetObjectItemCaseSensitive(body, "retry_after");
+    if (cJSON_IsNumber(item)) {
+        st->retry_after = (ngx_uint_t) item->valuedouble;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_mode(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+{
+    ngx_int_t                   rc;
+    ngx_http_nb_maint_change_t  ch;
+    ngx_http_nb_maint_state_t   st, *cur;
+
+    if (body == NULL) {
+        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "bad_json", "a JSON body with "
+                                             "\"mode\" is required");
+    }
+
+    ngx_memzero(&ch, sizeof(ngx_http_nb_maint_change_t));
+    ch.apply = ngx_http_nb_maint_mode_apply;
+    ch.action = "mode";
+    ch.body = body;
+    ch.node = -1;
+
+    /* validate against the current state first, without the write lock */
+
+    cur = ngx_http_nb_maint_snapshot();
+    st = *cur;
+    rc = ngx_http_nb_maint_mode_apply(r, &ch, &st);
+
+    if (rc == NGX_ERROR && ch.status != NGX_HTTP_CONFLICT) {
+        return ngx_http_nb_maint_admin_error(r, ch.status, ch.code, "%s",
+                                             ch.message);
+    }
+
+    ch.action = "mode";
+
+    return ngx_http_nb_maint_admin_apply(r, ctx, &ch);
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_restore(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+{
+    cJSON                       *item;
+    ngx_http_nb_maint_change_t   ch;
+
+    ngx_memzero(&ch, sizeof(ngx_http_nb_maint_change_t));
+    ch.apply = ngx_http_nb_maint_restore_apply;
+    ch.action = "restore";
+    ch.node = -1;
+
+    if (body) {
+        for (item = body->child; item; item = item->next) {
+            if (ngx_strcmp(item->string, "force") != 0) {
+                return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                                     "bad_field",
+                                                     "unknown field; "
+                                                     "allowed: force");
+            }
+
+            if (!cJSON_IsBool(item)) {
+                return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                                     "bad_field",
+                                                     "\"force\" must be "
+                                                     "true or false");
+            }
+
+            ch.flag = cJSON_IsTrue(item);
+        }
+    }
+
+    return ngx_http_nb_maint_admin_apply(r, ctx, &ch);
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_drain_apply(ngx_http_request_t *r,
+    ngx_http_nb_maint_change_t *ch, ngx_http_nb_maint_state_t *st)
+{
+    if ((nb_drained(st, ch->node) != 0) == (ch->flag != 0)) {
+        return NGX_DECLINED;
+    }
+
+    if (ch->flag) {
+        st->drain[ch->node / 8] |= (u_char) (1 << (ch->node % 8));
+
+    } else {
+        st->drain[ch->node / 8] &= (u_char) ~(1 << (ch->node % 8));
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_drain(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+{
+    ngx_http_nb_maint_change_t  ch;
+
+    if (body && body->child) {
+        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "bad_field", "drain and undrain "
+                                             "take no fields");
+    }
+
+    ngx_memzero(&ch, sizeof(ngx_http_nb_maint_change_t));
+    ch.apply = ngx_http_nb_maint_drain_apply;
+    ch.node = ctx->node;
+    ch.flag = (ngx_http_nb_maint_routes[ctx->route].name.len == 5);
+    ch.action = ch.flag ? "drain" : "undrain";
+
+    return ngx_http_nb_maint_admin_apply(r, ctx, &ch);
+}

@@ -1,0 +1,468 @@
+/*
+ * nb_maint: module definition, directives and configuration (SPEC section 4).
+ */
+
+#include "ngx_http_nb_maint.h"
+
+
+static ngx_int_t ngx_http_nb_maint_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_nb_maint_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_nb_maint_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_nb_maint_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_nb_maint_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_nb_maint_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_nb_maint_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_nb_maint_store(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_nb_maint_bypass_allow(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_nb_maint_pass(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_nb_maint_page(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+#define NB_ZONE_MIN_SIZE  (256 * 1024)
+
+
+static ngx_command_t  ngx_http_nb_maint_commands[] = {
+
+    { ngx_string("nb_maint_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_nb_maint_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nb_maint_store"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_nb_maint_store,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nb_maint_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_nb_maint_main_conf_t, secret_file),
+      NULL },
+
+    { ngx_string("nb_maint_gate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_nb_maint_loc_conf_t, gate),
+      NULL },
+
+    { ngx_string("nb_maint_page"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_nb_maint_page,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nb_maint_bypass_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_nb_maint_bypass_allow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nb_maint_pass"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_nb_maint_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nb_maint_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_nb_maint_admin,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nb_maint_admin_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_nb_maint_token_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_nb_maint_module_ctx = {
+    ngx_http_nb_maint_preconfiguration,    /* preconfiguration */
+    ngx_http_nb_maint_postconfiguration,   /* postconfiguration */
+
+    ngx_http_nb_maint_create_main_conf,    /* create main configuration */
+    ngx_http_nb_maint_init_main_conf,      /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_nb_maint_create_loc_conf,     /* create location configuration */
+    ngx_http_nb_maint_merge_loc_conf       /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_nb_maint_module = {
+    NGX_MODULE_V1,
+    &ngx_http_nb_maint_module_ctx,         /* module context */
+    ngx_http_nb_maint_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_nb_maint_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_nb_maint_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_nb_maint_module);
+
+    if (nmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_nb_maint_gate_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_nb_maint_page_filter_init(cf);
+}
+
+
+static void *
+ngx_http_nb_maint_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_nb_maint_main_conf_t));
+    if (nmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&nmcf->upstreams, cf->pool, 4,
+                       sizeof(ngx_http_nb_maint_srv_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     nmcf->shm_zone = NULL;
+     *     nmcf->store = { 0 };
+     *     nmcf->secret_file = { 0, NULL };
+     */
+
+    return nmcf;
+}
+
+
+static char *
+ngx_http_nb_maint_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_nb_maint_main_conf_t *nmcf = conf;
+
+    ngx_str_t  path = ngx_string("nb_maint_state.json");
+
+    if (nmcf->store.type.len == 0) {
+        if (ngx_conf_full_name(cf->cycle, &path, 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        return ngx_http_nb_maint_store_file_init(cf, &nmcf->store, &path);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_nb_maint_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_nb_maint_loc_conf_t  *nlcf;
+
+    nlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_nb_maint_loc_conf_t));
+    if (nlcf == NULL) {
+        return NULL;
+    }
+
+    nlcf->gate = NGX_CONF_UNSET;
+    nlcf->bypass_allow = NGX_CONF_UNSET_PTR;
+    nlcf->pass = NGX_CONF_UNSET_PTR;
+    nlcf->tokens = NGX_CONF_UNSET_PTR;
+
+    return nlcf;
+}
+
+
+static char *
+ngx_http_nb_maint_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_nb_maint_loc_conf_t *prev = parent;
+    ngx_http_nb_maint_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->gate, prev->gate, 0);
+    ngx_conf_merge_ptr_value(conf->bypass_allow, prev->bypass_allow, NULL);
+    ngx_conf_merge_ptr_value(conf->pass, prev->pass, NULL);
+    ngx_conf_merge_ptr_value(conf->tokens, prev->tokens, NULL);
+    ngx_conf_merge_str_value(conf->page, prev->page, "");
+
+    if (conf->gate || conf->admin) {
+        ngx_http_nb_maint_main_conf_t  *nmcf;
+
+        nmcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_nb_maint_module);
+        if (nmcf->shm_zone == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%s\" requires \"nb_maint_zone\" "
+                               "in the http block",
+                               conf->admin ? "nb_maint_admin"
+                                           : "nb_maint_gate");
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_nb_maint_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_nb_maint_main_conf_t *nmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value, name;
+
+    if (nmcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (name.len == 0 || ngx_strchr(name.data, '=') != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_zone\": invalid zone name \"%V\"",
+                           &name);
+        return NGX_CONF_ERROR;
+    }
+
+    size = ngx_parse_size(&value[2]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_zone\": invalid zone size \"%V\"",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) NB_ZONE_MIN_SIZE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_zone\": zone \"%V\" is too small, "
+                           "at least %uzk is needed",
+                           &name, (size_t) NB_ZONE_MIN_SIZE / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    nmcf->shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                           &ngx_http_nb_maint_module);
+    if (nmcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    nmcf->shm_zone->init = ngx_http_nb_maint_state_init_zone;
+    nmcf->shm_zone->data = nmcf;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_nb_maint_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_nb_maint_main_conf_t *nmcf = conf;
+
+    ngx_str_t  *value, path;
+
+    if (nmcf->store.type.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len > 5 && ngx_strncmp(value[1].data, "file:", 5) == 0) {
+        path.data = value[1].data + 5;
+        path.len = value[1].len - 5;
+
+        if (ngx_conf_full_name(cf->cycle, &path, 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        return ngx_http_nb_maint_store_file_init(cf, &nmcf->store, &path);
+    }
+
+    if (value[1].len > 8 && ngx_strncmp(value[1].data, "redis://", 8) == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_store\": the redis store is not "
+                           "available in this build yet, use file:");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"nb_maint_store\": invalid store \"%V\", "
+                       "expected file:/path or redis://host:port",
+                       &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_nb_maint_bypass_allow(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_nb_maint_loc_conf_t *nlcf = conf;
+
+    ngx_int_t    rc;
+    ngx_str_t   *value;
+    ngx_cidr_t  *cidr;
+
+    value = cf->args->elts;
+
+    if (nlcf->bypass_allow == NGX_CONF_UNSET_PTR) {
+        nlcf->bypass_allow = ngx_array_create(cf->pool, 4,
+                                              sizeof(ngx_cidr_t));
+        if (nlcf->bypass_allow == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    cidr = ngx_array_push(nlcf->bypass_allow);
+    if (cidr == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "all", 3) == 0) {
+        ngx_memzero(cidr, sizeof(ngx_cidr_t));
+        cidr->family = AF_INET;
+        return NGX_CONF_OK;
+    }
+
+    rc = ngx_ptocidr(&value[1], cidr);
+
+    if (rc == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_bypass_allow\": invalid address or "
+                           "network \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc == NGX_DONE) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"nb_maint_bypass_allow\": low address bits of "
+                           "%V are meaningless", &value[1]);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_nb_maint_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_nb_maint_loc_conf_t *nlcf = conf;
+
+    u_char               errstr[NGX_MAX_CONF_ERRSTR];
+    ngx_str_t           *value;
+    ngx_regex_t        **re;
+    ngx_regex_compile_t  rc;
+
+    value = cf->args->elts;
+
+    if (value[1].len < 2 || value[1].data[0] != '~') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_pass\": expected \"~regex\" or "
+                           "\"~*regex\", got \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+
+    rc.pattern.data = value[1].data + 1;
+    rc.pattern.len = value[1].len - 1;
+
+    if (rc.pattern.data[0] == '*') {
+        rc.pattern.data++;
+        rc.pattern.len--;
+        rc.options = NGX_REGEX_CASELESS;
+    }
+
+    rc.pool = cf->pool;
+    rc.err.len = NGX_MAX_CONF_ERRSTR;
+    rc.err.data = errstr;
+
+    if (rc.pattern.len == 0 || ngx_regex_compile(&rc) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_pass\": invalid regex \"%V\": %V",
+                           &value[1], &rc.err);
+        return NGX_CONF_ERROR;
+    }
+
+    if (nlcf->pass == NGX_CONF_UNSET_PTR) {
+        nlcf->pass = ngx_array_create(cf->pool, 4, sizeof(ngx_regex_t *));
+        if (nlcf->pass == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    re = ngx_array_push(nlcf->pass);
+    if (re == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *re = rc.regex;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_nb_maint_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_nb_maint_loc_conf_t *nlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (nlcf->page.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_nb_maint_page_load(cf, &value[1], &nlcf->page);
+}

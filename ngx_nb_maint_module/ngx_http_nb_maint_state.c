@@ -1,0 +1,295 @@
+/*
+ * nb_maint: the cluster state in shared memory (SPEC section 3).
+ *
+ * One zone holds the versioned state, the store status, the ring of recent
+ * events (slab-allocated JSON lines) and the node table.  Readers copy the
+ * state into a per-worker snapshot only when the version moved; writers
+ * serialize on a shm mutex and publish under the rwlock, never doing I/O
+ * while the rwlock is held.
+ */
+
+#include "ngx_http_nb_maint.h"
+
+
+static ngx_http_nb_maint_shm_t  *ngx_http_nb_maint_sh;
+static ngx_slab_pool_t          *ngx_http_nb_maint_shpool;
+static ngx_shmtx_t               ngx_http_nb_maint_write_mtx;
+
+/* per worker copy of the state, refreshed when the version moves */
+static ngx_http_nb_maint_state_t  ngx_http_nb_maint_local;
+static ngx_uint_t                 ngx_http_nb_maint_local_valid;
+
+
+static const char  *ngx_http_nb_maint_modes[] = {
+    "normal", "maintenance", "upgrade", "restoring"
+};
+
+
+ngx_int_t
+ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_nb_maint_main_conf_t *nmcf = shm_zone->data;
+
+    size_t                    size;
+    ngx_slab_pool_t          *shpool;
+    ngx_http_nb_maint_shm_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists || data) {
+        /* reload (or Windows): the state lives on in the old zone */
+        sh = shpool->data;
+
+        if (ngx_http_nb_maint_nodes_init(nmcf, sh, shm_zone->shm.log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        goto done;
+    }
+
+    size = sizeof(ngx_http_nb_maint_shm_t)
+           + NB_MAX_NODES * sizeof(ngx_http_nb_maint_node_t);
+
+    sh = ngx_slab_calloc(shpool, size);
+    if (sh == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "nb_maint: zone \"%V\" is too small",
+                      &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    shpool->data = sh;
+
+    sh->state.mode = NB_MODE_NORMAL;
+    sh->state.restoring_from = NB_MODE_NONE;
+    sh->state.retry_after = NB_RETRY_AFTER_DEFAULT;
+    sh->state.since = ngx_time();
+    sh->store_ok = 1;
+
+    shpool->log_nomem = 0;
+
+    if (ngx_http_nb_maint_nodes_init(nmcf, sh, shm_zone->shm.log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    nmcf->store.load(&nmcf->store, sh, shpool, shm_zone->shm.log);
+
+    sh->seq = (ngx_atomic_uint_t) sh->state.version;
+
+done:
+
+    ngx_http_nb_maint_sh = sh;
+    ngx_http_nb_maint_shpool = shpool;
+    ngx_http_nb_maint_local_valid = 0;
+
+    if (ngx_shmtx_create(&ngx_http_nb_maint_write_mtx, &sh->write_mtx, NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_http_nb_maint_shm_t *
+ngx_http_nb_maint_shm(void)
+{
+    return ngx_http_nb_maint_sh;
+}
+
+
+/* the state as this worker sees it; no lock unless the version moved */
+
+ngx_http_nb_maint_state_t *
+ngx_http_nb_maint_snapshot(void)
+{
+    ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
+
+    if (ngx_http_nb_maint_local_valid
+        && (uint64_t) sh->seq == ngx_http_nb_maint_local.version)
+    {
+        return &ngx_http_nb_maint_local;
+    }
+
+    ngx_rwlock_rlock(&sh->lock);
+    ngx_memcpy(&ngx_http_nb_maint_local, &sh->state,
+               sizeof(ngx_http_nb_maint_state_t));
+    ngx_rwlock_unlock(&sh->lock);
+
+    ngx_http_nb_maint_local_valid = 1;
+
+    return &ngx_http_nb_maint_local;
+}
+
+
+void
+ngx_http_nb_maint_state_lock_write(void)
+{
+    ngx_shmtx_lock(&ngx_http_nb_maint_write_mtx);
+}
+
+
+void
+ngx_http_nb_maint_state_unlock_write(void)
+{
+    ngx_shmtx_unlock(&ngx_http_nb_maint_write_mtx);
+}
+
+
+/* publish a state that the store has accepted; caller holds write mutex */
+
+void
+ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
+    ngx_str_t *event)
+{
+    ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
+
+    ngx_rwlock_wlock(&sh->lock);
+
+    ngx_memcpy(&sh->state, st, sizeof(ngx_http_nb_maint_state_t));
+
+    if (event && event->len) {
+        ngx_shmtx_lock(&ngx_http_nb_maint_shpool->mutex);
+        (void) ngx_http_nb_maint_events_add(sh, ngx_http_nb_maint_shpool,
+                                            event->data, event->len);
+        ngx_shmtx_unlock(&ngx_http_nb_maint_shpool->mutex);
+    }
+
+    sh->seq = (ngx_atomic_uint_t) st->version;
+
+    ngx_rwlock_unlock(&sh->lock);
+}
+
+
+/* append one event line to the ring; caller holds the slab mutex */
+
+ngx_int_t
+ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
+    ngx_slab_pool_t *shpool, u_char *data, size_t len)
+{
+    u_char     *p;
+    ngx_str_t  *ev;
+
+    ev = &sh->events[sh->ev_next];
+
+    if (ev->data) {
+        ngx_slab_free_locked(shpool, ev->data);
+        ev->data = NULL;
+        ev->len = 0;
+        sh->ev_count--;
+    }
+
+    p = ngx_slab_alloc_locked(shpool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, data, len);
+
+    ev->data = p;
+    ev->len = len;
+
+    sh->ev_next = (sh->ev_next + 1) % NB_EVENTS_MAX;
+    sh->ev_count++;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...)
+{
+    u_char                   *p;
+    va_list                   args;
+    ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
+
+    ngx_rwlock_wlock(&sh->lock);
+
+    sh->store_ok = ok;
+    sh->store_error_len = 0;
+
+    if (fmt) {
+        va_start(args, fmt);
+        p = ngx_vslprintf(sh->store_error,
+                          sh->store_error + NB_STORE_ERROR_LEN, fmt, args);
+        va_end(args);
+        sh->store_error_len = p - sh->store_error;
+    }
+
+    ngx_rwlock_unlock(&sh->lock);
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm_t *sh, u_char *id,
+    size_t len)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < sh->nnodes; i++) {
+        if (sh->nodes[i].id_len == len
+            && ngx_memcmp(sh->nodes[i].id, id, len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+ngx_msec_t
+ngx_http_nb_maint_now_ms(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (ngx_msec_t) tp->sec * 1000 + tp->msec;
+}
+
+
+const char *
+ngx_http_nb_maint_mode_name(ngx_uint_t mode)
+{
+    if (mode > NB_MODE_RESTORING) {
+        return NULL;
+    }
+
+    return ngx_http_nb_maint_modes[mode];
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_mode_parse(u_char *s, size_t len)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i <= NB_MODE_RESTORING; i++) {
+        if (ngx_strlen(ngx_http_nb_maint_modes[i]) == len
+            && ngx_strncmp(ngx_http_nb_maint_modes[i], s, len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* "2026-11-27T06:00:00Z"; buf needs 21 bytes, returns the end */
+
+u_char *
+ngx_http_nb_maint_time_rfc3339(u_char *buf, time_t t)
+{
+    ngx_tm_t  tm;
+
+    ngx_gmtime(t, &tm);
+
+    return ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02dZ",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+}

@@ -1,0 +1,560 @@
+package NbTest;
+# Small test harness for nb_maint: starts throw-away nginx instances in temp
+# prefixes on free loopback ports, talks HTTP to them and cleans up.
+#
+# Core Perl only.  Environment:
+#   NGINX_BIN        nginx binary (default: nginx)
+#   NB_MAINT_MODULE  absolute path of ngx_http_nb_maint_module.so
+#                    (default: <repo>/build/ngx_http_nb_maint_module.so)
+#   NB_KEEP=1        keep temp prefixes (their paths are printed via diag)
+
+use strict;
+use warnings;
+
+use Test::More ();    # loaded first so that our END runs before Test::Builder's
+use Exporter 'import';
+use IO::Socket::INET;
+use File::Temp ();
+use File::Path qw(rmtree);
+use File::Spec;
+use File::Basename qw(dirname);
+use Cwd qw(abs_path);
+use POSIX ();
+use Time::HiRes qw(sleep time);
+use JSON::PP ();
+use HTTP::Tiny;
+use Scalar::Util qw(weaken refaddr);
+
+our @EXPORT = qw(free_port raw_request parse_response json_encode json_decode
+                 std_http state_fields wait_until nginx_bin module_path
+                 ADMIN_TOKEN VIEWER_TOKEN);
+
+use constant ADMIN_TOKEN  => 'test-token-123';
+use constant VIEWER_TOKEN => 'other-token-456';
+
+my $ROOT = abs_path(File::Spec->catdir(dirname(abs_path(__FILE__)), '..', '..'));
+
+sub nginx_bin   { $ENV{NGINX_BIN} || 'nginx' }
+sub module_path { $ENV{NB_MAINT_MODULE} || "$ROOT/build/ngx_http_nb_maint_module.so" }
+sub repo_root   { $ROOT }
+
+my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
+sub json_encode { $JSON->encode($_[0]) }
+sub json_decode { $JSON->decode($_[0]) }
+
+# Make sure END blocks (which stop nginx) run on Ctrl-C / prove abort.
+for my $sig (qw(INT TERM HUP)) {
+    $SIG{$sig} = sub { Test::More::diag("caught SIG$sig, cleaning up"); exit 130 }
+        unless $SIG{$sig} && ref $SIG{$sig};
+}
+
+# Become a child subreaper (Linux x86_64) so that daemonized nginx masters are
+# re-parented to this test process and can be reaped instead of lingering as
+# zombies.  Harmless when unavailable.
+eval {
+    require Config;
+    syscall(157, 36, 1, 0, 0, 0)    # prctl(PR_SET_CHILD_SUBREAPER, 1)
+        if $^O eq 'linux' && $Config::Config{archname} =~ /^x86_64/;
+};
+
+my %PORTS_USED;
+sub free_port {
+    for (1 .. 100) {
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                      Proto => 'tcp', Listen => 1, ReuseAddr => 0)
+            or die "free_port: $!";
+        my $p = $s->sockport;
+        close $s;
+        next if $PORTS_USED{$p}++;
+        return $p;
+    }
+    die "free_port: no port found";
+}
+
+# poll $code every $step seconds until it returns true or $timeout passes
+sub wait_until(&;$$) {
+    my ($code, $timeout, $step) = @_;
+    $timeout //= 10;
+    $step    //= 0.02;
+    my $end = time + $timeout;
+    while (1) {
+        my $r = $code->();
+        return $r if $r;
+        return undef if time > $end;
+        sleep $step;
+    }
+}
+
+# Send raw bytes to 127.0.0.1:$port and return everything the server sends
+# back until it closes the connection (or the timeout).  Options:
+#   local_addr => '127.0.0.2'   source address
+#   timeout    => 10
+#   chunks     => [...]         send these pieces one by one (after $bytes)
+sub raw_request {
+    my ($port, $bytes, %o) = @_;
+    my $timeout = $o{timeout} // 10;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => $timeout,
+                                  ($o{local_addr} ? (LocalAddr => $o{local_addr}) : ()))
+        or die "raw_request: connect to $port: $!";
+    binmode $s;
+    local $SIG{PIPE} = 'IGNORE';
+    for my $piece ($bytes, @{ $o{chunks} || [] }) {
+        my $off = 0;
+        while ($off < length $piece) {
+            my $n = syswrite($s, $piece, length($piece) - $off, $off);
+            last unless defined $n;    # server closed early (e.g. 413): read what it said
+            $off += $n;
+        }
+    }
+    my $resp = '';
+    my $end = time + $timeout;
+    my $rin = '';
+    vec($rin, fileno($s), 1) = 1;
+    while (time < $end) {
+        my $n = select(my $rout = $rin, undef, undef, 0.2);
+        next unless $n;
+        my $got = sysread($s, my $buf, 65536);
+        last unless $got;    # EOF or error (ECONNRESET after we got the answer)
+        $resp .= $buf;
+    }
+    close $s;
+    return $resp;
+}
+
+# parse a raw HTTP/1.x response: {status, reason, headers => {lc name => value
+# (multiple joined by ", ")}, header_list => [[name, value]...], body, raw}
+sub parse_response {
+    my ($raw) = @_;
+    my %r = (raw => $raw, status => 0, headers => {}, header_list => [], body => '');
+    my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+    return \%r unless defined $head && length $head;
+    my @lines = split /\r\n/, $head;
+    my $sl = shift @lines;
+    if ($sl =~ m{^HTTP/\d\.\d\s+(\d{3})\s*(.*)$}) { @r{qw(status reason)} = ($1, $2) }
+    for my $l (@lines) {
+        my ($k, $v) = $l =~ /^([^:]+):\s*(.*?)\s*$/ or next;
+        push @{ $r{header_list} }, [$k, $v];
+        my $lk = lc $k;
+        $r{headers}{$lk} = exists $r{headers}{$lk} ? "$r{headers}{$lk}, $v" : $v;
+    }
+    $body //= '';
+    if (($r{headers}{'transfer-encoding'} // '') =~ /chunked/i) {
+        my $out = '';
+        while ($body =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n//) {
+            my $len = hex $1;
+            last if $len == 0;
+            $out .= substr($body, 0, $len, '');
+            $body =~ s/^\r\n//;
+        }
+        $body = $out;
+    }
+    $r{body} = $body;
+    return \%r;
+}
+
+# The example configuration of doc/CONTRACT-issue3.md, with hooks:
+#   store        => 'file:...' (default file:%%PREFIX%%/state.json; undef: no directive)
+#   listen_opts  => ' reuseport'
+#   http_extra   => text in http{} before the server
+#   server_extra => text inside server{} (before the locations)
+#   root_extra   => text inside location / (before "return 200")
+#   locations    => extra location blocks
+#   servers      => extra server blocks
+#   bypass       => bypass_allow CIDR in the server (default 10.0.0.0/8)
+sub std_http {
+    my %o = @_;
+    my $store = exists $o{store} ? $o{store} : 'file:%%PREFIX%%/state.json';
+    my $t = "nb_maint_zone nb 4m;\n";
+    $t .= "nb_maint_store $store;\n" if defined $store;
+    $t .= "nb_maint_admin_token_file %%PREFIX%%/tokens;\n";
+    $t .= $o{http_extra} // '';
+    my $listen = $o{listen_opts} // '';
+    my $bypass = $o{bypass} // '10.0.0.0/8';
+    my $server_extra = $o{server_extra} // '';
+    my $root_extra   = $o{root_extra} // '';
+    my $locations    = $o{locations} // '';
+    my $servers      = $o{servers} // '';
+    $t .= <<"EOT";
+server {
+    listen 127.0.0.1:%%PORT%%$listen;
+    nb_maint_gate on;
+    nb_maint_pass ~^/healthz\$;
+    nb_maint_bypass_allow $bypass;
+$server_extra
+    location / { $root_extra return 200 "app\\n"; }
+    location /_nb_maint/ { nb_maint_admin; }
+$locations
+}
+$servers
+EOT
+    return $t;
+}
+
+# the fields that make up "the state" (for unchanged-state checks)
+sub state_fields {
+    my ($st) = @_;
+    return { map { ($_ => $st->{$_}) } qw(mode node restoring_from version since reason retry_after) };
+}
+
+# run a command with stdout+stderr into a file; returns (exit code, output)
+sub run_cmd {
+    my ($outfile, @cmd) = @_;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDIN,  '<', '/dev/null';
+        open STDOUT, '>', $outfile or POSIX::_exit(126);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        exec @cmd or do { print STDERR "exec $cmd[0]: $!\n"; POSIX::_exit(127) };
+    }
+    waitpid $pid, 0;
+    my $st = $?;
+    my $rc = ($st & 127) ? 128 + ($st & 127) : $st >> 8;
+    my $out = '';
+    if (open my $fh, '<', $outfile) { local $/; $out = <$fh> // '' }
+    return ($rc, $out);
+}
+
+# ---------------------------------------------------------------------------
+package NbTest::Nginx;
+
+use strict;
+use POSIX ();
+use warnings;
+use File::Path qw(rmtree);
+use Time::HiRes qw(sleep time);
+use Scalar::Util qw(weaken refaddr);
+
+my %LIVE;    # refaddr => weak ref
+
+sub new {
+    my ($class, %o) = @_;
+    my $self = bless {
+        workers      => 2,
+        main         => '',
+        http         => '',
+        admin_prefix => '/_nb_maint/',
+        tokens       => { ops => NbTest::ADMIN_TOKEN, viewer => NbTest::VIEWER_TOKEN },
+        %o,
+        owner        => $$,
+        ports        => {},
+    }, $class;
+    my $prefix = File::Temp::tempdir('nb_maint_t_XXXXXX', TMPDIR => 1, CLEANUP => 0);
+    $self->{prefix} = $prefix;
+    $self->{port}   = NbTest::free_port();
+    mkdir "$prefix/$_" for qw(conf logs tmp tmp/client_body tmp/proxy tmp/fastcgi tmp/uwsgi tmp/scgi);
+    $self->write_tokens($self->{tokens}) if $self->{tokens};
+    $self->write_conf;
+    $LIVE{ refaddr $self } = $self;
+    weaken $LIVE{ refaddr $self };
+    return $self;
+}
+
+sub prefix { $_[0]{prefix} }
+sub port   { $_[0]{port} }
+
+sub port_of {
+    my ($self, $name) = @_;
+    return $self->{port} if !defined $name || $name eq '';
+    return $self->{ports}{$name} //= NbTest::free_port();
+}
+
+sub write_file {
+    my ($self, $rel, $content, $mode) = @_;
+    my $path = $rel =~ m{^/} ? $rel : "$self->{prefix}/$rel";
+    open my $fh, '>:raw', $path or die "write $path: $!";
+    print $fh $content;
+    close $fh or die "close $path: $!";
+    chmod $mode, $path if defined $mode;
+    return $path;
+}
+
+sub read_file {
+    my ($self, $rel) = @_;
+    my $path = $rel =~ m{^/} ? $rel : "$self->{prefix}/$rel";
+    open my $fh, '<:raw', $path or return undef;
+    local $/;
+    return scalar <$fh>;
+}
+
+sub write_tokens {
+    my ($self, $tokens) = @_;
+    my $t = "# nb_maint test tokens (name:token)\n\n";
+    $t .= "$_:$tokens->{$_}\n" for sort keys %$tokens;
+    $self->write_file('tokens', $t, 0644);
+}
+
+sub subst {
+    my ($self, $text) = @_;
+    $text =~ s/%%PORT_(\w+)%%/$self->port_of($1)/ge;
+    $text =~ s/%%PORT%%/$self->{port}/g;
+    $text =~ s/%%PREFIX%%/$self->{prefix}/g;
+    return $text;
+}
+
+# (re)write conf/nginx.conf; options as for new(): http, main, workers, no_module
+sub write_conf {
+    my ($self, %o) = @_;
+    $self->{$_} = $o{$_} for keys %o;
+    my $p    = $self->{prefix};
+    my $main = $self->subst($self->{main} // '');
+    my $http = $self->subst($self->{http} // '');
+    my $conf = "# generated by t/lib/NbTest.pm\n";
+    $conf .= "load_module " . NbTest::module_path() . ";\n" unless $self->{no_module};
+    $conf .= "worker_processes $self->{workers};\n";
+    # as root, workers would run as "nobody" and could not write into the
+    # 0700 temp prefix; tests that want unprivileged workers set "user" in main
+    $conf .= "user root root;\n" if $> == 0 && $main !~ /^\s*user\s/m;
+    $conf .= "pid $p/nginx.pid;\n";
+    $conf .= "error_log $p/error.log info;\n";
+    $conf .= "worker_shutdown_timeout 5s;\n";
+    $conf .= "$main\n";
+    $conf .= "events { worker_connections 1024; }\n";
+    $conf .= "http {\n";
+    $conf .= "    access_log off;\n";
+    $conf .= "    client_body_temp_path $p/tmp/client_body;\n";
+    $conf .= "    proxy_temp_path $p/tmp/proxy;\n";
+    $conf .= "    fastcgi_temp_path $p/tmp/fastcgi;\n";
+    $conf .= "    uwsgi_temp_path $p/tmp/uwsgi;\n";
+    $conf .= "    scgi_temp_path $p/tmp/scgi;\n";
+    $conf .= "$http\n}\n";
+    $self->write_file('conf/nginx.conf', $conf);
+    return $conf;
+}
+
+sub conf_text { $_[0]->read_file('conf/nginx.conf') }
+
+sub nginx_cmd {
+    my ($self, @args) = @_;
+    return (NbTest::nginx_bin(), '-p', "$self->{prefix}/", '-c', 'conf/nginx.conf', @args);
+}
+
+# returns (exit code, output) of nginx -t
+sub test_config {
+    my ($self) = @_;
+    return NbTest::run_cmd("$self->{prefix}/logs/test.out", $self->nginx_cmd('-t'));
+}
+
+sub _alive {
+    my ($pid) = @_;
+    return 0 unless $pid;
+    return 0 if waitpid($pid, POSIX::WNOHANG()) == $pid;    # our (subreaped) child exited
+    return 0 unless kill 0, $pid;
+    if (open my $fh, '<', "/proc/$pid/stat") {
+        my $st = <$fh> // '';
+        return 0 if $st =~ /\)\s+[ZX]\s/;    # zombie: exited, not yet reaped
+    }
+    return 1;
+}
+
+sub master_pid { $_[0]{pid} }
+
+# pids of the worker processes of the running master (also shutting down ones)
+sub worker_pids {
+    my ($self) = @_;
+    my $m = $self->{pid} or return ();
+    my @w;
+    opendir my $d, '/proc' or return ();
+    for my $pid (grep { /^\d+$/ } readdir $d) {
+        open my $fh, '<', "/proc/$pid/stat" or next;
+        my $st = <$fh> // next;
+        my ($state, $ppid) = $st =~ /\)\s+(\S)\s+(\d+)/ or next;
+        next unless $ppid == $m && $state ne 'Z';
+        my $cmd = '';
+        if (open my $c, '<', "/proc/$pid/cmdline") { local $/; $cmd = <$c> // '' }
+        next unless $cmd =~ /worker process/;
+        push @w, $pid;
+    }
+    @w = sort { $a <=> $b } @w;
+    return @w;
+}
+
+sub _read_pidfile {
+    my ($self) = @_;
+    my $t = $self->read_file('nginx.pid') // return undef;
+    return $t =~ /^(\d+)/ ? $1 : undef;
+}
+
+sub _port_open {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 1);
+    return 0 unless $s;
+    close $s;
+    return 1;
+}
+
+sub start {
+    my ($self) = @_;
+    die "nginx already running in $self->{prefix}\n" if $self->{pid} && _alive($self->{pid});
+    unlink "$self->{prefix}/nginx.pid";
+    my ($rc, $out) = NbTest::run_cmd("$self->{prefix}/logs/start.out", $self->nginx_cmd);
+    die "nginx failed to start (exit $rc):\n$out\n--- error.log:\n" . $self->error_log_tail(40) . "\n"
+        if $rc != 0;
+    my $pid = NbTest::wait_until(sub { my $p = $self->_read_pidfile; $p && _alive($p) ? $p : 0 }, 10);
+    die "nginx wrote no pid file within 10 s\n$out\n--- error.log:\n" . $self->error_log_tail(40) . "\n"
+        unless $pid;
+    $self->{pid} = $pid;
+    my $ok = NbTest::wait_until(sub { _port_open($self->{port}) }, 10)
+          && NbTest::wait_until(sub { my @w = $self->worker_pids; @w >= $self->{workers} }, 10);
+    die "nginx does not accept connections on $self->{port} within 10 s\n--- error.log:\n"
+        . $self->error_log_tail(40) . "\n" unless $ok;
+    return $self;
+}
+
+sub stop {
+    my ($self) = @_;
+    my $pid = delete $self->{pid} or return;
+    return unless _alive($pid);
+    my @workers = do { local $self->{pid} = $pid; $self->worker_pids };
+    kill 'QUIT', $pid;
+    unless (NbTest::wait_until(sub { !_alive($pid) }, 10)) {
+        kill 'TERM', $pid;
+        unless (NbTest::wait_until(sub { !_alive($pid) }, 5)) {
+            kill 'KILL', $pid;
+            NbTest::wait_until(sub { !_alive($pid) }, 5);
+        }
+    }
+    for my $w (@workers) {
+        next unless _alive($w);
+        next if NbTest::wait_until(sub { !_alive($w) }, 3);
+        kill 'KILL', $w;
+    }
+    NbTest::wait_until(sub { !grep { _alive($_) } @workers }, 5);
+    return 1;
+}
+
+sub restart { my $self = shift; $self->stop; $self->start }
+
+# nginx -s reload, then wait until the old workers are gone and new ones run
+sub reload {
+    my ($self) = @_;
+    die "reload: nginx not running\n" unless $self->{pid};
+    my %old = map { ($_ => 1) } $self->worker_pids;
+    my ($rc, $out) = NbTest::run_cmd("$self->{prefix}/logs/reload.out", $self->nginx_cmd('-s', 'reload'));
+    die "nginx -s reload failed (exit $rc): $out\n" if $rc != 0;
+    my $ok = NbTest::wait_until(sub {
+        my @now = $self->worker_pids;
+        return 0 if grep { $old{$_} } @now;
+        return @now >= $self->{workers};
+    }, 15);
+    die "reload: new workers did not replace the old ones within 15 s\n--- error.log:\n"
+        . $self->error_log_tail(40) . "\n" unless $ok;
+    return 1;
+}
+
+sub error_log { $_[0]->read_file('error.log') // '' }
+
+sub error_log_tail {
+    my ($self, $n) = @_;
+    my @l = split /\n/, $self->error_log;
+    $n //= 30;
+    @l = @l[-$n .. -1] if @l > $n;
+    return join "\n", @l;
+}
+
+# no worker/master died on a signal so far
+sub crashes {
+    my ($self) = @_;
+    return grep { /exited on signal|core dumped/ } split /\n/, $self->error_log;
+}
+
+# ---- HTTP ------------------------------------------------------------------
+
+sub ua {
+    $_[0]{ua} //= HTTP::Tiny->new(keep_alive => 0, timeout => 10, max_redirect => 0,
+                                  agent => 'nb-maint-test/1');
+}
+
+sub url {
+    my ($self, $path, $portname) = @_;
+    return $path if $path =~ m{^https?://};
+    $path = "/$path" unless $path =~ m{^/};
+    return "http://127.0.0.1:" . $self->port_of($portname) . $path;
+}
+
+sub _decode_json_res {
+    my ($res) = @_;
+    my $ct = $res->{headers}{'content-type'} // '';
+    my $c  = $res->{content} // '';
+    if ($ct =~ m{json}i || $c =~ /^\s*[\{\[]/) {
+        $res->{json} = eval { NbTest::json_decode($c) };
+        $res->{json_error} = $@ if $@;
+    }
+    return $res;
+}
+
+# HTTP::Tiny response (+ {json} when the body is JSON)
+sub req {
+    my ($self, $method, $path, $headers, $body, $portname) = @_;
+    my %opt = (headers => { %{ $headers || {} } });
+    $opt{content} = $body if defined $body;
+    my $res = $self->ua->request($method, $self->url($path, $portname), \%opt);
+    return _decode_json_res($res);
+}
+
+sub get { my ($self, $path, $h) = @_; $self->req('GET', $path, $h) }
+
+# admin($method, $subpath, $body (ref => JSON, string => raw), \%headers)
+# Authorization: Bearer test-token-123 unless %headers has Authorization
+# (undef value = send none); Content-Type application/json for a body
+# unless %headers has Content-Type (undef = send none).
+sub admin {
+    my ($self, $method, $sub, $body, $headers) = @_;
+    $headers ||= {};
+    my %h = (Authorization => 'Bearer ' . NbTest::ADMIN_TOKEN);
+    my $has_ct = grep { lc $_ eq 'content-type' } keys %$headers;
+    for my $k (keys %$headers) {
+        delete $h{$_} for grep { lc $_ eq lc $k } keys %h;
+        $h{$k} = $headers->{$k} if defined $headers->{$k};
+    }
+    my $content;
+    if (ref $body) { $content = NbTest::json_encode($body) }
+    elsif (defined $body) { $content = $body }
+    $h{'Content-Type'} = 'application/json' if defined $content && !$has_ct;
+    (my $path = $self->{admin_prefix} . ($sub // '')) =~ s{//+}{/}g;
+    return $self->req($method, $path, \%h, $content);
+}
+
+# GET status, dies unless it is a 200 with JSON
+sub status {
+    my ($self) = @_;
+    my $r = $self->admin(GET => 'status');
+    die "GET status: $r->{status} $r->{content}\n" unless $r->{status} == 200 && ref $r->{json} eq 'HASH';
+    return $r->{json};
+}
+
+# ---- cleanup ---------------------------------------------------------------
+
+sub _finish {
+    my ($self, $failed) = @_;
+    return if $self->{finished} || $self->{owner} != $$;
+    $self->{finished} = 1;
+    if ($failed) {
+        Test::More::diag("---- $self->{prefix}/error.log (tail) ----\n" . $self->error_log_tail(30));
+    }
+    eval { $self->stop };
+    if ($ENV{NB_KEEP}) {
+        Test::More::diag("NB_KEEP: prefix kept at $self->{prefix}");
+    } else {
+        rmtree($self->{prefix}) if $self->{prefix} && -d $self->{prefix};
+    }
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($?, $@, $!);
+    my $tb = Test::More->builder;
+    $self->_finish(!$tb->is_passing);
+}
+
+END {
+    my $code = $?;
+    local $?;
+    my $failed = $code != 0 || !Test::More->builder->is_passing;
+    for my $ng (values %LIVE) {
+        $ng->_finish($failed) if $ng;
+    }
+}
+
+1;
