@@ -46,7 +46,7 @@ $(NGX_TREE)/objs/Makefile: config
 
 $(MODULE_SO): $(NGX_TREE)/objs/Makefile $(GEN)/ngx_http_nb_maint_page_html.h $(SRCS)
 	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
-	cp $(NGX_TREE)/objs/ngx_http_nb_maint_module.so $@
+	rm -f $@ && cp $(NGX_TREE)/objs/ngx_http_nb_maint_module.so $@
 
 test: deps build
 	NGINX_BIN=$(NGINX_BIN) NB_MAINT_MODULE=$(CURDIR)/$(MODULE_SO) prove -j2 -r t/

@@ -54,13 +54,12 @@ typedef struct {
     size_t                      id_len;
     ngx_atomic_t                active;
     ngx_atomic_t                health;      /* NB_HEALTH_* */
-    ngx_uint_t                  rise_count;
-    ngx_uint_t                  fall_count;
-    ngx_uint_t                  fails;
+    ngx_uint_t                  rise_count;  /* consecutive passes */
+    ngx_uint_t                  fall_count;  /* consecutive failures */
     ngx_msec_t                  last_check;  /* ms since epoch, 0: never */
-    ngx_msec_t                  streak_start;  /* first check of the run of
-                                                passes that made it up */
-    ngx_uint_t                  checking;    /* a check is in flight */
+    ngx_msec_t                  restore_mark;    /* restore being counted */
+    ngx_uint_t                  restore_passes;  /* passes since then */
+    ngx_uint_t                  checked;     /* an upstream checks it */
 } ngx_http_nb_maint_node_t;
 
 #define NB_HEALTH_UNKNOWN       0
@@ -73,6 +72,8 @@ typedef struct {
     ngx_atomic_t                seq;         /* == state.version, lock-free */
     ngx_shmtx_sh_t              write_mtx;   /* serializes state writers */
     ngx_atomic_t                owner;       /* pid of the owner worker */
+    ngx_uint_t                  owner_gen;   /* its configuration */
+    ngx_uint_t                  generation;  /* +1 on every (re)load */
 
     ngx_http_nb_maint_state_t   state;
 
@@ -135,6 +136,7 @@ typedef struct {
 /* an upstream { nb_maint; } */
 typedef struct {
     ngx_uint_t                  enabled;
+    ngx_uint_t                  initialized;
     ngx_http_upstream_srv_conf_t  *uscf;
     ngx_http_nb_maint_check_conf_t check;
     ngx_uint_t                  nnodes;
@@ -148,8 +150,9 @@ typedef struct {
 typedef struct {
     ngx_shm_zone_t             *shm_zone;
     ngx_http_nb_maint_store_t   store;
-    ngx_str_t                   secret_file;
     ngx_array_t                 upstreams;   /* ngx_http_nb_maint_srv_conf_t * */
+    u_char                      secret[NB_SECRET_LEN];
+    ngx_uint_t                  secret_set;  /* from nb_maint_secret */
 } ngx_http_nb_maint_main_conf_t;
 
 
@@ -227,12 +230,41 @@ char *ngx_http_nb_maint_admin(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_nb_maint_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
+/* state changes through the store, from the API or the owner worker */
+ngx_int_t ngx_http_nb_maint_state_save(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_state_t *old, ngx_http_nb_maint_state_t *st,
+    const char *action, ngx_str_t *actor, ngx_int_t node, ngx_pool_t *pool,
+    ngx_log_t *log);
+ngx_uint_t ngx_http_nb_maint_generation(void);
+
+/* upstream nodes: table, JSON */
+char *ngx_http_nb_maint_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_nb_maint_check(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_nb_maint_upstreams_verify(ngx_conf_t *cf);
+ngx_uint_t ngx_http_nb_maint_node_pending(ngx_http_nb_maint_srv_conf_t *up,
+    ngx_uint_t j, ngx_http_nb_maint_state_t *st);
+ngx_uint_t ngx_http_nb_maint_pending_count(
+    ngx_http_nb_maint_main_conf_t *nmcf, ngx_http_nb_maint_state_t *st);
+
+/* health checks and the owner worker */
+ngx_int_t ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle);
+void ngx_http_nb_maint_health_exit_process(ngx_cycle_t *cycle);
+
+/* bypass cookie */
+ngx_int_t ngx_http_nb_maint_cookie_make(ngx_http_request_t *r, time_t expires,
+    ngx_str_t *value);
+void ngx_http_nb_maint_secret_init(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_shm_t *sh, ngx_log_t *log);
+
 /* upstream nodes: table, JSON */
 ngx_int_t ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_shm_t *sh, ngx_log_t *log);
 cJSON *ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
     ngx_http_nb_maint_state_t *st, ngx_uint_t i);
-cJSON *ngx_http_nb_maint_pending_json(ngx_http_nb_maint_state_t *st);
+cJSON *ngx_http_nb_maint_pending_json(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_state_t *st);
 cJSON *ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_state_t *st);
 

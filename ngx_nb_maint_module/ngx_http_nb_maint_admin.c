@@ -69,6 +69,8 @@ static ngx_int_t ngx_http_nb_maint_admin_node(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
 static ngx_int_t ngx_http_nb_maint_admin_drain(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+static ngx_int_t ngx_http_nb_maint_admin_bypass(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
 
 
 static ngx_http_nb_maint_route_t  ngx_http_nb_maint_routes[] = {
@@ -80,6 +82,8 @@ static ngx_http_nb_maint_route_t  ngx_http_nb_maint_routes[] = {
       ngx_http_nb_maint_admin_mode },
     { ngx_string("restore"), NGX_HTTP_POST, 0,
       ngx_http_nb_maint_admin_restore },
+    { ngx_string("bypass"), NGX_HTTP_POST, 0,
+      ngx_http_nb_maint_admin_bypass },
     { ngx_string(""), NGX_HTTP_GET, 1,
       ngx_http_nb_maint_admin_node },
     { ngx_string("drain"), NGX_HTTP_POST, 1,
@@ -808,7 +812,7 @@ ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
     cJSON_AddStringToObject(obj, "health", health);
     cJSON_AddBoolToObject(obj, "drain", nb_drained(st, i));
     cJSON_AddNumberToObject(obj, "active", (double) n->active);
-    cJSON_AddNumberToObject(obj, "fails", (double) n->fails);
+    cJSON_AddNumberToObject(obj, "fails", (double) n->fall_count);
 
     if (n->last_check) {
         p = ngx_http_nb_maint_time_rfc3339(t, n->last_check / 1000);
@@ -867,7 +871,7 @@ ngx_http_nb_maint_status_json(ngx_http_request_t *r)
 
     ngx_rwlock_unlock(&sh->lock);
 
-    pending = ngx_http_nb_maint_pending_json(&st);
+    pending = ngx_http_nb_maint_pending_json(nmcf, &st);
     ups = ngx_http_nb_maint_upstreams_json(nmcf, &st);
 
     if (pending == NULL || ups == NULL) {
@@ -970,65 +974,10 @@ ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
 /* writes */
 
 static ngx_int_t
-ngx_http_nb_maint_event(ngx_http_request_t *r,
-    ngx_http_nb_maint_admin_ctx_t *ctx, const char *action,
-    ngx_http_nb_maint_state_t *from, ngx_http_nb_maint_state_t *to,
-    ngx_int_t node, ngx_str_t *out)
-{
-    u_char                    t[32], *p;
-    cJSON                    *ev;
-    ngx_int_t                 rc;
-    ngx_http_nb_maint_shm_t  *sh;
-
-    ev = cJSON_CreateObject();
-    if (ev == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_http_nb_maint_time_rfc3339(t, ngx_time());
-    *p = '\0';
-
-    cJSON_AddNumberToObject(ev, "version", (double) to->version);
-    cJSON_AddStringToObject(ev, "time", (char *) t);
-    cJSON_AddItemToObject(ev, "actor",
-                          ngx_http_nb_maint_json_strn(ctx->actor.data,
-                                                      ctx->actor.len));
-    cJSON_AddStringToObject(ev, "action", action);
-    cJSON_AddStringToObject(ev, "from",
-                            ngx_http_nb_maint_mode_name(from->mode));
-    cJSON_AddStringToObject(ev, "to", ngx_http_nb_maint_mode_name(to->mode));
-
-    if (node >= 0) {
-        sh = ngx_http_nb_maint_shm();
-        cJSON_AddItemToObject(ev, "node",
-                              ngx_http_nb_maint_json_strn(sh->nodes[node].id,
-                                                      sh->nodes[node].id_len));
-
-    } else if (to->node_len) {
-        cJSON_AddItemToObject(ev, "node",
-                              ngx_http_nb_maint_json_strn(to->node,
-                                                          to->node_len));
-    } else {
-        cJSON_AddNullToObject(ev, "node");
-    }
-
-    cJSON_AddItemToObject(ev, "reason",
-                          ngx_http_nb_maint_json_strn(to->reason,
-                                                      to->reason_len));
-
-    rc = ngx_http_nb_maint_json_str(r->pool, ev, out);
-    cJSON_Delete(ev);
-
-    return rc;
-}
-
-
-static ngx_int_t
 ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, ngx_http_nb_maint_change_t *ch)
 {
     ngx_int_t                       rc;
-    ngx_str_t                       event;
     ngx_http_nb_maint_shm_t        *sh;
     ngx_http_nb_maint_state_t       old, st;
     ngx_http_nb_maint_main_conf_t  *nmcf;
@@ -1067,27 +1016,13 @@ ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
                                             ngx_http_nb_maint_status_json(r));
     }
 
-    st.version = old.version + 1;
+    rc = ngx_http_nb_maint_state_save(nmcf, &old, &st, ch->action,
+                                      &ctx->actor, ch->node, r->pool,
+                                      r->connection->log);
 
-    if (st.mode != old.mode) {
-        st.since = ngx_time();
-    }
+    ngx_http_nb_maint_state_unlock_write();
 
-    if (ngx_http_nb_maint_event(r, ctx, ch->action, &old, &st, ch->node,
-                                &event)
-        != NGX_OK)
-    {
-        ngx_http_nb_maint_state_unlock_write();
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (nmcf->store.save(&nmcf->store, &st, &event, r->connection->log)
-        != NGX_OK)
-    {
-        ngx_http_nb_maint_state_unlock_write();
-        ngx_http_nb_maint_set_store_status(0, "cannot save to the %V store "
-                                           "(see error.log)",
-                                           &nmcf->store.type);
+    if (rc == NGX_DECLINED) {
         return ngx_http_nb_maint_admin_error(r,
                                              NGX_HTTP_SERVICE_UNAVAILABLE,
                                              "store_unavailable",
@@ -1096,18 +1031,9 @@ ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
                                              &nmcf->store.type);
     }
 
-    ngx_http_nb_maint_state_commit(&st, &event);
-
-    if (!sh->store_ok) {
-        ngx_http_nb_maint_set_store_status(1, NULL);
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ngx_http_nb_maint_state_unlock_write();
-
-    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "nb_maint: %s by %V: %s -> %s, version %uL", ch->action,
-                  &ctx->actor, ngx_http_nb_maint_mode_name(old.mode),
-                  ngx_http_nb_maint_mode_name(st.mode), st.version);
 
     return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK,
                                         ngx_http_nb_maint_status_json(r));
@@ -1420,4 +1346,94 @@ ngx_http_nb_maint_admin_drain(ngx_http_request_t *r,
     ch.action = ch.flag ? "drain" : "undrain";
 
     return ngx_http_nb_maint_admin_apply(r, ctx, &ch);
+}
+
+
+/* POST bypass {"ttl":3600}: a signed cookie that makes its holder bypass */
+
+#define NB_BYPASS_TTL      3600
+#define NB_BYPASS_TTL_MAX  (7 * 86400)
+
+static ngx_int_t
+ngx_http_nb_maint_admin_bypass(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+{
+    u_char            t[32], *p;
+    cJSON            *item, *root;
+    time_t            ttl, expires;
+    ngx_str_t         cookie;
+    ngx_table_elt_t  *h;
+
+    ttl = NB_BYPASS_TTL;
+
+    if (body) {
+        for (item = body->child; item; item = item->next) {
+            if (ngx_strcmp(item->string, "ttl") != 0) {
+                return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                                     "bad_field",
+                                                     "unknown field; "
+                                                     "allowed: ttl");
+            }
+
+            if (!cJSON_IsNumber(item) || item->valuedouble < 1
+                || item->valuedouble > NB_BYPASS_TTL_MAX
+                || item->valuedouble != (double) (time_t) item->valuedouble)
+            {
+                return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                                     "bad_field",
+                                                     "\"ttl\" must be an "
+                                                     "integer from 1 to %d "
+                                                     "seconds",
+                                                     NB_BYPASS_TTL_MAX);
+            }
+
+            ttl = (time_t) item->valuedouble;
+        }
+    }
+
+    expires = ngx_time() + ttl;
+
+    if (ngx_http_nb_maint_cookie_make(r, expires, &cookie) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Set-Cookie");
+
+    h->value.data = ngx_pnalloc(r->pool, cookie.len
+                                + sizeof("; HttpOnly; SameSite=Lax; Path=/"
+                                         "; Max-Age=") + NGX_TIME_T_LEN);
+    if (h->value.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->value.len = ngx_sprintf(h->value.data,
+                               "%V; HttpOnly; SameSite=Lax; Path=/"
+                               "; Max-Age=%T", &cookie, ttl)
+                   - h->value.data;
+
+    root = cJSON_CreateObject();
+    if (root == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_http_nb_maint_time_rfc3339(t, expires);
+    *p = '\0';
+
+    cJSON_AddItemToObject(root, "cookie",
+                          ngx_http_nb_maint_json_strn(cookie.data,
+                                                      cookie.len));
+    cJSON_AddStringToObject(root, "expires", (char *) t);
+    cJSON_AddNumberToObject(root, "ttl", (double) ttl);
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "nb_maint: bypass cookie for %T s issued to %V", ttl,
+                  &ctx->actor);
+
+    return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK, root);
 }

@@ -7,9 +7,18 @@
  */
 
 #include "ngx_http_nb_maint.h"
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/crypto.h>
+
+
+#define NB_COOKIE_NAME  "nb_maint_bypass"
+#define NB_SIG_B64_LEN  43      /* base64url of 32 bytes, no padding */
 
 
 static ngx_int_t ngx_http_nb_maint_gate_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_nb_maint_cookie_valid(ngx_http_request_t *r);
 
 
 ngx_int_t
@@ -73,14 +82,142 @@ ngx_http_nb_maint_is_bypass(ngx_http_request_t *r)
 
     ctx->bypass = 1;
 
-    if (nlcf->bypass_allow
-        && ngx_cidr_match(r->connection->sockaddr, nlcf->bypass_allow)
-           == NGX_OK)
+    if ((nlcf->bypass_allow
+         && ngx_cidr_match(r->connection->sockaddr, nlcf->bypass_allow)
+            == NGX_OK)
+        || ngx_http_nb_maint_cookie_valid(r))
     {
         ctx->bypass = 2;
     }
 
     return ctx->bypass == 2;
+}
+
+
+/*
+ * Bypass cookies: "<expires>.<base64url HMAC-SHA256(key, 'nb_maint:' +
+ * expires)>".  The key is nb_maint_secret's, or a random one kept in the
+ * store so that every gateway sharing the store accepts the same cookie.
+ */
+
+static u_char *
+ngx_http_nb_maint_cookie_key(void)
+{
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_nb_maint_module);
+
+    if (nmcf->secret_set) {
+        return nmcf->secret;
+    }
+
+    return ngx_http_nb_maint_shm()->secret;
+}
+
+
+static void
+ngx_http_nb_maint_cookie_sign(u_char *exp, size_t len, u_char *out)
+{
+    u_char        md[EVP_MAX_MD_SIZE], msg[NGX_TIME_T_LEN + 16];
+    unsigned int  mdlen;
+    ngx_str_t     src, dst;
+
+    len = ngx_sprintf(msg, "nb_maint:%*s", len, exp) - msg;
+
+    HMAC(EVP_sha256(), ngx_http_nb_maint_cookie_key(), NB_SECRET_LEN, msg,
+         len, md, &mdlen);
+
+    src.data = md;
+    src.len = mdlen;
+    dst.data = out;
+
+    ngx_encode_base64url(&dst, &src);
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_cookie_make(ngx_http_request_t *r, time_t expires,
+    ngx_str_t *value)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, sizeof(NB_COOKIE_NAME "=.") + NGX_TIME_T_LEN
+                             + NB_SIG_B64_LEN + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    value->data = p;
+    p = ngx_sprintf(p, NB_COOKIE_NAME "=%T", expires);
+    *p = '.';
+
+    ngx_http_nb_maint_cookie_sign(value->data + sizeof(NB_COOKIE_NAME),
+                                  p - (value->data + sizeof(NB_COOKIE_NAME)),
+                                  p + 1);
+
+    value->len = p + 1 + NB_SIG_B64_LEN - value->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_cookie_valid(ngx_http_request_t *r)
+{
+    u_char     *dot, sig[NB_SIG_B64_LEN + 4];
+    time_t      expires;
+    ngx_str_t   name = ngx_string(NB_COOKIE_NAME), v;
+
+    if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies, &name, &v)
+        == NGX_DECLINED)
+    {
+        return 0;
+    }
+
+    dot = ngx_strlchr(v.data, v.data + v.len, '.');
+
+    if (dot == NULL || dot == v.data || (size_t) (dot - v.data) > NGX_TIME_T_LEN
+        || (size_t) (v.data + v.len - (dot + 1)) != NB_SIG_B64_LEN)
+    {
+        return 0;
+    }
+
+    expires = ngx_atotm(v.data, dot - v.data);
+
+    if (expires == NGX_ERROR || expires <= ngx_time()) {
+        return 0;
+    }
+
+    ngx_http_nb_maint_cookie_sign(v.data, dot - v.data, sig);
+
+    return CRYPTO_memcmp(sig, dot + 1, NB_SIG_B64_LEN) == 0;
+}
+
+
+/* at zone creation (master): a random cookie key unless the store has one */
+
+void
+ngx_http_nb_maint_secret_init(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_shm_t *sh, ngx_log_t *log)
+{
+    if (sh->secret_set || ngx_test_config) {
+        return;
+    }
+
+    if (RAND_bytes(sh->secret, NB_SECRET_LEN) != 1) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "nb_maint: cannot make a random cookie key");
+        return;
+    }
+
+    sh->secret_set = 1;
+
+    if (nmcf->store.save(&nmcf->store, &sh->state, NULL, log) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "nb_maint: cannot keep the cookie key in the store; "
+                      "bypass cookies will not survive a restart");
+    }
 }
 
 

@@ -3,12 +3,14 @@
  */
 
 #include "ngx_http_nb_maint.h"
+#include <openssl/sha.h>
 
 
 static ngx_int_t ngx_http_nb_maint_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_nb_maint_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_nb_maint_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_nb_maint_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_nb_maint_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_nb_maint_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_nb_maint_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -22,6 +24,10 @@ static char *ngx_http_nb_maint_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_nb_maint_page(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_nb_maint_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_nb_maint_init_process(ngx_cycle_t *cycle);
+static void ngx_http_nb_maint_exit_process(ngx_cycle_t *cycle);
 
 
 #define NB_ZONE_MIN_SIZE  (256 * 1024)
@@ -45,9 +51,23 @@ static ngx_command_t  ngx_http_nb_maint_commands[] = {
 
     { ngx_string("nb_maint_secret"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_nb_maint_secret,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_nb_maint_main_conf_t, secret_file),
+      0,
+      NULL },
+
+    { ngx_string("nb_maint"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS,
+      ngx_http_nb_maint_upstream,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nb_maint_check"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
+      ngx_http_nb_maint_check,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("nb_maint_gate"),
@@ -103,7 +123,7 @@ static ngx_http_module_t  ngx_http_nb_maint_module_ctx = {
     ngx_http_nb_maint_create_main_conf,    /* create main configuration */
     ngx_http_nb_maint_init_main_conf,      /* init main configuration */
 
-    NULL,                                  /* create server configuration */
+    ngx_http_nb_maint_create_srv_conf,     /* create server configuration */
     NULL,                                  /* merge server configuration */
 
     ngx_http_nb_maint_create_loc_conf,     /* create location configuration */
@@ -118,10 +138,10 @@ ngx_module_t  ngx_http_nb_maint_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_nb_maint_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_nb_maint_exit_process,        /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -140,6 +160,10 @@ ngx_http_nb_maint_postconfiguration(ngx_conf_t *cf)
     ngx_http_nb_maint_main_conf_t  *nmcf;
 
     nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_nb_maint_module);
+
+    if (ngx_http_nb_maint_upstreams_verify(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (nmcf->shm_zone == NULL) {
         return NGX_OK;
@@ -175,7 +199,7 @@ ngx_http_nb_maint_create_main_conf(ngx_conf_t *cf)
      *
      *     nmcf->shm_zone = NULL;
      *     nmcf->store = { 0 };
-     *     nmcf->secret_file = { 0, NULL };
+     *     nmcf->secret_set = 0;
      */
 
     return nmcf;
@@ -198,6 +222,26 @@ ngx_http_nb_maint_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_nb_maint_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_nb_maint_srv_conf_t  *nscf;
+
+    nscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_nb_maint_srv_conf_t));
+    if (nscf == NULL) {
+        return NULL;
+    }
+
+    nscf->check.interval = NGX_CONF_UNSET_MSEC;
+    nscf->check.timeout = NGX_CONF_UNSET_MSEC;
+    nscf->check.rise = NGX_CONF_UNSET_UINT;
+    nscf->check.fall = NGX_CONF_UNSET_UINT;
+    nscf->check.status = NGX_CONF_UNSET_UINT;
+
+    return nscf;
 }
 
 
@@ -231,6 +275,13 @@ ngx_http_nb_maint_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->pass, prev->pass, NULL);
     ngx_conf_merge_ptr_value(conf->tokens, prev->tokens, NULL);
     ngx_conf_merge_str_value(conf->page, prev->page, "");
+
+    if (conf->admin && conf->tokens == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_admin\" requires "
+                           "\"nb_maint_admin_token_file\"");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->gate || conf->admin) {
         ngx_http_nb_maint_main_conf_t  *nmcf;
@@ -465,4 +516,79 @@ ngx_http_nb_maint_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
 
     return ngx_http_nb_maint_page_load(cf, &value[1], &nlcf->page);
+}
+
+
+/* nb_maint_secret file: the key of bypass cookies, shared by gateways */
+
+static char *
+ngx_http_nb_maint_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_nb_maint_main_conf_t *nmcf = conf;
+
+    ngx_str_t  *value, key;
+
+    if (nmcf->secret_set) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* the page loader reads any small file; reuse it for the key */
+    if (ngx_http_nb_maint_page_load(cf, &value[1], &key) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    while (key.len && (key.data[key.len - 1] == '\n'
+                       || key.data[key.len - 1] == '\r'))
+    {
+        key.len--;
+    }
+
+    if (key.len < 16) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_secret\": the key must be at least "
+                           "16 bytes");
+        return NGX_CONF_ERROR;
+    }
+
+    SHA256(key.data, key.len, nmcf->secret);
+    ngx_explicit_memzero(key.data, key.len);
+
+    nmcf->secret_set = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_nb_maint_module);
+
+    if (nmcf == NULL || nmcf->shm_zone == NULL
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
+    {
+        return NGX_OK;
+    }
+
+    return ngx_http_nb_maint_health_init_process(cycle);
+}
+
+
+static void
+ngx_http_nb_maint_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_nb_maint_module);
+
+    if (nmcf && nmcf->shm_zone) {
+        ngx_http_nb_maint_health_exit_process(cycle);
+    }
 }

@@ -18,6 +18,7 @@ static ngx_shmtx_t               ngx_http_nb_maint_write_mtx;
 /* per worker copy of the state, refreshed when the version moves */
 static ngx_http_nb_maint_state_t  ngx_http_nb_maint_local;
 static ngx_uint_t                 ngx_http_nb_maint_local_valid;
+static ngx_uint_t                 ngx_http_nb_maint_gen;
 
 
 static const char  *ngx_http_nb_maint_modes[] = {
@@ -76,9 +77,16 @@ ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     nmcf->store.load(&nmcf->store, sh, shpool, shm_zone->shm.log);
 
+    ngx_http_nb_maint_sh = sh;
+    ngx_http_nb_maint_shpool = shpool;
+    ngx_http_nb_maint_secret_init(nmcf, sh, shm_zone->shm.log);
+
     sh->seq = (ngx_atomic_uint_t) sh->state.version;
 
 done:
+
+    sh->generation++;
+    ngx_http_nb_maint_gen = sh->generation;
 
     ngx_http_nb_maint_sh = sh;
     ngx_http_nb_maint_shpool = shpool;
@@ -91,6 +99,13 @@ done:
     }
 
     return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_nb_maint_generation(void)
+{
+    return ngx_http_nb_maint_gen;
 }
 
 
@@ -161,6 +176,108 @@ ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
     sh->seq = (ngx_atomic_uint_t) st->version;
 
     ngx_rwlock_unlock(&sh->lock);
+}
+
+
+/* the audit line of one change */
+
+static ngx_int_t
+ngx_http_nb_maint_event(ngx_http_nb_maint_state_t *old,
+    ngx_http_nb_maint_state_t *st, const char *action, ngx_str_t *actor,
+    ngx_int_t node, ngx_pool_t *pool, ngx_str_t *out)
+{
+    u_char                    t[32], *p;
+    cJSON                    *ev;
+    ngx_int_t                 rc;
+    ngx_http_nb_maint_node_t *n;
+
+    ev = cJSON_CreateObject();
+    if (ev == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_http_nb_maint_time_rfc3339(t, ngx_time());
+    *p = '\0';
+
+    cJSON_AddNumberToObject(ev, "version", (double) st->version);
+    cJSON_AddStringToObject(ev, "time", (char *) t);
+    cJSON_AddItemToObject(ev, "actor",
+                          ngx_http_nb_maint_json_strn(actor->data,
+                                                      actor->len));
+    cJSON_AddStringToObject(ev, "action", action);
+    cJSON_AddStringToObject(ev, "from",
+                            ngx_http_nb_maint_mode_name(old->mode));
+    cJSON_AddStringToObject(ev, "to", ngx_http_nb_maint_mode_name(st->mode));
+
+    if (node >= 0) {
+        n = &ngx_http_nb_maint_sh->nodes[node];
+        cJSON_AddItemToObject(ev, "node",
+                              ngx_http_nb_maint_json_strn(n->id, n->id_len));
+
+    } else if (st->node_len) {
+        cJSON_AddItemToObject(ev, "node",
+                              ngx_http_nb_maint_json_strn(st->node,
+                                                          st->node_len));
+    } else {
+        cJSON_AddNullToObject(ev, "node");
+    }
+
+    cJSON_AddItemToObject(ev, "reason",
+                          ngx_http_nb_maint_json_strn(st->reason,
+                                                      st->reason_len));
+
+    rc = ngx_http_nb_maint_json_str(pool, ev, out);
+    cJSON_Delete(ev);
+
+    return rc;
+}
+
+
+/*
+ * Stores a change (old -> st) and publishes it.  The caller holds the write
+ * mutex and has checked that old is current.  NGX_DECLINED: the store did
+ * not accept it, and nothing changed.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_state_save(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_state_t *old, ngx_http_nb_maint_state_t *st,
+    const char *action, ngx_str_t *actor, ngx_int_t node, ngx_pool_t *pool,
+    ngx_log_t *log)
+{
+    ngx_str_t  event;
+
+    st->version = old->version + 1;
+
+    if (st->mode != old->mode) {
+        st->since = ngx_time();
+    }
+
+    if (ngx_http_nb_maint_event(old, st, action, actor, node, pool, &event)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (nmcf->store.save(&nmcf->store, st, &event, log) != NGX_OK) {
+        ngx_http_nb_maint_set_store_status(0, "cannot save to the %V store "
+                                           "(see error.log)",
+                                           &nmcf->store.type);
+        return NGX_DECLINED;
+    }
+
+    ngx_http_nb_maint_state_commit(st, &event);
+
+    if (!ngx_http_nb_maint_sh->store_ok) {
+        ngx_http_nb_maint_set_store_status(1, NULL);
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "nb_maint: %s by %V: %s -> %s, version %uL", action, actor,
+                  ngx_http_nb_maint_mode_name(old->mode),
+                  ngx_http_nb_maint_mode_name(st->mode), st->version);
+
+    return NGX_OK;
 }
 
 

@@ -21,6 +21,9 @@ static ngx_int_t ngx_http_nb_maint_file_save(
 static void ngx_http_nb_maint_file_load_events(
     ngx_http_nb_maint_store_t *store, ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, ngx_log_t *log);
+static void ngx_http_nb_maint_file_load_drain(cJSON *json,
+    ngx_http_nb_maint_shm_t *sh, ngx_http_nb_maint_state_t *st,
+    ngx_log_t *log);
 static void ngx_http_nb_maint_file_error(ngx_http_nb_maint_shm_t *sh,
     const char *fmt, ngx_str_t *path, const char *detail);
 
@@ -178,6 +181,8 @@ ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
             sh->secret_set = 1;
         }
 
+        ngx_http_nb_maint_file_load_drain(json, sh, &st, log);
+
         cJSON_Delete(json);
         free(buf);
 
@@ -219,6 +224,34 @@ ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
     ngx_http_nb_maint_file_error(sh, "state file \"%V\" is corrupt (%s), "
                                  "kept aside as .corrupt", &store->path,
                                  msg);
+}
+
+
+/* "drain": ["10.0.0.5:13000", ...] back into the bitmap */
+
+static void
+ngx_http_nb_maint_file_load_drain(cJSON *json, ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st, ngx_log_t *log)
+{
+    cJSON      *item;
+    ngx_int_t   i;
+
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(json, "drain")) {
+        if (!cJSON_IsString(item)) {
+            continue;
+        }
+
+        i = ngx_http_nb_maint_node_find(sh, (u_char *) item->valuestring,
+                                        ngx_strlen(item->valuestring));
+        if (i == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "nb_maint: drained node \"%s\" is in no "
+                          "upstream any more", item->valuestring);
+            continue;
+        }
+
+        st->drain[i / 8] |= (u_char) (1 << (i % 8));
+    }
 }
 
 
@@ -337,7 +370,8 @@ ngx_http_nb_maint_file_save(ngx_http_nb_maint_store_t *store,
 {
     char                     *s;
     u_char                    tmp[NGX_MAX_PATH], hex[NB_SECRET_LEN * 2 + 1];
-    cJSON                    *json;
+    cJSON                    *json, *drain;
+    ngx_uint_t                i;
     ngx_fd_t                  fd;
     ngx_int_t                 rc;
     ngx_http_nb_maint_shm_t  *sh;
@@ -352,6 +386,16 @@ ngx_http_nb_maint_file_save(ngx_http_nb_maint_store_t *store,
     if (sh->secret_set) {
         *ngx_hex_dump(hex, sh->secret, NB_SECRET_LEN) = '\0';
         cJSON_AddStringToObject(json, "secret", (char *) hex);
+    }
+
+    drain = cJSON_AddArrayToObject(json, "drain");
+
+    for (i = 0; drain && i < sh->nnodes; i++) {
+        if (nb_drained(st, i)) {
+            cJSON_AddItemToArray(drain,
+                                 ngx_http_nb_maint_json_strn(sh->nodes[i].id,
+                                                     sh->nodes[i].id_len));
+        }
     }
 
     s = cJSON_Print(json);

@@ -9,6 +9,511 @@
 #include "ngx_http_nb_maint.h"
 
 
+typedef struct {
+    /* the round-robin data must be first */
+    ngx_http_upstream_rr_peer_data_t   rrp;
+    ngx_http_nb_maint_srv_conf_t      *conf;
+    ngx_http_request_t                *request;
+    ngx_int_t                          node;      /* counted in active */
+} ngx_http_nb_maint_peer_data_t;
+
+
+static ngx_int_t ngx_http_nb_maint_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_nb_maint_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc,
+    void *data, ngx_uint_t state);
+
+
+/*
+ * No allowed node: the client gets the 503 page of "mode" instead of the
+ * 502 that nginx would send, and no error_page may turn it into another.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_no_peer(ngx_peer_connection_t *pc,
+    ngx_http_nb_maint_peer_data_t *pd, ngx_uint_t mode)
+{
+    ngx_http_request_t       *r;
+    ngx_http_nb_maint_ctx_t  *ctx;
+
+    r = pd->request;
+
+    ctx = ngx_http_nb_maint_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->no_node = 1;
+    ctx->page_mode = mode;
+    r->error_page = 1;
+
+    pc->name = pd->rrp.peers->name;
+    pc->tries = 0;
+
+    ngx_log_error(NGX_LOG_INFO, pc->log, 0,
+                  "nb_maint: no allowed node in upstream \"%V\" (%s)",
+                  pd->rrp.peers->name,
+                  mode == NB_PAGE_NO_NODE ? "no healthy node"
+                                          : ngx_http_nb_maint_mode_name(mode));
+
+    return NGX_BUSY;
+}
+
+
+/* "nb_maint;" in an upstream block */
+
+char *
+ngx_http_nb_maint_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_nb_maint_srv_conf_t *nscf = conf;
+
+    ngx_http_upstream_srv_conf_t  *uscf;
+
+    if (nscf->enabled) {
+        return "is duplicate";
+    }
+
+    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+
+    if (uscf->peer.init_upstream) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint\" cannot be combined with another "
+                           "load balancing method, and must come before "
+                           "\"keepalive\"");
+        return NGX_CONF_ERROR;
+    }
+
+    uscf->peer.init_upstream = ngx_http_nb_maint_init_upstream;
+
+    uscf->flags = NGX_HTTP_UPSTREAM_CREATE
+                  |NGX_HTTP_UPSTREAM_WEIGHT
+                  |NGX_HTTP_UPSTREAM_MAX_CONNS
+                  |NGX_HTTP_UPSTREAM_MAX_FAILS
+                  |NGX_HTTP_UPSTREAM_FAIL_TIMEOUT
+                  |NGX_HTTP_UPSTREAM_DOWN;
+
+    nscf->enabled = 1;
+    nscf->uscf = uscf;
+
+    return NGX_CONF_OK;
+}
+
+
+/* nb_maint_check interval=2s timeout=1s rise=2 fall=3 uri=... status=200
+ *                body=~regex */
+
+char *
+ngx_http_nb_maint_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_nb_maint_srv_conf_t *nscf = conf;
+
+    u_char                           errstr[NGX_MAX_CONF_ERRSTR];
+    ngx_str_t                       *value, v;
+    ngx_int_t                        n;
+    ngx_uint_t                       i;
+    ngx_regex_compile_t              rc;
+    ngx_http_nb_maint_check_conf_t  *ck;
+
+    ck = &nscf->check;
+
+    if (ck->set) {
+        return "is duplicate";
+    }
+
+    ck->set = 1;
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+#define nb_param(p)  (value[i].len > sizeof(p) - 1                            \
+                      && ngx_strncmp(value[i].data, p, sizeof(p) - 1) == 0    \
+                      && (v.data = value[i].data + sizeof(p) - 1,             \
+                          v.len = value[i].len - (sizeof(p) - 1), 1))
+
+        if (nb_param("interval=")) {
+            ck->interval = ngx_parse_time(&v, 0);
+            if (ck->interval == (ngx_msec_t) NGX_ERROR || ck->interval < 10) {
+                goto invalid;
+            }
+
+        } else if (nb_param("timeout=")) {
+            ck->timeout = ngx_parse_time(&v, 0);
+            if (ck->timeout == (ngx_msec_t) NGX_ERROR || ck->timeout < 1) {
+                goto invalid;
+            }
+
+        } else if (nb_param("rise=")) {
+            n = ngx_atoi(v.data, v.len);
+            if (n < 1 || n > 100) {
+                goto invalid;
+            }
+            ck->rise = n;
+
+        } else if (nb_param("fall=")) {
+            n = ngx_atoi(v.data, v.len);
+            if (n < 1 || n > 100) {
+                goto invalid;
+            }
+            ck->fall = n;
+
+        } else if (nb_param("uri=")) {
+            if (v.data[0] != '/') {
+                goto invalid;
+            }
+
+            for (n = 0; n < (ngx_int_t) v.len; n++) {
+                if (v.data[n] <= ' ' || v.data[n] >= 0x7f) {
+                    goto invalid;
+                }
+            }
+            ck->uri = v;
+
+        } else if (nb_param("status=")) {
+            n = ngx_atoi(v.data, v.len);
+            if (n < 100 || n > 599) {
+                goto invalid;
+            }
+            ck->status = n;
+
+        } else if (nb_param("body=")) {
+            if (v.len < 2 || v.data[0] != '~') {
+                goto invalid;
+            }
+
+            ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+            rc.pattern.data = v.data + 1;
+            rc.pattern.len = v.len - 1;
+            rc.pool = cf->pool;
+            rc.err.len = NGX_MAX_CONF_ERRSTR;
+            rc.err.data = errstr;
+
+            if (ngx_regex_compile(&rc) != NGX_OK) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"nb_maint_check\": invalid regex "
+                                   "\"%V\": %V", &v, &rc.err);
+                return NGX_CONF_ERROR;
+            }
+
+            ck->body = rc.regex;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"nb_maint_check\": unknown parameter "
+                               "\"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+#undef nb_param
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"nb_maint_check\": invalid value \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_uint_t                       n;
+    ngx_http_upstream_rr_peer_t     *peer;
+    ngx_http_upstream_rr_peers_t    *peers;
+    ngx_http_nb_maint_srv_conf_t    *nscf, **up;
+    ngx_http_nb_maint_main_conf_t   *nmcf;
+
+    if (ngx_http_upstream_init_round_robin(cf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    nscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_nb_maint_module);
+    nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_nb_maint_module);
+
+    if (nmcf->shm_zone == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"nb_maint\" in upstream \"%V\" requires "
+                      "\"nb_maint_zone\" in the http block", &us->host);
+        return NGX_ERROR;
+    }
+
+    peers = us->peer.data;
+
+    if (peers->next) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "\"nb_maint\": backup servers of upstream \"%V\" "
+                      "are not used", &us->host);
+    }
+
+    for (n = 0, peer = peers->peer; peer; peer = peer->next) {
+        n++;
+    }
+
+    nscf->nnodes = n;
+    nscf->nodes = ngx_pcalloc(cf->pool, n * sizeof(ngx_uint_t));
+    nscf->down = ngx_pcalloc(cf->pool, n * sizeof(ngx_uint_t));
+
+    if (nscf->nodes == NULL || nscf->down == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (nscf->check.set) {
+        ngx_conf_init_msec_value(nscf->check.interval, 2000);
+        ngx_conf_init_msec_value(nscf->check.timeout, 1000);
+        ngx_conf_init_uint_value(nscf->check.rise, 2);
+        ngx_conf_init_uint_value(nscf->check.fall, 3);
+        ngx_conf_init_uint_value(nscf->check.status, 200);
+
+        if (nscf->check.uri.len == 0) {
+            ngx_str_set(&nscf->check.uri, "/api/__health_check");
+        }
+    }
+
+    up = ngx_array_push(&nmcf->upstreams);
+    if (up == NULL) {
+        return NGX_ERROR;
+    }
+
+    *up = nscf;
+
+    nscf->original_init_peer = us->peer.init;
+    us->peer.init = ngx_http_nb_maint_init_peer;
+    nscf->initialized = 1;
+
+    return NGX_OK;
+}
+
+
+/* at postconfiguration: nothing took nb_maint's place, checks have it */
+
+ngx_int_t
+ngx_http_nb_maint_upstreams_verify(ngx_conf_t *cf)
+{
+    ngx_uint_t                       i;
+    ngx_http_nb_maint_srv_conf_t    *nscf;
+    ngx_http_upstream_srv_conf_t   **uscfp;
+    ngx_http_upstream_main_conf_t   *umcf;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        if (uscfp[i]->srv_conf == NULL) {
+            continue;
+        }
+
+        nscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
+                                               ngx_http_nb_maint_module);
+
+        if (nscf->check.set && !nscf->enabled) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"nb_maint_check\" in upstream \"%V\" needs "
+                          "\"nb_maint;\" there", &uscfp[i]->host);
+            return NGX_ERROR;
+        }
+
+        if (nscf->enabled && !nscf->initialized) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"nb_maint\" in upstream \"%V\" is replaced by "
+                          "another load balancing method", &uscfp[i]->host);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_http_nb_maint_peer_data_t  *pd;
+
+    pd = ngx_palloc(r->pool, sizeof(ngx_http_nb_maint_peer_data_t));
+    if (pd == NULL) {
+        return NGX_ERROR;
+    }
+
+    r->upstream->peer.data = &pd->rrp;
+
+    if (ngx_http_upstream_init_round_robin_peer(r, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    pd->conf = ngx_http_conf_upstream_srv_conf(us, ngx_http_nb_maint_module);
+    pd->request = r;
+    pd->node = -1;
+
+    r->upstream->peer.get = ngx_http_nb_maint_get_peer;
+    r->upstream->peer.free = ngx_http_nb_maint_free_peer;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Smooth weighted round robin over the peers the state allows: as nginx's
+ * own, but a peer that the mode, drain or health forbids is never a
+ * candidate, so proxy_next_upstream cannot reach it either.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_nb_maint_peer_data_t *pd = data;
+
+    time_t                          now;
+    uintptr_t                       m;
+    ngx_int_t                       want, total;
+    ngx_uint_t                      i, p, n, bypass, mode;
+    ngx_http_request_t             *r;
+    ngx_http_nb_maint_ctx_t        *ctx;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_state_t      *st;
+    ngx_http_upstream_rr_peer_t    *peer, *best;
+    ngx_http_upstream_rr_peers_t   *peers;
+
+    r = pd->request;
+    sh = ngx_http_nb_maint_shm();
+    st = ngx_http_nb_maint_snapshot();
+    peers = pd->rrp.peers;
+
+    mode = st->mode;
+
+    if (mode == NB_MODE_RESTORING) {
+        mode = st->restoring_from;
+    }
+
+    bypass = ngx_http_nb_maint_is_bypass(r);
+
+    /* want: -1 any allowed node, -2 none, else the designated node */
+
+    want = -1;
+
+    if (mode == NB_MODE_UPGRADE && !bypass) {
+        return ngx_http_nb_maint_no_peer(pc, pd, st->mode);
+    }
+
+    if (mode == NB_MODE_MAINTENANCE
+        || (mode == NB_MODE_UPGRADE && st->node_len))
+    {
+        want = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
+        if (want == NGX_ERROR) {
+            return ngx_http_nb_maint_no_peer(pc, pd, NB_PAGE_NO_NODE);
+        }
+    }
+
+    now = ngx_time();
+    best = NULL;
+    total = 0;
+    p = 0;
+
+    ngx_http_upstream_rr_peers_wlock(peers);
+
+    for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
+
+        n = i / (8 * sizeof(uintptr_t));
+        m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
+
+        if (pd->rrp.tried[n] & m || peer->down) {
+            continue;
+        }
+
+        n = pd->conf->nodes[i];
+
+        if ((want >= 0 && (ngx_int_t) n != want)
+            || sh->nodes[n].health == NB_HEALTH_DOWN
+            || nb_drained(st, n))
+        {
+            continue;
+        }
+
+        if (peer->max_fails
+            && peer->fails >= peer->max_fails
+            && now - peer->checked <= peer->fail_timeout)
+        {
+            continue;
+        }
+
+        if (peer->max_conns && peer->conns >= peer->max_conns) {
+            continue;
+        }
+
+        peer->current_weight += peer->effective_weight;
+        total += peer->effective_weight;
+
+        if (peer->effective_weight < peer->weight) {
+            peer->effective_weight++;
+        }
+
+        if (best == NULL || peer->current_weight > best->current_weight) {
+            best = peer;
+            p = i;
+        }
+    }
+
+    if (best == NULL) {
+        ngx_http_upstream_rr_peers_unlock(peers);
+        return ngx_http_nb_maint_no_peer(pc, pd, NB_PAGE_NO_NODE);
+    }
+
+    pd->rrp.current = best;
+    best->current_weight -= total;
+
+    if (now - best->checked > best->fail_timeout) {
+        best->checked = now;
+    }
+
+    pc->sockaddr = best->sockaddr;
+    pc->socklen = best->socklen;
+    pc->name = &best->name;
+
+    best->conns++;
+
+    n = p / (8 * sizeof(uintptr_t));
+    m = (uintptr_t) 1 << p % (8 * sizeof(uintptr_t));
+    pd->rrp.tried[n] |= m;
+
+    ngx_http_upstream_rr_peers_unlock(peers);
+
+    pd->node = pd->conf->nodes[p];
+    (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].active, 1);
+
+    ctx = ngx_http_nb_maint_get_ctx(r);
+    if (ctx) {
+        ctx->node = pd->node;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state)
+{
+    ngx_http_nb_maint_peer_data_t *pd = data;
+
+    ngx_http_nb_maint_shm_t  *sh;
+
+    if (pd->node >= 0) {
+        sh = ngx_http_nb_maint_shm();
+        (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].active, -1);
+        pd->node = -1;
+    }
+
+    ngx_http_upstream_free_round_robin_peer(pc, data, state);
+}
+
+
 /* match every configured peer to a node entry, adding new ids */
 
 ngx_int_t
@@ -60,6 +565,10 @@ ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
 
             up[i]->nodes[j] = idx;
             up[i]->down[j] = peer->down;
+
+            if (up[i]->check.set) {
+                sh->nodes[idx].checked = 1;
+            }
         }
     }
 
@@ -119,8 +628,89 @@ ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
 }
 
 
-cJSON *
-ngx_http_nb_maint_pending_json(ngx_http_nb_maint_state_t *st)
+/* a node that restore still waits for (SPEC section 3) */
+
+ngx_uint_t
+ngx_http_nb_maint_node_pending(ngx_http_nb_maint_srv_conf_t *up,
+    ngx_uint_t j, ngx_http_nb_maint_state_t *st)
 {
-    return cJSON_CreateArray();
+    ngx_http_nb_maint_node_t  *node;
+
+    if (st->mode != NB_MODE_RESTORING || up->down[j] || !up->check.set) {
+        return 0;
+    }
+
+    node = &ngx_http_nb_maint_shm()->nodes[up->nodes[j]];
+
+    return node->restore_mark != st->restore_started
+           || node->restore_passes < up->check.rise;
+}
+
+
+ngx_uint_t
+ngx_http_nb_maint_pending_count(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_state_t *st)
+{
+    ngx_uint_t                      i, j, n;
+    ngx_http_nb_maint_srv_conf_t  **up;
+
+    up = nmcf->upstreams.elts;
+    n = 0;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        for (j = 0; j < up[i]->nnodes; j++) {
+            n += ngx_http_nb_maint_node_pending(up[i], j, st);
+        }
+    }
+
+    return n;
+}
+
+
+cJSON *
+ngx_http_nb_maint_pending_json(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_state_t *st)
+{
+    cJSON                          *list;
+    ngx_uint_t                      i, j, k, dup;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_node_t       *node;
+    ngx_http_nb_maint_srv_conf_t  **up;
+
+    list = cJSON_CreateArray();
+    if (list == NULL) {
+        return NULL;
+    }
+
+    sh = ngx_http_nb_maint_shm();
+    up = nmcf->upstreams.elts;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        for (j = 0; j < up[i]->nnodes; j++) {
+            if (!ngx_http_nb_maint_node_pending(up[i], j, st)) {
+                continue;
+            }
+
+            node = &sh->nodes[up[i]->nodes[j]];
+
+            /* a node in two upstreams is listed once */
+            dup = 0;
+            for (k = 0; k < (ngx_uint_t) cJSON_GetArraySize(list); k++) {
+                if (ngx_strncmp(cJSON_GetArrayItem(list, k)->valuestring,
+                                node->id, node->id_len) == 0
+                    && cJSON_GetArrayItem(list, k)->valuestring[node->id_len]
+                       == '\0')
+                {
+                    dup = 1;
+                }
+            }
+
+            if (!dup) {
+                cJSON_AddItemToArray(list,
+                          ngx_http_nb_maint_json_strn(node->id, node->id_len));
+            }
+        }
+    }
+
+    return list;
 }

@@ -48,7 +48,10 @@ sub cli {
         POSIX::_exit(127);
     }
     waitpid $pid, 0;
-    return ($? >> 8, slurp($o) // '', slurp($e) // '');
+    my @r = ($? >> 8, slurp($o) // '', slurp($e) // '');
+    our @perl_warnings;
+    push @perl_warnings, "nb-maint @args: $1" if $r[2] =~ /(.* at \S*nb-maint line \d+.*)/;
+    return @r;
 }
 
 # ------------------------------------------------------------ usage errors
@@ -146,15 +149,25 @@ my $STOP  = qq{p=\$(cat $dir/node-{port}.pid 2>/dev/null) || exit 0; kill \$p; }
 sub sh_node {
     my ($tpl, $port) = @_;
     (my $c = $tpl) =~ s/\{port\}/$port/g;
-    return system('/bin/sh', '-c', $c) == 0;
+    my $ok = system('/bin/sh', '-c', $c) == 0;
+    remember_pids();
+    return $ok;
 }
 
 my @ports = (free_port(), free_port());
 my @ids = map { "127.0.0.1:$_" } @ports;
-END {
+my %node_pids;    # every mock node pid seen, to stop them all at the end
+sub remember_pids {
     for my $p (@ports) {
-        my $pid = slurp("$dir/node-$p.pid");
-        kill 'TERM', $pid + 0 if $pid && $pid + 0 > 1;
+        my $pid = slurp("$dir/node-$p.pid") // next;
+        $node_pids{$1} = 1 if $pid =~ /^(\d+)/;
+    }
+}
+END {
+    remember_pids();
+    for my $pid (keys %node_pids) {
+        my $cmd = slurp("/proc/$pid/cmdline") // '';
+        kill 'TERM', $pid if $cmd =~ /mock-node/;
     }
     if (our $fake_pid) { kill 'TERM', $fake_pid; waitpid $fake_pid, 0 }
 }
@@ -164,7 +177,7 @@ ok(sh_node($START, $_), "mock node $_ started") for @ports;
 # check of the mock node on every status/node read.
 my $gw_port = free_port();
 our $fake_pid = fork // die "fork: $!";
-if (!$fake_pid) { fake_gateway($gw_port, \@ids); POSIX::_exit(0) }
+if (!$fake_pid) { eval { fake_gateway($gw_port, \@ids) }; print STDERR $@ if $@; POSIX::_exit(0) }
 {
     my $t0 = time;
     until (IO::Socket::INET->new(PeerAddr => "127.0.0.1:$gw_port")) {
@@ -174,7 +187,7 @@ if (!$fake_pid) { fake_gateway($gw_port, \@ids); POSIX::_exit(0) }
 }
 
 my %ENVG = (NB_MAINT_URL => "http://127.0.0.1:$gw_port/_nb_maint/", NB_MAINT_TOKEN => 'secret');
-sub gw { my ($stdin, @a) = @_; cli(\%ENVG, $stdin, @a) }
+sub gw { my ($stdin, @a) = @_; my @r = cli(\%ENVG, $stdin, @a); remember_pids(); @r }
 sub gw_status {
     my $r = HTTP::Tiny->new->get("$ENVG{NB_MAINT_URL}status", { headers => { Authorization => 'Bearer secret' } });
     return $JSON->decode($r->{content});
@@ -265,6 +278,7 @@ like($out, qr/normal -> maintenance .*reason=plugins/, 'events list the changes'
 ($rc, $out, $err) = gw('', 'rolling-restart', '--restart-cmd', "$STOP && $START", '--timeout', '5',
     '--health-timeout', '20', '--interval', '0.1');
 is($rc, 0, 'rolling-restart: exit 0') or diag "$out\n$err";
+note $out;
 like($out, qr{^\[1/10\] drain \Q$ids[0]\E\.\.\. ok$}m, 'rolling-restart: step lines');
 like($out, qr{^\[4/10\] wait until \Q$ids[0]\E is healthy\.\.\. .*ok$}m, 'rolling-restart: waits for health');
 like($out, qr{^\[10/10\] undrain \Q$ids[1]\E\.\.\. ok$}m, 'rolling-restart: last step');
@@ -296,11 +310,13 @@ is($rc, 0, 'restore --wait after the abort') or diag "$out\n$err";
     '--backup-cmd', "touch $dir/backup-{port}", '--update-cmd', "touch $dir/update-{port}",
     '--confirm', '--timeout', '20', '--drain-timeout', '2', '--interval', '0.1', '--reason', 'v2');
 is($rc, 0, 'upgrade-run --confirm: exit 0') or diag "$out\n$err";
+note $out;
 ok(-e "$dir/backup-$ports[0]", 'backup ran for the first node');
 ok(-e "$dir/update-$ports[0]" && -e "$dir/update-$ports[1]", 'update with {node} ran per node');
 like($out, qr/nb_maint_bypass=\S+/, 'bypass cookie shown to the operator');
 like($out, qr{^\[(\d+)/\1\] wait until every node is healthy and the mode is normal\.\.\. .*ok$}m, 'last step ok');
-my @seq = $out =~ /^\[\d+\/\d+\] (\w+)/mg;
+my (%seen, @seq);
+while ($out =~ /^\[(\d+)\/\d+\] (\w+)/mg) { push @seq, $2 unless $seen{$1}++ }
 is("@seq", 'enter wait stop stop back update update start wait verify start restore wait', 'upgrade-run step order');
 is(gw_status()->{mode}, 'normal', 'upgrade-run: back to normal');
 
@@ -308,6 +324,7 @@ is(gw_status()->{mode}, 'normal', 'upgrade-run: back to normal');
 ($rc, $out, $err) = gw('', 'upgrade-run', '--stop-cmd', $STOP, '--start-cmd', $START,
     '--verify-cmd', 'echo broken; exit 3', '--timeout', '20', '--drain-timeout', '2', '--interval', '0.1');
 is($rc, 1, 'upgrade-run with failing verify: exit 1');
+note $out, $err;
 like($out, qr/verify \Q$ids[0]\E: .*FAILED$/m, 'verify step FAILED');
 like($err, qr/command failed \(exit status 3\)/, 'failure reason on stderr');
 like($out, qr/upgrade mode/, 'explains the state');
@@ -325,6 +342,9 @@ sh_node($STOP, $_) for @ports;
 is($rc, 0, 'startup: exit 0') or diag "$out\n$err";
 like($out, qr{^\[1/4\] start the first node \Q$ids[1]\E}m, 'startup: --node is started first');
 like($out, qr{^\[4/4\] wait until \Q$ids[0]\E is healthy\.\.\. .*ok$}m, 'startup: all healthy');
+
+our @perl_warnings;
+is_deeply(\@perl_warnings, [], 'no Perl warnings from nb-maint');
 
 done_testing;
 

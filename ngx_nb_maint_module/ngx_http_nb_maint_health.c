@@ -1,0 +1,571 @@
+/*
+ * nb_maint: active health checks (nb_maint_check) and the owner worker.
+ *
+ * One worker, the first to claim the owner slot in shared memory, checks
+ * every node with nginx's non-blocking peer connections and timers, writes
+ * the results to shared memory and turns "restoring" into "normal" once no
+ * node is pending.  The other workers look now and then whether the owner
+ * is still there (or belongs to an older configuration) and take over.
+ */
+
+#include "ngx_http_nb_maint.h"
+
+
+#define NB_OWNER_TICK    500
+#define NB_CHECK_BUF     4096
+
+
+typedef struct {
+    ngx_event_t                      timer;     /* next check, or timeout */
+    ngx_peer_connection_t            pc;
+    ngx_http_upstream_rr_peer_t     *peer;
+    ngx_http_nb_maint_srv_conf_t    *conf;
+    ngx_uint_t                       node;
+    ngx_msec_t                       started;   /* ms since epoch */
+    ngx_str_t                        request;
+    size_t                           sent;
+    size_t                           len;
+    u_char                           buf[NB_CHECK_BUF];
+} ngx_http_nb_maint_check_t;
+
+
+static void ngx_http_nb_maint_owner_tick(ngx_event_t *ev);
+static void ngx_http_nb_maint_check_timer(ngx_event_t *ev);
+static void ngx_http_nb_maint_check_start(ngx_http_nb_maint_check_t *chk);
+static void ngx_http_nb_maint_check_write(ngx_event_t *wev);
+static void ngx_http_nb_maint_check_read(ngx_event_t *rev);
+static void ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
+    ngx_uint_t pass, const char *why);
+static void ngx_http_nb_maint_restore_finish(ngx_log_t *log);
+
+
+static ngx_event_t                 ngx_http_nb_maint_owner_ev;
+static ngx_connection_t            ngx_http_nb_maint_dummy;
+static ngx_array_t                 ngx_http_nb_maint_checks;
+static ngx_uint_t                  ngx_http_nb_maint_owner;   /* we own */
+static ngx_pool_t                 *ngx_http_nb_maint_pool;
+
+
+ngx_int_t
+ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle)
+{
+    u_char                          *p;
+    ngx_uint_t                       i, j, k, dup;
+    ngx_http_upstream_rr_peer_t     *peer;
+    ngx_http_upstream_rr_peers_t    *peers;
+    ngx_http_nb_maint_check_t       *chk, *c, **slot;
+    ngx_http_nb_maint_srv_conf_t   **up;
+    ngx_http_nb_maint_main_conf_t   *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_nb_maint_module);
+
+    ngx_http_nb_maint_pool = ngx_create_pool(4096, cycle->log);
+    if (ngx_http_nb_maint_pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_array_init(&ngx_http_nb_maint_checks, ngx_http_nb_maint_pool, 8,
+                       sizeof(ngx_http_nb_maint_check_t *))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* one check per node, with the parameters of its first upstream */
+
+    up = nmcf->upstreams.elts;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        if (!up[i]->check.set) {
+            continue;
+        }
+
+        peers = up[i]->uscf->peer.data;
+
+        for (j = 0, peer = peers->peer; peer; j++, peer = peer->next) {
+            dup = 0;
+
+            for (k = 0; k < ngx_http_nb_maint_checks.nelts; k++) {
+                c = ((ngx_http_nb_maint_check_t **)
+                                       ngx_http_nb_maint_checks.elts)[k];
+                if (c->node == up[i]->nodes[j]) {
+                    dup = 1;
+                    break;
+                }
+            }
+
+            if (dup || up[i]->down[j]) {
+                continue;
+            }
+
+            chk = ngx_pcalloc(ngx_http_nb_maint_pool,
+                              sizeof(ngx_http_nb_maint_check_t));
+            if (chk == NULL) {
+                return NGX_ERROR;
+            }
+
+            chk->peer = peer;
+            chk->conf = up[i];
+            chk->node = up[i]->nodes[j];
+
+            chk->request.data = ngx_pnalloc(ngx_http_nb_maint_pool,
+                                            up[i]->check.uri.len
+                                            + peer->name.len + 128);
+            if (chk->request.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            p = ngx_sprintf(chk->request.data,
+                            "GET %V HTTP/1.0\r\n"
+                            "Host: %V\r\n"
+                            "User-Agent: nb_maint\r\n"
+                            "Connection: close\r\n\r\n",
+                            &up[i]->check.uri, &peer->name);
+            chk->request.len = p - chk->request.data;
+
+            chk->timer.handler = ngx_http_nb_maint_check_timer;
+            chk->timer.data = chk;
+            chk->timer.log = cycle->log;
+            chk->timer.cancelable = 1;
+
+            slot = ngx_array_push(&ngx_http_nb_maint_checks);
+            if (slot == NULL) {
+                return NGX_ERROR;
+            }
+
+            *slot = chk;
+        }
+    }
+
+    ngx_http_nb_maint_dummy.fd = (ngx_socket_t) -1;
+
+    ngx_http_nb_maint_owner_ev.handler = ngx_http_nb_maint_owner_tick;
+    ngx_http_nb_maint_owner_ev.data = &ngx_http_nb_maint_dummy;
+    ngx_http_nb_maint_owner_ev.log = cycle->log;
+    ngx_http_nb_maint_owner_ev.cancelable = 1;
+
+    /* stagger the workers a little so that one wins the slot at once */
+    ngx_add_timer(&ngx_http_nb_maint_owner_ev, 1 + (ngx_pid % 20));
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_nb_maint_health_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_nb_maint_shm_t  *sh;
+
+    sh = ngx_http_nb_maint_shm();
+
+    if (sh && ngx_http_nb_maint_owner) {
+        (void) ngx_atomic_cmp_set(&sh->owner, ngx_pid, 0);
+        ngx_http_nb_maint_owner = 0;
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_nb_maint_owner_alive(ngx_pid_t pid)
+{
+    if (pid == 0) {
+        return 0;
+    }
+
+    return !(kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH);
+}
+
+
+static void
+ngx_http_nb_maint_owner_tick(ngx_event_t *ev)
+{
+    ngx_uint_t                  i;
+    ngx_pid_t                   owner;
+    ngx_http_nb_maint_shm_t    *sh;
+    ngx_http_nb_maint_check_t **chk;
+
+    sh = ngx_http_nb_maint_shm();
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        ngx_http_nb_maint_health_exit_process((ngx_cycle_t *) ngx_cycle);
+        return;
+    }
+
+    owner = (ngx_pid_t) sh->owner;
+
+    if (owner != ngx_pid) {
+
+        if (ngx_http_nb_maint_owner) {
+            ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                          "nb_maint: worker %P took over the checks", owner);
+            ngx_http_nb_maint_owner = 0;
+        }
+
+        if ((!ngx_http_nb_maint_owner_alive(owner)
+             || sh->owner_gen != ngx_http_nb_maint_generation())
+            && ngx_atomic_cmp_set(&sh->owner, owner, ngx_pid))
+        {
+            sh->owner_gen = ngx_http_nb_maint_generation();
+            ngx_http_nb_maint_owner = 1;
+
+            ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                          "nb_maint: worker %P runs the health checks "
+                          "(%ui nodes)", ngx_pid,
+                          ngx_http_nb_maint_checks.nelts);
+
+            chk = ngx_http_nb_maint_checks.elts;
+
+            for (i = 0; i < ngx_http_nb_maint_checks.nelts; i++) {
+                if (!chk[i]->timer.timer_set && chk[i]->pc.connection == NULL)
+                {
+                    ngx_add_timer(&chk[i]->timer, 1);
+                }
+            }
+        }
+    }
+
+    if (ngx_http_nb_maint_owner) {
+        ngx_http_nb_maint_restore_finish(ev->log);
+    }
+
+    ngx_add_timer(ev, NB_OWNER_TICK);
+}
+
+
+static void
+ngx_http_nb_maint_check_timer(ngx_event_t *ev)
+{
+    ngx_http_nb_maint_check_t  *chk = ev->data;
+
+    if (chk->pc.connection) {
+        ngx_http_nb_maint_check_done(chk, 0, "timed out");
+        return;
+    }
+
+    if (!ngx_http_nb_maint_owner || ngx_exiting || ngx_quit) {
+        return;
+    }
+
+    ngx_http_nb_maint_check_start(chk);
+}
+
+
+static void
+ngx_http_nb_maint_check_start(ngx_http_nb_maint_check_t *chk)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
+    ngx_memzero(&chk->pc, sizeof(ngx_peer_connection_t));
+
+    chk->pc.sockaddr = chk->peer->sockaddr;
+    chk->pc.socklen = chk->peer->socklen;
+    chk->pc.name = &chk->peer->name;
+    chk->pc.get = ngx_event_get_peer;
+    chk->pc.log = chk->timer.log;
+    chk->pc.log_error = NGX_ERROR_INFO;
+
+    chk->started = ngx_http_nb_maint_now_ms();
+    chk->sent = 0;
+    chk->len = 0;
+
+    rc = ngx_event_connect_peer(&chk->pc);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        if (chk->pc.connection) {
+            ngx_close_connection(chk->pc.connection);
+            chk->pc.connection = NULL;
+        }
+
+        ngx_http_nb_maint_check_done(chk, 0, "connect failed");
+        return;
+    }
+
+    c = chk->pc.connection;
+    c->data = chk;
+    c->log = chk->timer.log;
+    c->read->log = c->log;
+    c->write->log = c->log;
+    c->read->handler = ngx_http_nb_maint_check_read;
+    c->write->handler = ngx_http_nb_maint_check_write;
+
+    ngx_add_timer(&chk->timer, chk->conf->check.timeout);
+
+    if (rc == NGX_OK) {
+        ngx_http_nb_maint_check_write(c->write);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_check_write(ngx_event_t *wev)
+{
+    ssize_t                     n;
+    ngx_connection_t           *c;
+    ngx_http_nb_maint_check_t  *chk;
+
+    c = wev->data;
+    chk = c->data;
+
+    while (chk->sent < chk->request.len) {
+        n = c->send(c, chk->request.data + chk->sent,
+                    chk->request.len - chk->sent);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_http_nb_maint_check_done(chk, 0, "write event failed");
+            }
+            return;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            ngx_http_nb_maint_check_done(chk, 0, "send failed");
+            return;
+        }
+
+        chk->sent += n;
+    }
+
+    /* all sent: wait for the answer */
+    if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+        ngx_http_nb_maint_check_done(chk, 0, "write event failed");
+        return;
+    }
+
+    if (c->read->ready) {
+        ngx_http_nb_maint_check_read(c->read);
+    }
+}
+
+
+/* "HTTP/1.x NNN ...\r\n...\r\n\r\nbody" against status= and body= */
+
+static ngx_uint_t
+ngx_http_nb_maint_check_eval(ngx_http_nb_maint_check_t *chk,
+    const char **why)
+{
+    u_char     *p, *end, *body;
+    ngx_int_t   status;
+    ngx_str_t   b;
+
+    p = chk->buf;
+    end = chk->buf + chk->len;
+
+    if (chk->len < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ') {
+        *why = "not an HTTP response";
+        return 0;
+    }
+
+    status = ngx_atoi(p + 9, 3);
+
+    if (status != (ngx_int_t) chk->conf->check.status) {
+        *why = "unexpected status";
+        return 0;
+    }
+
+    if (chk->conf->check.body == NULL) {
+        return 1;
+    }
+
+    body = ngx_strlcasestrn(p, end, (u_char *) "\r\n\r\n", 4 - 1);
+    if (body == NULL) {
+        *why = "no body";
+        return 0;
+    }
+
+    b.data = body + 4;
+    b.len = end - b.data;
+
+    if (ngx_regex_exec(chk->conf->check.body, &b, NULL, 0) < 0) {
+        *why = "body does not match";
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static void
+ngx_http_nb_maint_check_read(ngx_event_t *rev)
+{
+    ssize_t                     n;
+    ngx_uint_t                  pass;
+    const char                 *why;
+    ngx_connection_t           *c;
+    ngx_http_nb_maint_check_t  *chk;
+
+    c = rev->data;
+    chk = c->data;
+
+    for ( ;; ) {
+        if (chk->len == NB_CHECK_BUF) {
+            break;      /* enough to judge */
+        }
+
+        n = c->recv(c, chk->buf + chk->len, NB_CHECK_BUF - chk->len);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                ngx_http_nb_maint_check_done(chk, 0, "read event failed");
+            }
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_nb_maint_check_done(chk, 0, "recv failed");
+            return;
+        }
+
+        if (n == 0) {
+            break;      /* the node closed: the answer is complete */
+        }
+
+        chk->len += n;
+    }
+
+    why = "";
+    pass = ngx_http_nb_maint_check_eval(chk, &why);
+
+    ngx_http_nb_maint_check_done(chk, pass, why);
+}
+
+
+static void
+ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
+    ngx_uint_t pass, const char *why)
+{
+    ngx_uint_t                      old;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_node_t       *node;
+    ngx_http_nb_maint_state_t      *st;
+    ngx_http_nb_maint_check_conf_t *ck;
+
+    if (chk->pc.connection) {
+        ngx_close_connection(chk->pc.connection);
+        chk->pc.connection = NULL;
+    }
+
+    if (chk->timer.timer_set) {
+        ngx_del_timer(&chk->timer);
+    }
+
+    sh = ngx_http_nb_maint_shm();
+    node = &sh->nodes[chk->node];
+    ck = &chk->conf->check;
+    st = ngx_http_nb_maint_snapshot();
+    old = node->health;
+
+    node->last_check = ngx_http_nb_maint_now_ms();
+
+    if (st->mode == NB_MODE_RESTORING
+        && node->restore_mark != st->restore_started)
+    {
+        node->restore_mark = st->restore_started;
+        node->restore_passes = 0;
+    }
+
+    if (pass) {
+        node->rise_count++;
+        node->fall_count = 0;
+
+        if (old != NB_HEALTH_UP
+            && (old == NB_HEALTH_UNKNOWN || node->rise_count >= ck->rise))
+        {
+            node->health = NB_HEALTH_UP;
+        }
+
+        if (st->mode == NB_MODE_RESTORING
+            && chk->started >= st->restore_started)
+        {
+            node->restore_passes++;
+        }
+
+    } else {
+        node->fall_count++;
+        node->rise_count = 0;
+        node->restore_passes = 0;
+
+        if (old != NB_HEALTH_DOWN
+            && (old == NB_HEALTH_UNKNOWN || node->fall_count >= ck->fall))
+        {
+            node->health = NB_HEALTH_DOWN;
+        }
+    }
+
+    if (node->health != old) {
+        ngx_log_error(NGX_LOG_NOTICE, chk->timer.log, 0,
+                      "nb_maint: node %V is %s%s%s", &chk->peer->name,
+                      node->health == NB_HEALTH_UP ? "up" : "down",
+                      pass ? "" : ": ", pass ? "" : why);
+    }
+
+    if (ngx_http_nb_maint_owner && !ngx_exiting && !ngx_quit) {
+        ngx_add_timer(&chk->timer, ck->interval);
+    }
+
+    if (st->mode == NB_MODE_RESTORING && pass) {
+        ngx_http_nb_maint_restore_finish(chk->timer.log);
+    }
+}
+
+
+/* restoring -> normal once no node is pending (SPEC section 3) */
+
+static void
+ngx_http_nb_maint_restore_finish(ngx_log_t *log)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       actor = ngx_string("nb_maint");
+    ngx_pool_t                     *pool;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_state_t       old, st;
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_nb_maint_module);
+
+    if (ngx_http_nb_maint_snapshot()->mode != NB_MODE_RESTORING
+        || ngx_http_nb_maint_pending_count(nmcf, ngx_http_nb_maint_snapshot()))
+    {
+        return;
+    }
+
+    sh = ngx_http_nb_maint_shm();
+
+    ngx_http_nb_maint_state_lock_write();
+
+    ngx_rwlock_rlock(&sh->lock);
+    old = sh->state;
+    ngx_rwlock_unlock(&sh->lock);
+
+    if (old.mode != NB_MODE_RESTORING
+        || ngx_http_nb_maint_pending_count(nmcf, &old))
+    {
+        ngx_http_nb_maint_state_unlock_write();
+        return;
+    }
+
+    st = old;
+    st.mode = NB_MODE_NORMAL;
+    st.restoring_from = NB_MODE_NONE;
+    st.node_len = 0;
+
+    pool = ngx_create_pool(1024, log);
+    if (pool == NULL) {
+        ngx_http_nb_maint_state_unlock_write();
+        return;
+    }
+
+    rc = ngx_http_nb_maint_state_save(nmcf, &old, &st, "restored", &actor, -1,
+                                      pool, log);
+
+    ngx_http_nb_maint_state_unlock_write();
+    ngx_destroy_pool(pool);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "nb_maint: every node is healthy but the store did not "
+                      "accept \"normal\"; retrying");
+    }
+}
