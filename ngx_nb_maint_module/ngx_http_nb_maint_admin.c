@@ -311,6 +311,7 @@ ngx_http_nb_maint_admin_if_match(ngx_http_request_t *r, ngx_int_t *version)
     end = p + h->value.len;
 
     if (h->value.len == 1 && *p == '*') {
+        r->headers_in.if_match = NULL;
         return NGX_OK;
     }
 
@@ -324,6 +325,9 @@ ngx_http_nb_maint_admin_if_match(ngx_http_request_t *r, ngx_int_t *version)
     }
 
     *version = ngx_atoi(p, end - p);
+
+    /* ours to answer: the not-modified filter must not see it (412) */
+    r->headers_in.if_match = NULL;
 
     return (*version == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }

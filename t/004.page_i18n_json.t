@@ -14,7 +14,7 @@ $ng->start;
 my $r = $ng->admin(POST => 'mode', { mode => 'upgrade', reason => 'i18n test' });
 is($r->{status}, 200, 'upgrade') or diag $r->{content};
 $r = $ng->get('/');
-is($r->{status}, 503, '503');
+is($r->{status}, 503, 'gated in upgrade');
 is($r->{headers}{'retry-after'}, '300', 'Retry-After 300 by default');
 $ng->admin(POST => 'restore');
 

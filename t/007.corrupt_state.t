@@ -24,7 +24,9 @@ for my $case ([ 'garbage'        => "\x00\xff garbage {{{ not json at all\n" ],
         like($ng->error_log, qr/\[alert\]/, 'alert in error.log');
         ok(-e "$file.corrupt", 'bad file kept aside as state.json.corrupt');
         is($ng->read_file("$file.corrupt"), $garbage, '.corrupt holds the original bytes');
-        ok(!-e $file, 'state.json itself moved away');
+        # the module may already have written a fresh file (e.g. for the bypass
+        # secret); what matters is that the garbage itself was moved away
+        isnt($ng->read_file($file) // '', $garbage, 'garbage no longer in state.json');
         isnt($ng->get('/')->{status}, 599, 'nginx answers requests');
 
         my $r = $ng->admin(POST => 'mode', { mode => 'upgrade', reason => 'fresh' });
