@@ -605,7 +605,8 @@ ngx_http_nb_maint_admin_read_body(ngx_http_request_t *r, ngx_str_t *body)
 static ngx_int_t
 ngx_http_nb_maint_utf8_valid(u_char *p, size_t len)
 {
-    u_char  *end = p + len;
+    u_char    *end = p + len;
+    uint32_t   u;
 
     while (p < end) {
         if (*p < 0x80) {
@@ -613,7 +614,9 @@ ngx_http_nb_maint_utf8_valid(u_char *p, size_t len)
             continue;
         }
 
-        if (ngx_utf8_decode(&p, end - p) > 0x10ffff) {
+        u = ngx_utf8_decode(&p, end - p);
+
+        if (u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
             return 0;
         }
     }
@@ -628,6 +631,7 @@ ngx_http_nb_maint_admin_body(ngx_http_request_t *r)
     cJSON                          *json;
     ngx_int_t                       rc;
     ngx_str_t                       body;
+    const char                     *rest;
     ngx_http_nb_maint_route_t      *rt;
     ngx_http_nb_maint_admin_ctx_t  *ctx;
 
@@ -654,6 +658,13 @@ ngx_http_nb_maint_admin_body(ngx_http_request_t *r)
     json = NULL;
 
     if (body.len) {
+        if (ngx_strlchr(body.data, body.data + body.len, '\0') != NULL) {
+            rc = ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "bad_json", "the body has a "
+                                               "NUL byte");
+            goto done;
+        }
+
         if (!ngx_http_nb_maint_utf8_valid(body.data, body.len)) {
             rc = ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
                                                "bad_field", "the body is "
@@ -661,9 +672,19 @@ ngx_http_nb_maint_admin_body(ngx_http_request_t *r)
             goto done;
         }
 
-        json = cJSON_ParseWithLength((char *) body.data, body.len);
+        json = cJSON_ParseWithLengthOpts((char *) body.data, body.len,
+                                         &rest, 0);
 
-        if (json == NULL || !cJSON_IsObject(json)) {
+        while (json && rest < (const char *) body.data + body.len
+               && (*rest == ' ' || *rest == '\t' || *rest == '\r'
+                   || *rest == '\n'))
+        {
+            rest++;
+        }
+
+        if (json == NULL || !cJSON_IsObject(json)
+            || rest != (const char *) body.data + body.len)
+        {
             cJSON_Delete(json);
             rc = ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
                                                "bad_json", "the body is not "
@@ -1054,7 +1075,8 @@ static ngx_int_t
 ngx_http_nb_maint_node_id_valid(const char *s)
 {
     size_t       len;
-    const char  *p;
+    ngx_int_t    port;
+    const char  *p, *colon;
 
     len = ngx_strlen(s);
 
@@ -1062,8 +1084,26 @@ ngx_http_nb_maint_node_id_valid(const char *s)
         return 0;
     }
 
-    for (p = s; *p; p++) {
-        if (!(isalnum((u_char) *p) || ngx_strchr(".:[]-_/", *p))) {
+    if (len > 6 && ngx_strncmp(s, "unix:/", 6) == 0) {
+        return 1;
+    }
+
+    /* host:port or [v6]:port */
+
+    colon = strrchr(s, ':');
+
+    if (colon == NULL || colon == s || colon[1] == '\0') {
+        return 0;
+    }
+
+    port = ngx_atoi((u_char *) colon + 1, len - (colon + 1 - s));
+
+    if (port < 1 || port > 65535) {
+        return 0;
+    }
+
+    for (p = s; p < colon; p++) {
+        if (!(isalnum((u_char) *p) || ngx_strchr(".:[]-_", *p))) {
             return 0;
         }
     }
