@@ -32,9 +32,10 @@ deps:
 	@# the Debian package enables and starts system services; tests run their own
 	@if [ -d /run/systemd/system ]; then true; fi
 
-$(GEN)/ngx_http_nb_maint_page_html.h: static/page.html scripts/embed
+# static/*.html become C headers: static/page.html -> ngx_http_nb_maint_page_html.h
+$(GEN)/ngx_http_nb_maint_%_html.h: static/%.html scripts/embed
 	@mkdir -p $(GEN)
-	perl scripts/embed ngx_http_nb_maint_page_html static/page.html > $@.tmp && mv $@.tmp $@
+	perl scripts/embed ngx_http_nb_maint_$*_html $< > $@.tmp && mv $@.tmp $@
 
 $(NGX_TREE)/objs/Makefile: config
 	rm -rf $(NGX_TREE) && mkdir -p $(BUILD) && cp -a $(NGINX_SRC) $(NGX_TREE)
@@ -44,7 +45,10 @@ $(NGX_TREE)/objs/Makefile: config
 	    --add-dynamic-module=$(CURDIR) > ../configure.log 2>&1 \
 	  || { tail -30 ../configure.log; exit 1; }
 
-$(MODULE_SO): $(NGX_TREE)/objs/Makefile $(GEN)/ngx_http_nb_maint_page_html.h $(SRCS)
+GEN_HDRS   := $(GEN)/ngx_http_nb_maint_page_html.h \
+              $(GEN)/ngx_http_nb_maint_dashboard_html.h
+
+$(MODULE_SO): $(NGX_TREE)/objs/Makefile $(GEN_HDRS) $(SRCS)
 	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
 	rm -f $@ && cp $(NGX_TREE)/objs/ngx_http_nb_maint_module.so $@
 

@@ -67,6 +67,19 @@ typedef struct {
 #define NB_HEALTH_DOWN          2
 
 
+/* requests by outcome (metrics), one row per worker: no shared counter */
+#define NB_OUT_PROXIED          0       /* sent to an allowed node */
+#define NB_OUT_BYPASS           1       /* ... of those, bypass requests */
+#define NB_OUT_GATED            2       /* 503 page of the mode */
+#define NB_OUT_NO_NODE          3       /* 503, no allowed node */
+#define NB_OUT_PASSED           4       /* nb_maint_pass while gated */
+#define NB_OUT_N                5
+#define NB_WORKER_ROWS          64
+
+#define nb_count(sh, what)                                                    \
+    (sh)->counters[ngx_worker % NB_WORKER_ROWS][what]++
+
+
 typedef struct {
     ngx_atomic_t                lock;        /* ngx_rwlock over state/events */
     ngx_atomic_t                seq;         /* == state.version, lock-free */
@@ -87,6 +100,8 @@ typedef struct {
     ngx_uint_t                  ev_next;     /* ring position to write */
     ngx_uint_t                  ev_count;
     ngx_str_t                   events[NB_EVENTS_MAX];  /* slab-allocated */
+
+    ngx_uint_t                  counters[NB_WORKER_ROWS][NB_OUT_N];
 
     ngx_uint_t                  nnodes;
     ngx_http_nb_maint_node_t    nodes[1];    /* nnodes entries */
@@ -267,6 +282,9 @@ cJSON *ngx_http_nb_maint_pending_json(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_state_t *st);
 cJSON *ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_state_t *st);
+
+/* metrics (Prometheus text) and the dashboard */
+ngx_int_t ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out);
 
 /* variables */
 ngx_int_t ngx_http_nb_maint_add_variables(ngx_conf_t *cf);

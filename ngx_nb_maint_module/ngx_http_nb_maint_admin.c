@@ -10,6 +10,7 @@
 #include "ngx_http_nb_maint.h"
 #include <openssl/sha.h>
 #include <openssl/crypto.h>
+#include "ngx_http_nb_maint_dashboard_html.h"
 
 
 typedef struct ngx_http_nb_maint_change_s  ngx_http_nb_maint_change_t;
@@ -71,6 +72,12 @@ static ngx_int_t ngx_http_nb_maint_admin_drain(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
 static ngx_int_t ngx_http_nb_maint_admin_bypass(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+static ngx_int_t ngx_http_nb_maint_admin_metrics(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+static ngx_int_t ngx_http_nb_maint_admin_dashboard(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+static ngx_int_t ngx_http_nb_maint_admin_output(ngx_http_request_t *r,
+    ngx_uint_t status, const char *type, ngx_str_t *body);
 
 
 static ngx_http_nb_maint_route_t  ngx_http_nb_maint_routes[] = {
@@ -84,6 +91,10 @@ static ngx_http_nb_maint_route_t  ngx_http_nb_maint_routes[] = {
       ngx_http_nb_maint_admin_restore },
     { ngx_string("bypass"), NGX_HTTP_POST, 0,
       ngx_http_nb_maint_admin_bypass },
+    { ngx_string("metrics"), NGX_HTTP_GET, 0,
+      ngx_http_nb_maint_admin_metrics },
+    { ngx_string(""), NGX_HTTP_GET, 0,
+      ngx_http_nb_maint_admin_dashboard },
     { ngx_string(""), NGX_HTTP_GET, 1,
       ngx_http_nb_maint_admin_node },
     { ngx_string("drain"), NGX_HTTP_POST, 1,
@@ -373,6 +384,16 @@ ngx_http_nb_maint_admin_route(ngx_http_request_t *r,
 }
 
 
+static ngx_uint_t
+ngx_http_nb_maint_admin_is_root(ngx_http_request_t *r,
+    ngx_http_core_loc_conf_t *clcf)
+{
+    return r->uri.len <= clcf->name.len
+           || (r->uri.len == clcf->name.len + 1
+               && r->uri.data[r->uri.len - 1] == '/');
+}
+
+
 static ngx_int_t
 ngx_http_nb_maint_admin_handler(ngx_http_request_t *r)
 {
@@ -393,6 +414,13 @@ ngx_http_nb_maint_admin_handler(ngx_http_request_t *r)
     if (token == NULL) {
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ngx_http_nb_maint_admin_is_root(r, clcf)
+            && (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)))
+        {
+            /* a browser: 401 still, with the page that asks for a token */
+            return ngx_http_nb_maint_admin_dashboard(r, NULL, NULL);
         }
 
         return ngx_http_nb_maint_admin_error(r, NGX_HTTP_UNAUTHORIZED,
@@ -708,11 +736,7 @@ static ngx_int_t
 ngx_http_nb_maint_admin_send(ngx_http_request_t *r, ngx_uint_t status,
     cJSON *json)
 {
-    ngx_int_t         rc;
-    ngx_str_t         s;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
-    ngx_table_elt_t  *h;
+    ngx_str_t  s;
 
     if (json == NULL
         || ngx_http_nb_maint_json_str(r->pool, json, &s) != NGX_OK)
@@ -723,20 +747,34 @@ ngx_http_nb_maint_admin_send(ngx_http_request_t *r, ngx_uint_t status,
 
     cJSON_Delete(json);
 
+    return ngx_http_nb_maint_admin_output(r, status, "application/json", &s);
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_output(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, ngx_str_t *body)
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->pos = s.data;
-    b->last = s.data + s.len;
+    b->pos = body->data;
+    b->last = body->data + body->len;
     b->memory = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
     r->headers_out.status = status;
-    r->headers_out.content_length_n = s.len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_length_n = body->len;
+    r->headers_out.content_type.data = (u_char *) type;
+    r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
     h = ngx_list_push(&r->headers_out.headers);
@@ -1480,4 +1518,58 @@ ngx_http_nb_maint_admin_bypass(ngx_http_request_t *r,
                   &ctx->actor);
 
     return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK, root);
+}
+
+
+/* GET metrics */
+
+static ngx_int_t
+ngx_http_nb_maint_admin_metrics(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+{
+    ngx_str_t  out;
+
+    if (ngx_http_nb_maint_metrics(r, &out) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_nb_maint_admin_output(r, NGX_HTTP_OK,
+                                          "text/plain; version=0.0.4", &out);
+}
+
+
+/*
+ * GET (the location itself): the dashboard.  It holds no state: it asks for
+ * a token and reads everything through the API; without a token the same
+ * page comes with 401 and WWW-Authenticate.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_admin_dashboard(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+{
+    ngx_str_t         page;
+    ngx_uint_t        status;
+    ngx_table_elt_t  *h;
+
+    page.data = (u_char *) ngx_http_nb_maint_dashboard_html;
+    page.len = sizeof(ngx_http_nb_maint_dashboard_html) - 1;
+
+    status = NGX_HTTP_OK;
+
+    if (ctx == NULL) {
+        status = NGX_HTTP_UNAUTHORIZED;
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "Bearer realm=\"nb_maint\"");
+    }
+
+    return ngx_http_nb_maint_admin_output(r, status,
+                                          "text/html; charset=utf-8", &page);
 }

@@ -265,9 +265,16 @@ ngx_http_nb_maint_gate_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (ngx_http_nb_maint_passed(r, nlcf) || ngx_http_nb_maint_is_bypass(r)) {
+    if (ngx_http_nb_maint_passed(r, nlcf)) {
+        nb_count(ngx_http_nb_maint_shm(), NB_OUT_PASSED);
         return NGX_DECLINED;
     }
+
+    if (ngx_http_nb_maint_is_bypass(r)) {
+        return NGX_DECLINED;
+    }
+
+    nb_count(ngx_http_nb_maint_shm(), NB_OUT_GATED);
 
     return ngx_http_nb_maint_page_send(r, st->mode);
 }

@@ -49,6 +49,9 @@ ngx_http_nb_maint_no_peer(ngx_peer_connection_t *pc,
 
     ctx->no_node = 1;
     ctx->page_mode = mode;
+
+    nb_count(ngx_http_nb_maint_shm(),
+             mode == NB_PAGE_NO_NODE ? NB_OUT_NO_NODE : NB_OUT_GATED);
     r->error_page = 1;
 
     pc->name = pd->rrp.peers->name;
@@ -486,6 +489,12 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
 
     pd->node = pd->conf->nodes[p];
     (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].active, 1);
+
+    nb_count(sh, NB_OUT_PROXIED);
+
+    if (bypass) {
+        nb_count(sh, NB_OUT_BYPASS);
+    }
 
     ctx = ngx_http_nb_maint_get_ctx(r);
     if (ctx) {

@@ -564,3 +564,293 @@ END {
 }
 
 1;
+
+# ===========================================================================
+# Upstream routing helpers (issue 4): an nb_maint upstream in front of mock
+# nodes, per-node counting, health polling.  Appended; the functions above
+# are unchanged.
+# ===========================================================================
+package NbTest;
+
+use constant FAST_CHECK => 'interval=200ms timeout=300ms rise=2 fall=2';
+
+# http{} text: upstream "app" (nb_maint + nb_maint_check) over the given
+# nodes, a gated server proxying / to it, the admin location.  Options:
+#   nodes          => [NbTest::Mock objects or ports]            (required)
+#   check          => nb_maint_check parameters (default FAST_CHECK;
+#                     undef: no nb_maint_check line)
+#   upstream_extra => text inside upstream app (after the servers)
+#   upstreams      => further upstream blocks (http level)
+#   http_extra     => text in http{} before everything else
+#   server_extra   => text inside the server (before the locations)
+#   root_extra     => text inside location / (after proxy_pass)
+#   locations      => more location blocks in the server
+#   servers        => more server blocks
+#   bypass         => nb_maint_bypass_allow of the server (default 10.0.0.0/8)
+sub cluster_http {
+    my %o = @_;
+    my @ports = map { ref $_ ? $_->port : $_ } @{ $o{nodes} || die "cluster_http: nodes" };
+    my $check = exists $o{check} ? $o{check} : FAST_CHECK;
+    my $t = "nb_maint_zone nb 4m;\n";
+    $t .= "nb_maint_store file:%%PREFIX%%/state.json;\n";
+    $t .= "nb_maint_admin_token_file %%PREFIX%%/tokens;\n";
+    $t .= $o{http_extra} // '';
+    $t .= "upstream app {\n    nb_maint;\n";
+    $t .= "    nb_maint_check $check;\n" if defined $check;
+    $t .= "    server 127.0.0.1:$_;\n" for @ports;
+    $t .= $o{upstream_extra} // '';
+    $t .= "    keepalive 8;\n}\n";
+    $t .= $o{upstreams} // '';
+    my $bypass = $o{bypass} // '10.0.0.0/8';
+    my $server_extra = $o{server_extra} // '';
+    my $root_extra   = $o{root_extra} // '';
+    my $locations    = $o{locations} // '';
+    my $servers      = $o{servers} // '';
+    $t .= <<"EOT";
+server {
+    listen 127.0.0.1:%%PORT%%;
+    nb_maint_gate on;
+    nb_maint_bypass_allow $bypass;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+$server_extra
+    location / { proxy_pass http://app; $root_extra }
+    location /_nb_maint/ { nb_maint_admin; }
+$locations
+}
+$servers
+EOT
+    return $t;
+}
+
+# requests counted by the mocks: { id => requests }
+sub mock_counts {
+    my (@mocks) = @_;
+    return { map { ($_->id => $_->requests) } @mocks };
+}
+
+# difference of two mock_counts results
+sub count_delta {
+    my ($before, $after) = @_;
+    return { map { ($_ => ($after->{$_} // 0) - ($before->{$_} // 0)) } keys %$after };
+}
+
+# ---------------------------------------------------------------------------
+package NbTest::Nginx;
+
+use Time::HiRes qw(sleep time);
+
+# GET nodes/{id}: the HTTP::Tiny response (+json)
+sub node_res { my ($self, $id) = @_; $self->admin(GET => "nodes/$id") }
+
+# GET nodes/{id} as a hash, dies unless 200
+sub node {
+    my ($self, $id) = @_;
+    my $r = $self->node_res($id);
+    die "GET nodes/$id: $r->{status} $r->{content}\n"
+        unless $r->{status} == 200 && ref $r->{json} eq 'HASH';
+    return $r->{json};
+}
+
+# the node objects of upstream $name (default "app") in GET status: {id => node}
+sub status_nodes {
+    my ($self, $name) = @_;
+    $name //= 'app';
+    my $st = $self->status;
+    for my $u (@{ $st->{upstreams} || [] }) {
+        next unless ($u->{name} // '') eq $name;
+        return { map { ($_->{id} => $_) } @{ $u->{nodes} || [] } };
+    }
+    return {};
+}
+
+# poll GET nodes/{id} until health is $want; returns the seconds it took
+# (at least 0.001) or undef on timeout
+sub wait_health {
+    my ($self, $id, $want, $timeout) = @_;
+    my $t0 = time;
+    my $ok = NbTest::wait_until(sub {
+        my $r = $self->node_res($id);
+        $r->{status} == 200 && ref $r->{json} eq 'HASH' && ($r->{json}{health} // '') eq $want;
+    }, $timeout // 5, 0.02);
+    return $ok ? (time - $t0 || 0.001) : undef;
+}
+
+# wait until every id has health $want; true on success
+sub wait_all_health {
+    my ($self, $want, $timeout, @ids) = @_;
+    return NbTest::wait_until(sub {
+        my $n = $self->status_nodes;
+        !grep { ($n->{$_}{health} // '') ne $want } @ids;
+    }, $timeout // 5, 0.02);
+}
+
+# poll GET status until $code->($status) is true; returns the status or undef
+sub wait_status {
+    my ($self, $code, $timeout) = @_;
+    my $last;
+    my $ok = NbTest::wait_until(sub { $last = $self->status; $code->($last) }, $timeout // 5, 0.02);
+    return $ok ? $last : undef;
+}
+
+sub keepalive_ua {
+    $_[0]{ka_ua} //= HTTP::Tiny->new(keep_alive => 1, timeout => 10, max_redirect => 0,
+                                     agent => 'nb-maint-test/1');
+}
+
+# $n requests of $method $path (keep-alive); returns
+#   { n, status => {code => count}, node => {X-Node => count} (responses
+#     without X-Node count as "-"), nb => {X-NB-Maint => count}, res => [...] }
+# options: headers => {...}, method => 'GET', body => '...', port => name, keep => 1 (keep res)
+sub hit {
+    my ($self, $n, $path, %o) = @_;
+    my %out = (n => $n, status => {}, node => {}, nb => {}, res => []);
+    my $ua = $self->keepalive_ua;
+    my $url = $self->url($path, $o{port});
+    for (1 .. $n) {
+        my %opt = (headers => { %{ $o{headers} || {} } });
+        $opt{content} = $o{body} if defined $o{body};
+        my $r = $ua->request($o{method} // 'GET', $url, \%opt);
+        $out{status}{ $r->{status} }++;
+        $out{node}{ $r->{headers}{'x-node'} // '-' }++;
+        $out{nb}{ $r->{headers}{'x-nb-maint'} // '-' }++;
+        push @{ $out{res} }, $r if $o{keep} || $_ == 1;
+    }
+    return \%out;
+}
+
+# error.log lines matching $re
+sub log_grep {
+    my ($self, $re) = @_;
+    return grep { $_ =~ $re } split /\n/, $self->error_log;
+}
+
+# GET events?since=N → list of events
+sub events {
+    my ($self, $since) = @_;
+    my $r = $self->admin(GET => 'events?since=' . ($since // 0));
+    return () unless $r->{status} == 200 && ref $r->{json} eq 'HASH';
+    return @{ $r->{json}{events} || [] };
+}
+
+# ---------------------------------------------------------------------------
+# NbTest::Mock: scripts/mock-node on a free port, stopped at the end.
+#   my $m = NbTest::Mock->new(starting => 30, delay_ms => 0, args => [...]);
+#   $m->port, $m->id ("127.0.0.1:PORT" = X-Node = nb_maint node id)
+#   $m->stats, $m->requests, $m->set_state('fail'), $m->delay(1500),
+#   $m->reset, $m->stop, $m->start (again, same port)
+package NbTest::Mock;
+
+use strict;
+use warnings;
+use POSIX ();
+use File::Path qw(rmtree);
+use Time::HiRes qw(sleep time);
+use Scalar::Util qw(weaken refaddr);
+
+my %MOCKS;    # refaddr => weak ref
+
+sub new {
+    my ($class, %o) = @_;
+    my $self = bless { starting => 0, delay_ms => 0, args => [], %o, owner => $$ }, $class;
+    $self->{port} //= NbTest::free_port();
+    $self->{dir} = File::Temp::tempdir('nb_maint_mock_XXXXXX', TMPDIR => 1, CLEANUP => 0);
+    $MOCKS{ refaddr $self } = $self;
+    weaken $MOCKS{ refaddr $self };
+    $self->start;
+    return $self;
+}
+
+sub port { $_[0]{port} }
+sub id   { "127.0.0.1:$_[0]{port}" }
+sub pid  { $_[0]{pid} }
+sub url  { "http://127.0.0.1:$_[0]{port}$_[1]" }
+
+sub running { my $p = $_[0]{pid}; $p && NbTest::Nginx::_alive($p) }
+
+# start (again) on the same port; options override new()'s: starting, delay_ms, args
+sub start {
+    my ($self, %o) = @_;
+    die "mock already running on $self->{port}\n" if $self->running;
+    $self->{$_} = $o{$_} for keys %o;
+    my $pidfile = "$self->{dir}/mock.pid";
+    unlink $pidfile;
+    my @cmd = ($^X, NbTest::repo_root() . '/scripts/mock-node', '--port', $self->{port},
+               '--pidfile', $pidfile, '--quiet',
+               ($self->{starting} ? ('--starting', $self->{starting}) : ()),
+               ($self->{delay_ms} ? ('--delay-ms', $self->{delay_ms}) : ()),
+               @{ $self->{args} });
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDIN,  '<', '/dev/null';
+        open STDOUT, '>>', "$self->{dir}/mock.log";
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or POSIX::_exit(127);
+    }
+    $self->{pid} = $pid;
+    my $ok = NbTest::wait_until(sub { -s $pidfile || !NbTest::Nginx::_alive($pid) }, 10);
+    unless ($ok && -s $pidfile) {
+        my $log = '';
+        if (open my $fh, '<', "$self->{dir}/mock.log") { local $/; $log = <$fh> // '' }
+        $self->stop;
+        die "mock-node on port $self->{port} did not start:\n$log\n";
+    }
+    return $self;
+}
+
+sub stop {
+    my ($self) = @_;
+    my $pid = delete $self->{pid} or return;
+    return 1 if waitpid($pid, POSIX::WNOHANG()) == $pid;
+    kill 'TERM', $pid;
+    my $end = time + 5;
+    while (time < $end) {
+        return 1 if waitpid($pid, POSIX::WNOHANG()) != 0;
+        sleep 0.01;
+    }
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    return 1;
+}
+
+sub _ua { $_[0]{ua} //= HTTP::Tiny->new(keep_alive => 0, timeout => 5) }
+
+sub ctl {
+    my ($self, $method, $path) = @_;
+    my $r = $self->_ua->request($method, $self->url($path));
+    die "mock $self->{port}: $method $path: $r->{status} $r->{content}\n" unless $r->{status} == 200;
+    return NbTest::json_decode($r->{content});
+}
+
+sub stats    { $_[0]->ctl(GET => '/__mock/stats') }
+sub requests { $_[0]->stats->{requests} }
+sub reset    { $_[0]->ctl(POST => '/__mock/reset') }
+sub delay    { my ($self, $ms) = @_; $self->ctl(POST => "/__mock/delay?ms=$ms") }
+
+# health: running|starting|commanding|fail|hang; returns the stats after
+sub set_state {
+    my ($self, $h, %q) = @_;
+    my $q = join '', map { "&$_=$q{$_}" } sort keys %q;
+    return $self->ctl(POST => "/__mock/state?health=$h$q");
+}
+
+sub _finish {
+    my ($self) = @_;
+    return if $self->{finished} || $self->{owner} != $$;
+    $self->{finished} = 1;
+    eval { $self->stop };
+    rmtree($self->{dir}) if $self->{dir} && -d $self->{dir} && !$ENV{NB_KEEP};
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($?, $@, $!);
+    $self->_finish;
+}
+
+END {
+    local $?;
+    for my $m (values %MOCKS) { $m->_finish if $m }
+}
+
+1;
