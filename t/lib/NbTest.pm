@@ -42,10 +42,14 @@ my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 sub json_encode { $JSON->encode($_[0]) }
 sub json_decode { $JSON->decode($_[0]) }
 
-# Make sure END blocks (which stop nginx) run on Ctrl-C / prove abort.
-for my $sig (qw(INT TERM HUP)) {
-    $SIG{$sig} = sub { Test::More::diag("caught SIG$sig, cleaning up"); exit 130 }
-        unless $SIG{$sig} && ref $SIG{$sig};
+# Make sure END blocks (which stop nginx) run on Ctrl-C / prove abort, and
+# when the reader of our output goes away (SIGPIPE would kill us silently).
+for my $sig (qw(INT TERM HUP PIPE)) {
+    next if $SIG{$sig} && ref $SIG{$sig};
+    $SIG{$sig} = sub {
+        $SIG{PIPE} = 'IGNORE';    # further writes to a dead pipe just fail
+        exit($sig eq 'PIPE' ? 141 : 130);
+    };
 }
 
 # Become a child subreaper (Linux x86_64) so that daemonized nginx masters are
@@ -573,12 +577,14 @@ END {
 package NbTest;
 
 use constant FAST_CHECK => 'interval=200ms timeout=300ms rise=2 fall=2';
+push @NbTest::EXPORT, qw(cluster_http mock_counts count_delta FAST_CHECK);
 
 # http{} text: upstream "app" (nb_maint + nb_maint_check) over the given
 # nodes, a gated server proxying / to it, the admin location.  Options:
 #   nodes          => [NbTest::Mock objects or ports]            (required)
 #   check          => nb_maint_check parameters (default FAST_CHECK;
 #                     undef: no nb_maint_check line)
+#   server_params  => parameters for every server line (e.g. 'max_fails=0')
 #   upstream_extra => text inside upstream app (after the servers)
 #   upstreams      => further upstream blocks (http level)
 #   http_extra     => text in http{} before everything else
@@ -597,7 +603,8 @@ sub cluster_http {
     $t .= $o{http_extra} // '';
     $t .= "upstream app {\n    nb_maint;\n";
     $t .= "    nb_maint_check $check;\n" if defined $check;
-    $t .= "    server 127.0.0.1:$_;\n" for @ports;
+    my $sp = defined $o{server_params} ? " $o{server_params}" : '';
+    $t .= "    server 127.0.0.1:$_$sp;\n" for @ports;
     $t .= $o{upstream_extra} // '';
     $t .= "    keepalive 8;\n}\n";
     $t .= $o{upstreams} // '';
