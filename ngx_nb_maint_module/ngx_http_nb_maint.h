@@ -116,22 +116,38 @@ typedef struct {
 
 typedef struct ngx_http_nb_maint_store_s  ngx_http_nb_maint_store_t;
 
+/* rc: NGX_OK stored and published, NGX_DECLINED version conflict,
+ * NGX_ERROR the store is unavailable */
 typedef void (*ngx_http_nb_maint_store_done_pt)(void *data, ngx_int_t rc);
 
 struct ngx_http_nb_maint_store_s {
     ngx_str_t                   type;        /* "file" or "redis" */
-    ngx_str_t                   path;        /* file store: state file */
+    ngx_str_t                   path;        /* state file (redis: cache) */
     ngx_str_t                   events_path;
+    void                       *data;        /* the store's own */
 
-    /* called in the master at zone init; fills sh, sets store_ok */
+    /* in the master at zone creation: fills sh and store_ok */
     void                      (*load)(ngx_http_nb_maint_store_t *store,
                                       ngx_http_nb_maint_shm_t *sh,
                                       ngx_slab_pool_t *shpool, ngx_log_t *log);
 
-    /* stores new state + event; done(data, NGX_OK|NGX_DECLINED|NGX_ERROR) */
+    /*
+     * Compare-and-save: stores st (with its audit line) only if the stored
+     * version is still "expected", then publishes it to shared memory.
+     * Returns the result, or NGX_AGAIN and calls done(data, rc) later.
+     */
     ngx_int_t                 (*save)(ngx_http_nb_maint_store_t *store,
+                                      uint64_t expected,
                                       ngx_http_nb_maint_state_t *st,
-                                      ngx_str_t *event, ngx_log_t *log);
+                                      ngx_str_t *event, ngx_log_t *log,
+                                      ngx_http_nb_maint_store_done_pt done,
+                                      void *data);
+
+    /* every worker at start; the owner worker every tick */
+    ngx_int_t                 (*init_process)(ngx_http_nb_maint_store_t *store,
+                                              ngx_cycle_t *cycle);
+    void                      (*tick)(ngx_http_nb_maint_store_t *store,
+                                      ngx_uint_t owner, ngx_log_t *log);
 };
 
 
@@ -222,9 +238,17 @@ ngx_int_t ngx_http_nb_maint_json_str(ngx_pool_t *pool, cJSON *json,
     ngx_str_t *out);
 cJSON *ngx_http_nb_maint_json_strn(u_char *s, size_t len);
 
-/* file store */
+/* file store, and the file half of the redis store (its local cache) */
 char *ngx_http_nb_maint_store_file_init(ngx_conf_t *cf,
     ngx_http_nb_maint_store_t *store, ngx_str_t *path);
+void ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
+    ngx_http_nb_maint_shm_t *sh, ngx_slab_pool_t *shpool, ngx_log_t *log);
+ngx_int_t ngx_http_nb_maint_file_write(ngx_http_nb_maint_store_t *store,
+    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_log_t *log);
+
+/* redis store */
+char *ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
+    ngx_http_nb_maint_store_t *store, ngx_str_t *url);
 
 /* gate, bypass */
 ngx_int_t ngx_http_nb_maint_gate_init(ngx_conf_t *cf);
@@ -249,7 +273,15 @@ char *ngx_http_nb_maint_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_nb_maint_state_save(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_state_t *old, ngx_http_nb_maint_state_t *st,
     const char *action, ngx_str_t *actor, ngx_int_t node, ngx_pool_t *pool,
-    ngx_log_t *log);
+    ngx_log_t *log, ngx_http_nb_maint_store_done_pt done, void *data);
+ngx_int_t ngx_http_nb_maint_state_apply(ngx_http_nb_maint_store_t *store,
+    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_log_t *log);
+void ngx_http_nb_maint_events_replace(ngx_str_t *events, ngx_uint_t n);
+char *ngx_http_nb_maint_state_serialize(ngx_http_nb_maint_state_t *st,
+    ngx_uint_t with_secret);
+ngx_int_t ngx_http_nb_maint_state_parse(cJSON *json,
+    ngx_http_nb_maint_shm_t *sh, ngx_http_nb_maint_state_t *st,
+    const char **err, ngx_log_t *log);
 ngx_uint_t ngx_http_nb_maint_generation(void);
 
 /* upstream nodes: table, JSON */

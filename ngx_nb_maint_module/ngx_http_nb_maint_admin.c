@@ -724,6 +724,11 @@ ngx_http_nb_maint_admin_body(ngx_http_request_t *r)
     rc = rt->handler(r, ctx, json);
     cJSON_Delete(json);
 
+    if (rc == NGX_DONE) {
+        /* the store answers later; the body's reference keeps r alive */
+        return;
+    }
+
 done:
 
     ngx_http_finalize_request(r, rc);
@@ -1037,25 +1042,66 @@ ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
 /* writes */
 
 static ngx_int_t
+ngx_http_nb_maint_admin_result(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_get_module_main_conf(r, ngx_http_nb_maint_module);
+
+    switch (rc) {
+
+    case NGX_OK:
+        return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK,
+                                            ngx_http_nb_maint_status_json(r));
+
+    case NGX_DECLINED:
+        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_CONFLICT,
+                                             "version_conflict",
+                                             "the state changed meanwhile "
+                                             "(now version %uL); read it "
+                                             "and retry",
+                                             ngx_http_nb_maint_snapshot()
+                                             ->version);
+
+    default:
+        return ngx_http_nb_maint_admin_error(r,
+                                             NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             "store_unavailable",
+                                             "the %V store did not accept "
+                                             "the change; nothing changed",
+                                             &nmcf->store.type);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_admin_saved(void *data, ngx_int_t rc)
+{
+    ngx_http_request_t *r = data;
+
+    ngx_http_finalize_request(r, ngx_http_nb_maint_admin_result(r, rc));
+}
+
+
+/*
+ * Every write: If-Match, the change on a copy of the current state, then
+ * the store's compare-and-save.  NGX_DONE: the answer comes from
+ * ngx_http_nb_maint_admin_saved() once the store has replied.
+ */
+
+static ngx_int_t
 ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, ngx_http_nb_maint_change_t *ch)
 {
     ngx_int_t                       rc;
-    ngx_http_nb_maint_shm_t        *sh;
     ngx_http_nb_maint_state_t       old, st;
     ngx_http_nb_maint_main_conf_t  *nmcf;
 
-    sh = ngx_http_nb_maint_shm();
     nmcf = ngx_http_get_module_main_conf(r, ngx_http_nb_maint_module);
 
-    ngx_http_nb_maint_state_lock_write();
-
-    ngx_rwlock_rlock(&sh->lock);
-    old = sh->state;
-    ngx_rwlock_unlock(&sh->lock);
+    old = *ngx_http_nb_maint_snapshot();
 
     if (ctx->if_match >= 0 && (uint64_t) ctx->if_match != old.version) {
-        ngx_http_nb_maint_state_unlock_write();
         return ngx_http_nb_maint_admin_error(r, NGX_HTTP_CONFLICT,
                                              "version_conflict",
                                              "the state is at version %uL, "
@@ -1067,39 +1113,26 @@ ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
     rc = ch->apply(r, ch, &st);
 
     if (rc == NGX_ERROR) {
-        ngx_http_nb_maint_state_unlock_write();
         return ngx_http_nb_maint_admin_error(r, ch->status, ch->code, "%s",
                                              ch->message);
     }
 
     if (rc == NGX_DECLINED) {
         /* nothing to change */
-        ngx_http_nb_maint_state_unlock_write();
         return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK,
                                             ngx_http_nb_maint_status_json(r));
     }
 
     rc = ngx_http_nb_maint_state_save(nmcf, &old, &st, ch->action,
                                       &ctx->actor, ch->node, r->pool,
-                                      r->connection->log);
+                                      r->connection->log,
+                                      ngx_http_nb_maint_admin_saved, r);
 
-    ngx_http_nb_maint_state_unlock_write();
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_nb_maint_admin_error(r,
-                                             NGX_HTTP_SERVICE_UNAVAILABLE,
-                                             "store_unavailable",
-                                             "the %V store did not accept "
-                                             "the change; nothing changed",
-                                             &nmcf->store.type);
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;
     }
 
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK,
-                                        ngx_http_nb_maint_status_json(r));
+    return ngx_http_nb_maint_admin_result(r, rc);
 }
 
 

@@ -213,7 +213,9 @@ ngx_http_nb_maint_secret_init(ngx_http_nb_maint_main_conf_t *nmcf,
 
     sh->secret_set = 1;
 
-    if (nmcf->store.save(&nmcf->store, &sh->state, NULL, log) != NGX_OK) {
+    if (ngx_http_nb_maint_file_write(&nmcf->store, &sh->state, NULL, log)
+        != NGX_OK)
+    {
         ngx_log_error(NGX_LOG_ALERT, log, 0,
                       "nb_maint: cannot keep the cookie key in the store; "
                       "bypass cookies will not survive a restart");

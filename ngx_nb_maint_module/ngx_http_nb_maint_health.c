@@ -512,37 +512,44 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
 
 /* restoring -> normal once no node is pending (SPEC section 3) */
 
+static ngx_uint_t  ngx_http_nb_maint_restoring_busy;
+
+
+static void
+ngx_http_nb_maint_restore_saved(void *data, ngx_int_t rc)
+{
+    ngx_pool_t *pool = data;
+
+    ngx_http_nb_maint_restoring_busy = 0;
+
+    if (rc != NGX_OK && rc != NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "nb_maint: every node is healthy but the store did not "
+                      "accept \"normal\"; retrying");
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
 static void
 ngx_http_nb_maint_restore_finish(ngx_log_t *log)
 {
     ngx_int_t                       rc;
     ngx_str_t                       actor = ngx_string("nb_maint");
     ngx_pool_t                     *pool;
-    ngx_http_nb_maint_shm_t        *sh;
     ngx_http_nb_maint_state_t       old, st;
     ngx_http_nb_maint_main_conf_t  *nmcf;
 
     nmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                ngx_http_nb_maint_module);
 
-    if (ngx_http_nb_maint_snapshot()->mode != NB_MODE_RESTORING
-        || ngx_http_nb_maint_pending_count(nmcf, ngx_http_nb_maint_snapshot()))
-    {
-        return;
-    }
+    old = *ngx_http_nb_maint_snapshot();
 
-    sh = ngx_http_nb_maint_shm();
-
-    ngx_http_nb_maint_state_lock_write();
-
-    ngx_rwlock_rlock(&sh->lock);
-    old = sh->state;
-    ngx_rwlock_unlock(&sh->lock);
-
-    if (old.mode != NB_MODE_RESTORING
+    if (ngx_http_nb_maint_restoring_busy
+        || old.mode != NB_MODE_RESTORING
         || ngx_http_nb_maint_pending_count(nmcf, &old))
     {
-        ngx_http_nb_maint_state_unlock_write();
         return;
     }
 
@@ -553,19 +560,16 @@ ngx_http_nb_maint_restore_finish(ngx_log_t *log)
 
     pool = ngx_create_pool(1024, log);
     if (pool == NULL) {
-        ngx_http_nb_maint_state_unlock_write();
         return;
     }
 
+    ngx_http_nb_maint_restoring_busy = 1;
+
     rc = ngx_http_nb_maint_state_save(nmcf, &old, &st, "restored", &actor, -1,
-                                      pool, log);
+                                      pool, log,
+                                      ngx_http_nb_maint_restore_saved, pool);
 
-    ngx_http_nb_maint_state_unlock_write();
-    ngx_destroy_pool(pool);
-
-    if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "nb_maint: every node is healthy but the store did not "
-                      "accept \"normal\"; retrying");
+    if (rc != NGX_AGAIN) {
+        ngx_http_nb_maint_restore_saved(pool, rc);
     }
 }

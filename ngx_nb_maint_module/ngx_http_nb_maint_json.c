@@ -227,3 +227,76 @@ ngx_http_nb_maint_json_str(ngx_pool_t *pool, cJSON *json, ngx_str_t *out)
 
     return NGX_OK;
 }
+
+
+/* the stored form: the state, the drained node ids, maybe the cookie key */
+
+char *
+ngx_http_nb_maint_state_serialize(ngx_http_nb_maint_state_t *st,
+    ngx_uint_t with_secret)
+{
+    char                     *s;
+    u_char                    hex[NB_SECRET_LEN * 2 + 1];
+    cJSON                    *json, *drain;
+    ngx_uint_t                i;
+    ngx_http_nb_maint_shm_t  *sh;
+
+    json = ngx_http_nb_maint_state_to_json(st);
+    if (json == NULL) {
+        return NULL;
+    }
+
+    sh = ngx_http_nb_maint_shm();
+
+    if (with_secret && sh->secret_set) {
+        *ngx_hex_dump(hex, sh->secret, NB_SECRET_LEN) = '\0';
+        cJSON_AddStringToObject(json, "secret", (char *) hex);
+    }
+
+    drain = cJSON_AddArrayToObject(json, "drain");
+
+    for (i = 0; drain && i < sh->nnodes; i++) {
+        if (nb_drained(st, i)) {
+            cJSON_AddItemToArray(drain,
+                                 ngx_http_nb_maint_json_strn(sh->nodes[i].id,
+                                                     sh->nodes[i].id_len));
+        }
+    }
+
+    s = cJSON_PrintUnformatted(json);
+    cJSON_Delete(json);
+
+    return s;
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_state_parse(cJSON *json, ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st, const char **err, ngx_log_t *log)
+{
+    cJSON      *item;
+    ngx_int_t   i;
+
+    if (ngx_http_nb_maint_state_from_json(json, st, err) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(json, "drain")) {
+        if (!cJSON_IsString(item)) {
+            continue;
+        }
+
+        i = ngx_http_nb_maint_node_find(sh, (u_char *) item->valuestring,
+                                        ngx_strlen(item->valuestring));
+        if (i == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "nb_maint: drained node \"%s\" is in no "
+                          "upstream any more", item->valuestring);
+            continue;
+        }
+
+        st->drain[i / 8] |= (u_char) (1 << (i % 8));
+    }
+
+    return NGX_OK;
+}

@@ -233,19 +233,58 @@ ngx_http_nb_maint_event(ngx_http_nb_maint_state_t *old,
 }
 
 
+typedef struct {
+    ngx_http_nb_maint_store_done_pt   done;
+    void                             *data;
+    ngx_log_t                        *log;
+    const char                       *action;
+    ngx_str_t                         actor;
+    ngx_uint_t                        from;
+    ngx_uint_t                        to;
+    uint64_t                          version;
+} ngx_http_nb_maint_save_t;
+
+
+static void
+ngx_http_nb_maint_state_saved(void *data, ngx_int_t rc)
+{
+    ngx_http_nb_maint_save_t *sv = data;
+
+    if (rc == NGX_OK) {
+        ngx_log_error(NGX_LOG_NOTICE, sv->log, 0,
+                      "nb_maint: %s by %V: %s -> %s, version %uL",
+                      sv->action, &sv->actor,
+                      ngx_http_nb_maint_mode_name(sv->from),
+                      ngx_http_nb_maint_mode_name(sv->to), sv->version);
+
+    } else if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, sv->log, 0,
+                      "nb_maint: %s by %V not stored: the store is "
+                      "unavailable", sv->action, &sv->actor);
+    }
+
+    if (sv->done) {
+        sv->done(sv->data, rc);
+    }
+}
+
+
 /*
- * Stores a change (old -> st) and publishes it.  The caller holds the write
- * mutex and has checked that old is current.  NGX_DECLINED: the store did
- * not accept it, and nothing changed.
+ * A change old -> st, through the store (compare-and-save on old's
+ * version).  Returns NGX_OK, NGX_DECLINED (conflict), NGX_ERROR (store
+ * unavailable), or NGX_AGAIN and calls done(data, rc) later; pool must live
+ * until then.
  */
 
 ngx_int_t
 ngx_http_nb_maint_state_save(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_state_t *old, ngx_http_nb_maint_state_t *st,
     const char *action, ngx_str_t *actor, ngx_int_t node, ngx_pool_t *pool,
-    ngx_log_t *log)
+    ngx_log_t *log, ngx_http_nb_maint_store_done_pt done, void *data)
 {
-    ngx_str_t  event;
+    ngx_int_t                  rc;
+    ngx_str_t                  event;
+    ngx_http_nb_maint_save_t  *sv;
 
     st->version = old->version + 1;
 
@@ -259,25 +298,97 @@ ngx_http_nb_maint_state_save(ngx_http_nb_maint_main_conf_t *nmcf,
         return NGX_ERROR;
     }
 
-    if (nmcf->store.save(&nmcf->store, st, &event, log) != NGX_OK) {
-        ngx_http_nb_maint_set_store_status(0, "cannot save to the %V store "
-                                           "(see error.log)",
-                                           &nmcf->store.type);
+    sv = ngx_palloc(pool, sizeof(ngx_http_nb_maint_save_t));
+    if (sv == NULL) {
+        return NGX_ERROR;
+    }
+
+    sv->done = done;
+    sv->data = data;
+    sv->log = log;
+    sv->action = action;
+    sv->actor = *actor;
+    sv->from = old->mode;
+    sv->to = st->mode;
+    sv->version = st->version;
+
+    rc = nmcf->store.save(&nmcf->store, old->version, st, &event, log,
+                          ngx_http_nb_maint_state_saved, sv);
+
+    if (rc != NGX_AGAIN) {
+        sv->done = NULL;
+        ngx_http_nb_maint_state_saved(sv, rc);
+    }
+
+    return rc;
+}
+
+
+/*
+ * A state that the store already holds (from another gateway, or our own
+ * write coming back): applied when newer than ours, kept in the local
+ * cache file.  NGX_DECLINED when not newer.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_state_apply(ngx_http_nb_maint_store_t *store,
+    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_log_t *log)
+{
+    ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
+
+    ngx_http_nb_maint_state_lock_write();
+
+    if (st->version <= sh->state.version) {
+        ngx_http_nb_maint_state_unlock_write();
         return NGX_DECLINED;
     }
 
-    ngx_http_nb_maint_state_commit(st, &event);
-
-    if (!ngx_http_nb_maint_sh->store_ok) {
-        ngx_http_nb_maint_set_store_status(1, NULL);
+    if (store->path.len
+        && ngx_http_nb_maint_file_write(store, st, event, log) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "nb_maint: cannot update the local cache \"%V\"",
+                      &store->path);
     }
 
-    ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "nb_maint: %s by %V: %s -> %s, version %uL", action, actor,
-                  ngx_http_nb_maint_mode_name(old->mode),
-                  ngx_http_nb_maint_mode_name(st->mode), st->version);
+    ngx_http_nb_maint_state_commit(st, event);
+
+    ngx_http_nb_maint_state_unlock_write();
 
     return NGX_OK;
+}
+
+
+/* the event ring from the store's list (oldest first) */
+
+void
+ngx_http_nb_maint_events_replace(ngx_str_t *events, ngx_uint_t n)
+{
+    ngx_uint_t                i;
+    ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
+
+    ngx_rwlock_wlock(&sh->lock);
+    ngx_shmtx_lock(&ngx_http_nb_maint_shpool->mutex);
+
+    for (i = 0; i < NB_EVENTS_MAX; i++) {
+        if (sh->events[i].data) {
+            ngx_slab_free_locked(ngx_http_nb_maint_shpool,
+                                 sh->events[i].data);
+            sh->events[i].data = NULL;
+            sh->events[i].len = 0;
+        }
+    }
+
+    sh->ev_next = 0;
+    sh->ev_count = 0;
+
+    for (i = (n > NB_EVENTS_MAX) ? n - NB_EVENTS_MAX : 0; i < n; i++) {
+        (void) ngx_http_nb_maint_events_add(sh, ngx_http_nb_maint_shpool,
+                                            events[i].data, events[i].len);
+    }
+
+    ngx_shmtx_unlock(&ngx_http_nb_maint_shpool->mutex);
+    ngx_rwlock_unlock(&sh->lock);
 }
 
 

@@ -13,17 +13,13 @@
 #define NB_FILE_MAX  (1024 * 1024)
 
 
-static void ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
-    ngx_http_nb_maint_shm_t *sh, ngx_slab_pool_t *shpool, ngx_log_t *log);
 static ngx_int_t ngx_http_nb_maint_file_save(
-    ngx_http_nb_maint_store_t *store, ngx_http_nb_maint_state_t *st,
-    ngx_str_t *event, ngx_log_t *log);
+    ngx_http_nb_maint_store_t *store, uint64_t expected,
+    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_log_t *log,
+    ngx_http_nb_maint_store_done_pt done, void *data);
 static void ngx_http_nb_maint_file_load_events(
     ngx_http_nb_maint_store_t *store, ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, ngx_log_t *log);
-static void ngx_http_nb_maint_file_load_drain(cJSON *json,
-    ngx_http_nb_maint_shm_t *sh, ngx_http_nb_maint_state_t *st,
-    ngx_log_t *log);
 static void ngx_http_nb_maint_file_error(ngx_http_nb_maint_shm_t *sh,
     const char *fmt, ngx_str_t *path, const char *detail);
 
@@ -130,7 +126,7 @@ ngx_http_nb_maint_read_file(u_char *path, size_t *size, ngx_err_t *err)
 }
 
 
-static void
+void
 ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
     ngx_http_nb_maint_shm_t *sh, ngx_slab_pool_t *shpool, ngx_log_t *log)
 {
@@ -169,7 +165,7 @@ ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
     msg = "invalid JSON";
 
     if (json != NULL
-        && ngx_http_nb_maint_state_from_json(json, &st, &msg) == NGX_OK)
+        && ngx_http_nb_maint_state_parse(json, sh, &st, &msg, log) == NGX_OK)
     {
         item = cJSON_GetObjectItemCaseSensitive(json, "secret");
         if (cJSON_IsString(item)
@@ -180,8 +176,6 @@ ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
         {
             sh->secret_set = 1;
         }
-
-        ngx_http_nb_maint_file_load_drain(json, sh, &st, log);
 
         cJSON_Delete(json);
         free(buf);
@@ -224,34 +218,6 @@ ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
     ngx_http_nb_maint_file_error(sh, "state file \"%V\" is corrupt (%s), "
                                  "kept aside as .corrupt", &store->path,
                                  msg);
-}
-
-
-/* "drain": ["10.0.0.5:13000", ...] back into the bitmap */
-
-static void
-ngx_http_nb_maint_file_load_drain(cJSON *json, ngx_http_nb_maint_shm_t *sh,
-    ngx_http_nb_maint_state_t *st, ngx_log_t *log)
-{
-    cJSON      *item;
-    ngx_int_t   i;
-
-    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(json, "drain")) {
-        if (!cJSON_IsString(item)) {
-            continue;
-        }
-
-        i = ngx_http_nb_maint_node_find(sh, (u_char *) item->valuestring,
-                                        ngx_strlen(item->valuestring));
-        if (i == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "nb_maint: drained node \"%s\" is in no "
-                          "upstream any more", item->valuestring);
-            continue;
-        }
-
-        st->drain[i / 8] |= (u_char) (1 << (i % 8));
-    }
 }
 
 
@@ -364,42 +330,55 @@ ngx_http_nb_maint_write_all(ngx_fd_t fd, u_char *data, size_t len)
 }
 
 
+/* the file store's compare-and-save: serialized by the shm write mutex */
+
 static ngx_int_t
 ngx_http_nb_maint_file_save(ngx_http_nb_maint_store_t *store,
-    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_log_t *log)
+    uint64_t expected, ngx_http_nb_maint_state_t *st, ngx_str_t *event,
+    ngx_log_t *log, ngx_http_nb_maint_store_done_pt done, void *data)
 {
-    char                     *s;
-    u_char                    tmp[NGX_MAX_PATH], hex[NB_SECRET_LEN * 2 + 1];
-    cJSON                    *json, *drain;
-    ngx_uint_t                i;
-    ngx_fd_t                  fd;
     ngx_int_t                 rc;
     ngx_http_nb_maint_shm_t  *sh;
 
-    json = ngx_http_nb_maint_state_to_json(st);
-    if (json == NULL) {
-        return NGX_ERROR;
-    }
-
     sh = ngx_http_nb_maint_shm();
 
-    if (sh->secret_set) {
-        *ngx_hex_dump(hex, sh->secret, NB_SECRET_LEN) = '\0';
-        cJSON_AddStringToObject(json, "secret", (char *) hex);
+    ngx_http_nb_maint_state_lock_write();
+
+    if (sh->state.version != expected) {
+        ngx_http_nb_maint_state_unlock_write();
+        return NGX_DECLINED;
     }
 
-    drain = cJSON_AddArrayToObject(json, "drain");
+    rc = ngx_http_nb_maint_file_write(store, st, event, log);
 
-    for (i = 0; drain && i < sh->nnodes; i++) {
-        if (nb_drained(st, i)) {
-            cJSON_AddItemToArray(drain,
-                                 ngx_http_nb_maint_json_strn(sh->nodes[i].id,
-                                                     sh->nodes[i].id_len));
+    if (rc == NGX_OK) {
+        ngx_http_nb_maint_state_commit(st, event);
+
+        if (!sh->store_ok) {
+            ngx_http_nb_maint_set_store_status(1, NULL);
         }
+
+    } else {
+        ngx_http_nb_maint_set_store_status(0, "cannot write \"%V\" (see "
+                                           "error.log)", &store->path);
     }
 
-    s = cJSON_Print(json);
-    cJSON_Delete(json);
+    ngx_http_nb_maint_state_unlock_write();
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_file_write(ngx_http_nb_maint_store_t *store,
+    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_log_t *log)
+{
+    char       *s;
+    u_char      tmp[NGX_MAX_PATH];
+    ngx_fd_t    fd;
+    ngx_int_t   rc;
+
+    s = ngx_http_nb_maint_state_serialize(st, 1);
 
     if (s == NULL) {
         return NGX_ERROR;
