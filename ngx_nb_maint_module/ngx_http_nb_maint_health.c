@@ -138,6 +138,12 @@ ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle)
         }
     }
 
+    if (nmcf->store.init_process
+        && nmcf->store.init_process(&nmcf->store, cycle) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     ngx_http_nb_maint_dummy.fd = (ngx_socket_t) -1;
 
     ngx_http_nb_maint_owner_ev.handler = ngx_http_nb_maint_owner_tick;
@@ -180,10 +186,11 @@ ngx_http_nb_maint_owner_alive(ngx_pid_t pid)
 static void
 ngx_http_nb_maint_owner_tick(ngx_event_t *ev)
 {
-    ngx_uint_t                  i;
-    ngx_pid_t                   owner;
-    ngx_http_nb_maint_shm_t    *sh;
-    ngx_http_nb_maint_check_t **chk;
+    ngx_uint_t                      i;
+    ngx_pid_t                       owner;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_check_t     **chk;
+    ngx_http_nb_maint_main_conf_t  *nmcf;
 
     sh = ngx_http_nb_maint_shm();
 
@@ -227,6 +234,12 @@ ngx_http_nb_maint_owner_tick(ngx_event_t *ev)
 
     if (ngx_http_nb_maint_owner) {
         ngx_http_nb_maint_restore_finish(ev->log);
+    }
+
+    nmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_nb_maint_module);
+    if (nmcf->store.tick) {
+        nmcf->store.tick(&nmcf->store, ngx_http_nb_maint_owner, ev->log);
     }
 
     ngx_add_timer(ev, NB_OWNER_TICK);

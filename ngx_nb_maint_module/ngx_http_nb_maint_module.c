@@ -379,10 +379,7 @@ ngx_http_nb_maint_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (value[1].len > 8 && ngx_strncmp(value[1].data, "redis://", 8) == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nb_maint_store\": the redis store is not "
-                           "available in this build yet, use file:");
-        return NGX_CONF_ERROR;
+        return ngx_http_nb_maint_store_redis_init(cf, &nmcf->store, &value[1]);
     }
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

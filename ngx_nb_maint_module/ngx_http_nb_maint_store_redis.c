@@ -1,0 +1,1438 @@
+/*
+ * nb_maint: the redis store (SPEC section 8, "nb_maint_store redis://").
+ *
+ * hiredis' async API on nginx's event loop: every worker keeps one command
+ * connection (writes are compare-and-set Lua scripts on the version key,
+ * answered when Redis replies); the owner worker also subscribes to the
+ * change channel, re-reads the state every second, re-publishes its state
+ * when Redis lost it, and mirrors everything into shared memory.  The last
+ * state is kept in a local cache file, so that a restart while Redis is down
+ * still serves it.  No call here ever blocks.
+ */
+
+#include "ngx_http_nb_maint.h"
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+
+#define NB_REDIS_TIMEOUT       2000
+#define NB_REDIS_BACKOFF_MIN   250
+#define NB_REDIS_BACKOFF_MAX   5000
+#define NB_REDIS_EVENTS_KEEP   "-5000"
+#define NB_REDIS_EVENTS_READ   "-1000"
+
+
+typedef struct {
+    u_char                         host[NGX_SOCKADDR_STRLEN];
+    int                            port;
+    ngx_str_t                      user;
+    ngx_str_t                      password;
+    ngx_int_t                      db;
+    ngx_str_t                      url;          /* without the password */
+    ngx_str_t                      key_version;
+    ngx_str_t                      key_state;
+    ngx_str_t                      key_events;
+    ngx_str_t                      key_secret;
+    ngx_str_t                      channel;
+} ngx_http_nb_maint_redis_conf_t;
+
+
+typedef struct {
+    redisAsyncContext             *ac;
+    ngx_connection_t              *c;
+    ngx_event_t                    retry;
+    ngx_msec_t                     backoff;
+    ngx_uint_t                     ready;
+    ngx_uint_t                     wanted;
+    ngx_uint_t                     subscriber;
+    ngx_http_nb_maint_store_t     *store;
+    ngx_log_t                     *log;
+    const char                    *name;
+} ngx_http_nb_maint_redis_conn_t;
+
+
+typedef struct ngx_http_nb_maint_redis_op_s  ngx_http_nb_maint_redis_op_t;
+
+typedef void (*ngx_http_nb_maint_redis_reply_pt)(
+    ngx_http_nb_maint_redis_op_t *op, redisReply *reply);
+
+struct ngx_http_nb_maint_redis_op_s {
+    ngx_event_t                       timer;
+    ngx_http_nb_maint_redis_conn_t   *conn;
+    ngx_http_nb_maint_redis_reply_pt  handler;
+    ngx_http_nb_maint_store_done_pt   done;
+    void                             *data;
+    ngx_uint_t                        finished;
+    ngx_http_nb_maint_state_t         st;
+    ngx_str_t                         event;      /* malloc'ed */
+};
+
+
+static ngx_http_nb_maint_redis_conn_t  ngx_http_nb_maint_redis_cmd;
+static ngx_http_nb_maint_redis_conn_t  ngx_http_nb_maint_redis_sub;
+static ngx_uint_t                      ngx_http_nb_maint_redis_ticks;
+static ngx_uint_t                      ngx_http_nb_maint_redis_syncing;
+
+
+/* KEYS: version, state, events; ARGV: expected, new version, state, event,
+ * channel, message */
+static const char  ngx_http_nb_maint_redis_cas[] =
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') "
+    "if cur == nil then return redis.error_reply('bad version key') end "
+    "if cur ~= tonumber(ARGV[1]) then return {0, cur} end "
+    "redis.call('SET', KEYS[1], ARGV[2]) "
+    "redis.call('SET', KEYS[2], ARGV[3]) "
+    "if ARGV[4] ~= '' then "
+    "  redis.call('RPUSH', KEYS[3], ARGV[4]) "
+    "  redis.call('LTRIM', KEYS[3], " NB_REDIS_EVENTS_KEEP ", -1) "
+    "end "
+    "redis.call('PUBLISH', ARGV[5], ARGV[6]) "
+    "return {1, tonumber(ARGV[2])}";
+
+/* KEYS: version, state; ARGV: version, state, channel, message */
+static const char  ngx_http_nb_maint_redis_republish_lua[] =
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "
+    "if tonumber(ARGV[1]) <= cur then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1]) "
+    "redis.call('SET', KEYS[2], ARGV[2]) "
+    "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
+    "return 1";
+
+
+static ngx_int_t ngx_http_nb_maint_redis_save(
+    ngx_http_nb_maint_store_t *store, uint64_t expected,
+    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_log_t *log,
+    ngx_http_nb_maint_store_done_pt done, void *data);
+static ngx_int_t ngx_http_nb_maint_redis_init_process(
+    ngx_http_nb_maint_store_t *store, ngx_cycle_t *cycle);
+static void ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
+    ngx_uint_t owner, ngx_log_t *log);
+static void ngx_http_nb_maint_redis_connect(
+    ngx_http_nb_maint_redis_conn_t *conn);
+static void ngx_http_nb_maint_redis_sync(ngx_http_nb_maint_store_t *store);
+
+
+/* at zone creation (master): the local cache; Redis is the owner's job */
+
+static void
+ngx_http_nb_maint_redis_load(ngx_http_nb_maint_store_t *store,
+    ngx_http_nb_maint_shm_t *sh, ngx_slab_pool_t *shpool, ngx_log_t *log)
+{
+    u_char                          *p;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    ngx_http_nb_maint_file_load(store, sh, shpool, log);
+
+    if (sh->store_ok) {
+        p = ngx_snprintf(sh->store_error, NB_STORE_ERROR_LEN,
+                         "%V: not connected yet", &rcf->url);
+        sh->store_error_len = p - sh->store_error;
+        sh->store_ok = 0;
+    }
+}
+
+
+/* configuration: redis://[[user]:password@]host:port[/db][?prefix=p&cache=f] */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_key(ngx_conf_t *cf, ngx_str_t *key, ngx_str_t *prefix,
+    const char *name)
+{
+    key->len = prefix->len + 1 + ngx_strlen(name);
+    key->data = ngx_pnalloc(cf->pool, key->len + 1);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(key->data, "%V:%s%Z", prefix, name);
+
+    return NGX_OK;
+}
+
+
+char *
+ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
+    ngx_http_nb_maint_store_t *store, ngx_str_t *url)
+{
+    u_char                          *p, *end, *at, *host, *q, *amp;
+    ngx_str_t                        prefix, cache, name, value, *v;
+    ngx_url_t                        u;
+    ngx_http_nb_maint_redis_conf_t  *rcf;
+
+    rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_nb_maint_redis_conf_t));
+    if (rcf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = url->data + sizeof("redis://") - 1;
+    end = url->data + url->len;
+
+    ngx_str_set(&prefix, "nb_maint");
+    ngx_str_set(&cache, "nb_maint_redis_cache.json");
+    rcf->db = -1;
+
+    /* the query */
+
+    q = ngx_strlchr(p, end, '?');
+
+    if (q) {
+        for (q++; q < end; q = amp + 1) {
+            amp = ngx_strlchr(q, end, '&');
+            if (amp == NULL) {
+                amp = end;
+            }
+
+            name.data = q;
+            value.data = ngx_strlchr(q, amp, '=');
+
+            if (value.data == NULL) {
+                goto invalid;
+            }
+
+            name.len = value.data - q;
+            value.data++;
+            value.len = amp - value.data;
+
+            if (name.len == 6 && ngx_strncmp(name.data, "prefix", 6) == 0) {
+                v = &prefix;
+
+            } else if (name.len == 5 && ngx_strncmp(name.data, "cache", 5) == 0)
+            {
+                v = &cache;
+
+            } else {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"nb_maint_store\": unknown parameter "
+                                   "\"%V\"", &name);
+                return NGX_CONF_ERROR;
+            }
+
+            if (value.len == 0) {
+                goto invalid;
+            }
+
+            *v = value;
+        }
+
+        end = ngx_strlchr(p, end, '?');
+    }
+
+    /* credentials */
+
+    at = NULL;
+    for (q = p; q < end; q++) {
+        if (*q == '@') {
+            at = q;
+        }
+    }
+
+    if (at) {
+        q = ngx_strlchr(p, at, ':');
+        if (q == NULL) {
+            goto invalid;
+        }
+
+        rcf->user.len = q - p;
+        rcf->user.data = ngx_pstrdup(cf->pool, &rcf->user);
+        ngx_memcpy(rcf->user.data, p, rcf->user.len);
+
+        rcf->password.len = at - (q + 1);
+        rcf->password.data = ngx_pnalloc(cf->pool, rcf->password.len + 1);
+        if (rcf->user.data == NULL || rcf->password.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(rcf->password.data, q + 1, rcf->password.len);
+        rcf->password.data[rcf->password.len] = '\0';
+
+        p = at + 1;
+    }
+
+    host = p;
+
+    /* the database */
+
+    q = ngx_strlchr(host, end, '/');
+
+    if (q) {
+        if (q + 1 < end) {
+            rcf->db = ngx_atoi(q + 1, end - (q + 1));
+            if (rcf->db == NGX_ERROR || rcf->db > 1000) {
+                goto invalid;
+            }
+        }
+
+        end = q;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.data = host;
+    u.url.len = end - host;
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_store\": %s in \"%V\"",
+                           u.err ? u.err : "bad address", url);
+        return NGX_CONF_ERROR;
+    }
+
+    /* resolved here, in the master: hiredis would resolve blocking */
+
+    p = rcf->host;
+    p += ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, p,
+                       NGX_SOCKADDR_STRLEN - 1, 0);
+    *p = '\0';
+    rcf->port = ngx_inet_get_port(u.addrs[0].sockaddr);
+
+    rcf->url.data = ngx_pnalloc(cf->pool, 64 + NGX_SOCKADDR_STRLEN);
+    if (rcf->url.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->url.len = ngx_sprintf(rcf->url.data, "redis://%s:%d/%i",
+                               rcf->host, rcf->port,
+                               rcf->db < 0 ? 0 : rcf->db)
+                   - rcf->url.data;
+
+    if (ngx_http_nb_maint_redis_key(cf, &rcf->key_version, &prefix, "version")
+        != NGX_OK
+        || ngx_http_nb_maint_redis_key(cf, &rcf->key_state, &prefix, "state")
+           != NGX_OK
+        || ngx_http_nb_maint_redis_key(cf, &rcf->key_events, &prefix,
+                                       "events")
+           != NGX_OK
+        || ngx_http_nb_maint_redis_key(cf, &rcf->key_secret, &prefix,
+                                       "secret")
+           != NGX_OK
+        || ngx_http_nb_maint_redis_key(cf, &rcf->channel, &prefix, "changes")
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the local cache is a file store's state file */
+
+    if (ngx_conf_full_name(cf->cycle, &cache, 0) != NGX_OK
+        || ngx_http_nb_maint_store_file_init(cf, store, &cache)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&store->type, "redis");
+    store->data = rcf;
+    store->load = ngx_http_nb_maint_redis_load;
+    store->save = ngx_http_nb_maint_redis_save;
+    store->init_process = ngx_http_nb_maint_redis_init_process;
+    store->tick = ngx_http_nb_maint_redis_tick;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"nb_maint_store\": invalid redis URL \"%V\", "
+                       "expected redis://[:password@]host:port[/db]"
+                       "[?prefix=name]", url);
+    return NGX_CONF_ERROR;
+}
+
+
+/* hiredis <-> nginx events */
+
+static void
+ngx_http_nb_maint_redis_ev_read(ngx_event_t *ev)
+{
+    ngx_connection_t                *c = ev->data;
+    ngx_http_nb_maint_redis_conn_t  *conn = c->data;
+
+    if (conn->ac) {
+        redisAsyncHandleRead(conn->ac);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_ev_write(ngx_event_t *ev)
+{
+    ngx_connection_t                *c = ev->data;
+    ngx_http_nb_maint_redis_conn_t  *conn = c->data;
+
+    if (conn->ac) {
+        redisAsyncHandleWrite(conn->ac);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_add_read(void *privdata)
+{
+    ngx_http_nb_maint_redis_conn_t *conn = privdata;
+
+    if (conn->c && !conn->c->read->active) {
+        (void) ngx_add_event(conn->c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_del_read(void *privdata)
+{
+    ngx_http_nb_maint_redis_conn_t *conn = privdata;
+
+    if (conn->c && conn->c->read->active) {
+        (void) ngx_del_event(conn->c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_add_write(void *privdata)
+{
+    ngx_http_nb_maint_redis_conn_t *conn = privdata;
+
+    if (conn->c && !conn->c->write->active) {
+        (void) ngx_add_event(conn->c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_del_write(void *privdata)
+{
+    ngx_http_nb_maint_redis_conn_t *conn = privdata;
+
+    if (conn->c && conn->c->write->active) {
+        (void) ngx_del_event(conn->c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/* hiredis frees the context and closes the socket: drop our side */
+
+static void
+ngx_http_nb_maint_redis_cleanup(void *privdata)
+{
+    ngx_http_nb_maint_redis_conn_t *conn = privdata;
+
+    ngx_connection_t  *c;
+
+    c = conn->c;
+    if (c == NULL) {
+        return;
+    }
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+
+    conn->c = NULL;
+}
+
+
+static void ngx_http_nb_maint_redis_schedule(
+    ngx_http_nb_maint_redis_conn_t *conn);
+static void ngx_http_nb_maint_redis_store_down(
+    ngx_http_nb_maint_redis_conn_t *conn, const char *why);
+
+
+static void
+ngx_http_nb_maint_redis_drop(ngx_http_nb_maint_redis_conn_t *conn)
+{
+    redisAsyncContext  *ac;
+
+    ac = conn->ac;
+    if (ac == NULL) {
+        return;
+    }
+
+    conn->ac = NULL;
+    conn->ready = 0;
+
+    redisAsyncFree(ac);
+
+    ngx_http_nb_maint_redis_schedule(conn);
+}
+
+
+/* commands with a timeout */
+
+static void
+ngx_http_nb_maint_redis_op_timeout(ngx_event_t *ev)
+{
+    ngx_http_nb_maint_redis_op_t  *op = ev->data;
+
+    ngx_http_nb_maint_redis_conn_t  *conn;
+
+    conn = op->conn;
+
+    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                  "nb_maint: redis did not answer in %d ms, reconnecting",
+                  NB_REDIS_TIMEOUT);
+
+    ngx_http_nb_maint_redis_store_down(conn, "no answer");
+
+    /* frees the context: every pending op gets its NULL reply now */
+    ngx_http_nb_maint_redis_drop(conn);
+}
+
+
+static void
+ngx_http_nb_maint_redis_op_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    ngx_http_nb_maint_redis_op_t *op = privdata;
+
+    if (op->timer.timer_set) {
+        ngx_del_timer(&op->timer);
+    }
+
+    op->handler(op, r);
+
+    if (op->event.data) {
+        ngx_free(op->event.data);
+    }
+
+    ngx_free(op);
+}
+
+
+static ngx_http_nb_maint_redis_op_t *
+ngx_http_nb_maint_redis_op(ngx_http_nb_maint_redis_conn_t *conn,
+    ngx_http_nb_maint_redis_reply_pt handler)
+{
+    ngx_http_nb_maint_redis_op_t  *op;
+
+    op = ngx_calloc(sizeof(ngx_http_nb_maint_redis_op_t), conn->log);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    op->conn = conn;
+    op->handler = handler;
+    op->timer.handler = ngx_http_nb_maint_redis_op_timeout;
+    op->timer.data = op;
+    op->timer.log = conn->log;
+    op->timer.cancelable = 1;
+
+    return op;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_redis_send(ngx_http_nb_maint_redis_op_t *op, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    ngx_http_nb_maint_redis_conn_t  *conn = op->conn;
+
+    if (conn->ac == NULL
+        || redisAsyncCommandArgv(conn->ac, ngx_http_nb_maint_redis_op_reply,
+                                 op, argc, argv, argvlen)
+           != REDIS_OK)
+    {
+        if (op->event.data) {
+            ngx_free(op->event.data);
+        }
+
+        ngx_free(op);
+        return NGX_ERROR;
+    }
+
+    ngx_add_timer(&op->timer, NB_REDIS_TIMEOUT);
+
+    return NGX_OK;
+}
+
+
+/* connections */
+
+static void
+ngx_http_nb_maint_redis_retry(ngx_event_t *ev)
+{
+    ngx_http_nb_maint_redis_conn_t *conn = ev->data;
+
+    if (conn->wanted && conn->ac == NULL && !ngx_exiting && !ngx_quit) {
+        ngx_http_nb_maint_redis_connect(conn);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_schedule(ngx_http_nb_maint_redis_conn_t *conn)
+{
+    if (!conn->wanted || conn->retry.timer_set || ngx_exiting || ngx_quit) {
+        return;
+    }
+
+    ngx_add_timer(&conn->retry, conn->backoff);
+
+    conn->backoff = ngx_min(conn->backoff * 2, NB_REDIS_BACKOFF_MAX);
+}
+
+
+static void
+ngx_http_nb_maint_redis_store_down(ngx_http_nb_maint_redis_conn_t *conn,
+    const char *why)
+{
+    ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
+
+    if (conn == &ngx_http_nb_maint_redis_cmd && ngx_http_nb_maint_shm()->owner
+        == (ngx_atomic_uint_t) ngx_pid)
+    {
+        ngx_http_nb_maint_set_store_status(0, "%V: %s", &rcf->url, why);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_on_disconnect(const redisAsyncContext *ac,
+    int status)
+{
+    ngx_http_nb_maint_redis_conn_t *conn = ac->data;
+
+    ngx_uint_t  level;
+
+
+    level = conn->wanted ? NGX_LOG_ERR : NGX_LOG_INFO;
+
+    ngx_log_error(level, conn->log, 0,
+                  "nb_maint: redis %s connection lost%s%s", conn->name,
+                  ac->errstr ? ": " : "", ac->errstr ? ac->errstr : "");
+
+    ngx_http_nb_maint_redis_store_down(conn, ac->errstr ? ac->errstr
+                                                        : "connection lost");
+    conn->ac = NULL;
+    conn->ready = 0;
+
+    ngx_http_nb_maint_redis_schedule(conn);
+}
+
+
+static void
+ngx_http_nb_maint_redis_on_connect(const redisAsyncContext *ac, int status)
+{
+    ngx_http_nb_maint_redis_conn_t *conn = ac->data;
+
+    if (status != REDIS_OK) {
+        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+                      "nb_maint: cannot connect to redis (%s connection): %s",
+                      conn->name, ac->errstr);
+
+        ngx_http_nb_maint_redis_store_down(conn, ac->errstr);
+
+        /* hiredis frees the context after this callback */
+        conn->ac = NULL;
+        conn->ready = 0;
+        ngx_http_nb_maint_redis_schedule(conn);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_message(redisAsyncContext *ac, void *r,
+    void *privdata);
+
+
+/* the answer to AUTH / SELECT / PING: the connection is usable */
+
+static void
+ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    ngx_http_nb_maint_redis_conn_t  *conn = op->conn;
+    ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+                      "nb_maint: redis refused the %s connection: %s",
+                      conn->name, reply->str);
+
+        ngx_http_nb_maint_redis_store_down(conn, reply->str);
+
+        if (conn->ac) {
+            redisAsyncDisconnect(conn->ac);
+        }
+
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STATUS
+        || ngx_strcmp(reply->str, "PONG") != 0)
+    {
+        return;      /* OK of AUTH or SELECT: wait for the PONG */
+    }
+
+    conn->ready = 1;
+    conn->backoff = NB_REDIS_BACKOFF_MIN;
+
+    ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                  "nb_maint: redis %s connection to %V ready", conn->name,
+                  &rcf->url);
+
+    if (conn->subscriber) {
+        (void) redisAsyncCommand(conn->ac, ngx_http_nb_maint_redis_message,
+                                 conn, "SUBSCRIBE %s", rcf->channel.data);
+
+    } else if (ngx_http_nb_maint_shm()->owner == (ngx_atomic_uint_t) ngx_pid)
+    {
+        ngx_http_nb_maint_redis_sync(conn->store);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
+{
+    int                              n;
+    u_char                           db[NGX_INT_T_LEN];
+    redisAsyncContext               *ac;
+    ngx_connection_t                *c;
+    const char                      *argv[3];
+    size_t                           argvlen[3];
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
+
+    ac = redisAsyncConnect((char *) rcf->host, rcf->port);
+
+    if (ac == NULL || ac->err) {
+        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+                      "nb_maint: cannot connect to %V: %s", &rcf->url,
+                      ac ? ac->errstr : "out of memory");
+        if (ac) {
+            ngx_http_nb_maint_redis_store_down(conn, ac->errstr);
+            redisAsyncFree(ac);
+        }
+
+        ngx_http_nb_maint_redis_schedule(conn);
+        return;
+    }
+
+    c = ngx_get_connection(ac->c.fd, conn->log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        ngx_http_nb_maint_redis_schedule(conn);
+        return;
+    }
+
+    c->data = conn;
+    c->read->handler = ngx_http_nb_maint_redis_ev_read;
+    c->write->handler = ngx_http_nb_maint_redis_ev_write;
+    c->read->log = conn->log;
+    c->write->log = conn->log;
+    c->log = conn->log;
+
+    conn->c = c;
+    conn->ac = ac;
+    conn->ready = 0;
+
+    ac->data = conn;
+    ac->ev.data = conn;
+    ac->ev.addRead = ngx_http_nb_maint_redis_add_read;
+    ac->ev.delRead = ngx_http_nb_maint_redis_del_read;
+    ac->ev.addWrite = ngx_http_nb_maint_redis_add_write;
+    ac->ev.delWrite = ngx_http_nb_maint_redis_del_write;
+    ac->ev.cleanup = ngx_http_nb_maint_redis_cleanup;
+
+    (void) redisAsyncSetConnectCallback(ac, ngx_http_nb_maint_redis_on_connect);
+    (void) redisAsyncSetDisconnectCallback(ac,
+                                        ngx_http_nb_maint_redis_on_disconnect);
+
+    /* queued until connected: AUTH, SELECT, then a PING that says "ready" */
+
+    if (rcf->password.len) {
+        op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_redis_ready);
+        if (op == NULL) {
+            return;
+        }
+
+        n = 0;
+        argv[n] = "AUTH";
+        argvlen[n++] = 4;
+
+        if (rcf->user.len) {
+            argv[n] = (char *) rcf->user.data;
+            argvlen[n++] = rcf->user.len;
+        }
+
+        argv[n] = (char *) rcf->password.data;
+        argvlen[n++] = rcf->password.len;
+
+        (void) ngx_http_nb_maint_redis_send(op, n, argv, argvlen);
+    }
+
+    if (rcf->db > 0) {
+        op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_redis_ready);
+        if (op == NULL) {
+            return;
+        }
+
+        /* hiredis copies the arguments at once */
+        argv[0] = "SELECT";
+        argvlen[0] = 6;
+        argv[1] = (char *) db;
+        argvlen[1] = ngx_sprintf(db, "%i", rcf->db) - db;
+
+        (void) ngx_http_nb_maint_redis_send(op, 2, argv, argvlen);
+    }
+
+    op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_redis_ready);
+    if (op == NULL) {
+        return;
+    }
+
+    argv[0] = "PING";
+    argvlen[0] = 4;
+
+    (void) ngx_http_nb_maint_redis_send(op, 1, argv, argvlen);
+}
+
+
+static void
+ngx_http_nb_maint_redis_conn_init(ngx_http_nb_maint_redis_conn_t *conn,
+    ngx_http_nb_maint_store_t *store, ngx_log_t *log, const char *name,
+    ngx_uint_t subscriber)
+{
+    ngx_memzero(conn, sizeof(ngx_http_nb_maint_redis_conn_t));
+
+    conn->store = store;
+    conn->log = log;
+    conn->name = name;
+    conn->subscriber = subscriber;
+    conn->backoff = NB_REDIS_BACKOFF_MIN;
+
+    conn->retry.handler = ngx_http_nb_maint_redis_retry;
+    conn->retry.data = conn;
+    conn->retry.log = log;
+    conn->retry.cancelable = 1;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_redis_init_process(ngx_http_nb_maint_store_t *store,
+    ngx_cycle_t *cycle)
+{
+    ngx_http_nb_maint_redis_conn_init(&ngx_http_nb_maint_redis_cmd, store,
+                                      cycle->log, "command", 0);
+    ngx_http_nb_maint_redis_conn_init(&ngx_http_nb_maint_redis_sub, store,
+                                      cycle->log, "subscriber", 1);
+
+    ngx_http_nb_maint_redis_cmd.wanted = 1;
+    ngx_http_nb_maint_redis_connect(&ngx_http_nb_maint_redis_cmd);
+
+    return NGX_OK;
+}
+
+
+/* states coming from Redis */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_parse_state(ngx_http_nb_maint_store_t *store,
+    const char *s, size_t len, ngx_http_nb_maint_state_t *st,
+    ngx_log_t *log)
+{
+    cJSON                           *json;
+    const char                      *err;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    json = cJSON_ParseWithLength(s, len);
+    err = "invalid JSON";
+
+    if (json == NULL
+        || ngx_http_nb_maint_state_parse(json, ngx_http_nb_maint_shm(), st,
+                                         &err, log)
+           != NGX_OK)
+    {
+        cJSON_Delete(json);
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "nb_maint: malformed state in redis key \"%V\" (%s), "
+                      "keeping ours", &rcf->key_state, err);
+        ngx_http_nb_maint_set_store_status(0, "malformed value in redis key "
+                                           "\"%V\": %s", &rcf->key_state,
+                                           err);
+        return NGX_ERROR;
+    }
+
+    cJSON_Delete(json);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_nb_maint_redis_events(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    size_t      i, n;
+    ngx_str_t  *ev;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    ev = ngx_alloc(sizeof(ngx_str_t) * (reply->elements + 1), op->conn->log);
+    if (ev == NULL) {
+        return;
+    }
+
+    for (i = 0, n = 0; i < reply->elements; i++) {
+        if (reply->element[i]->type == REDIS_REPLY_STRING) {
+            ev[n].data = (u_char *) reply->element[i]->str;
+            ev[n].len = reply->element[i]->len;
+            n++;
+        }
+    }
+
+    ngx_http_nb_maint_events_replace(ev, n);
+    ngx_free(ev);
+}
+
+
+static void
+ngx_http_nb_maint_redis_fetch_events(ngx_http_nb_maint_store_t *store)
+{
+    const char                      *argv[4];
+    size_t                           argvlen[4];
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
+                                    ngx_http_nb_maint_redis_events);
+    if (op == NULL) {
+        return;
+    }
+
+    argv[0] = "LRANGE";
+    argvlen[0] = 6;
+    argv[1] = (char *) rcf->key_events.data;
+    argvlen[1] = rcf->key_events.len;
+    argv[2] = NB_REDIS_EVENTS_READ;
+    argvlen[2] = sizeof(NB_REDIS_EVENTS_READ) - 1;
+    argv[3] = "-1";
+    argvlen[3] = 2;
+
+    (void) ngx_http_nb_maint_redis_send(op, 4, argv, argvlen);
+}
+
+
+/* a published change: {"state":{...},"event":{...}} */
+
+static void
+ngx_http_nb_maint_redis_apply_message(ngx_http_nb_maint_store_t *store,
+    const char *s, size_t len, ngx_log_t *log)
+{
+    char                       *ev;
+    cJSON                      *json, *state, *event;
+    uint64_t                    have;
+    ngx_str_t                   e;
+    const char                 *err;
+    ngx_http_nb_maint_state_t   st;
+
+    json = cJSON_ParseWithLength(s, len);
+    state = cJSON_GetObjectItemCaseSensitive(json, "state");
+    event = cJSON_GetObjectItemCaseSensitive(json, "event");
+
+    if (state == NULL
+        || ngx_http_nb_maint_state_parse(state, ngx_http_nb_maint_shm(), &st,
+                                         &err, log)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "nb_maint: ignoring a malformed change message");
+        cJSON_Delete(json);
+        return;
+    }
+
+    ev = event ? cJSON_PrintUnformatted(event) : NULL;
+    e.data = (u_char *) ev;
+    e.len = ev ? ngx_strlen(ev) : 0;
+
+    have = ngx_http_nb_maint_snapshot()->version;
+
+    if (ngx_http_nb_maint_state_apply(store, &st, &e, log) == NGX_OK
+        && st.version > have + 1)
+    {
+        /* we missed changes: take the audit log as Redis has it */
+        ngx_http_nb_maint_redis_fetch_events(store);
+    }
+
+    if (ev) {
+        cJSON_free(ev);
+    }
+
+    cJSON_Delete(json);
+}
+
+
+static void
+ngx_http_nb_maint_redis_message(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                      *reply = r;
+    ngx_http_nb_maint_redis_conn_t  *conn = privdata;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[2]->type != REDIS_REPLY_STRING
+        || ngx_strcmp(reply->element[0]->str, "message") != 0)
+    {
+        return;
+    }
+
+    ngx_http_nb_maint_redis_apply_message(conn->store, reply->element[2]->str,
+                                          reply->element[2]->len, conn->log);
+}
+
+
+/* the owner's periodic read: MGET version state secret */
+
+static void
+ngx_http_nb_maint_redis_ignore(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, op->conn->log, 0, "nb_maint: redis: %s",
+                      reply->str);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_republish(ngx_http_nb_maint_store_t *store,
+    ngx_http_nb_maint_state_t *st)
+{
+    u_char                          *msg, ver[NGX_INT64_LEN];
+    char                            *state;
+    size_t                           argvlen[9], slen;
+    const char                      *argv[9];
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    state = ngx_http_nb_maint_state_serialize(st, 0);
+    if (state == NULL) {
+        return;
+    }
+
+    slen = ngx_strlen(state);
+
+    op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
+                                    ngx_http_nb_maint_redis_ignore);
+    msg = ngx_alloc(slen + sizeof("{\"state\":,\"event\":null}"),
+                    ngx_cycle->log);
+
+    if (op == NULL || msg == NULL) {
+        cJSON_free(state);
+        if (op) {
+            ngx_free(op);
+        }
+        if (msg) {
+            ngx_free(msg);
+        }
+        return;
+    }
+
+    op->event.data = msg;
+    op->event.len = ngx_sprintf(msg, "{\"state\":%s,\"event\":null}",
+                                state)
+                    - msg;
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_http_nb_maint_redis_republish_lua;
+    argvlen[1] = sizeof(ngx_http_nb_maint_redis_republish_lua) - 1;
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = (char *) rcf->key_version.data;
+    argvlen[3] = rcf->key_version.len;
+    argv[4] = (char *) rcf->key_state.data;
+    argvlen[4] = rcf->key_state.len;
+    argv[5] = (char *) ver;
+    argvlen[5] = ngx_sprintf(ver, "%uL", st->version) - ver;
+    argv[6] = state;
+    argvlen[6] = slen;
+    argv[7] = (char *) rcf->channel.data;
+    argvlen[7] = rcf->channel.len;
+    argv[8] = (char *) op->event.data;
+    argvlen[8] = op->event.len;
+
+    (void) ngx_http_nb_maint_redis_send(op, 9, argv, argvlen);
+
+    cJSON_free(state);
+}
+
+
+static void
+ngx_http_nb_maint_redis_keep_secret(ngx_http_nb_maint_store_t *store)
+{
+    u_char                           hex[NB_SECRET_LEN * 2];
+    size_t                           argvlen[4];
+    const char                      *argv[4];
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
+                                    ngx_http_nb_maint_redis_ignore);
+    if (op == NULL) {
+        return;
+    }
+
+    ngx_hex_dump(hex, ngx_http_nb_maint_shm()->secret, NB_SECRET_LEN);
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (char *) rcf->key_secret.data;
+    argvlen[1] = rcf->key_secret.len;
+    argv[2] = (char *) hex;
+    argvlen[2] = sizeof(hex);
+    argv[3] = "NX";
+    argvlen[3] = 2;
+
+    (void) ngx_http_nb_maint_redis_send(op, 4, argv, argvlen);
+}
+
+
+static void
+ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    u_char                          *p;
+    redisReply                      *ver, *state, *secret;
+    ngx_int_t                        v;
+    ngx_http_nb_maint_shm_t         *sh;
+    ngx_http_nb_maint_state_t        st, *have;
+    ngx_http_nb_maint_store_t       *store = op->conn->store;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+    ngx_log_t                       *log = op->conn->log;
+
+    ngx_http_nb_maint_redis_syncing = 0;
+
+    if (reply == NULL) {
+        ngx_http_nb_maint_redis_store_down(op->conn, "no answer");
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "nb_maint: redis: %s", reply->str);
+        ngx_http_nb_maint_redis_store_down(op->conn, reply->str);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        return;
+    }
+
+    ver = reply->element[0];
+    state = reply->element[1];
+    secret = reply->element[2];
+
+    sh = ngx_http_nb_maint_shm();
+    have = ngx_http_nb_maint_snapshot();
+
+    /* the cookie key: Redis' wins, ours fills an empty Redis */
+
+    if (secret->type == REDIS_REPLY_STRING
+        && secret->len == NB_SECRET_LEN * 2)
+    {
+        p = (u_char *) secret->str;
+
+        for (v = 0; v < NB_SECRET_LEN; v++) {
+            ngx_int_t  b = ngx_hextoi(p + 2 * v, 2);
+
+            if (b == NGX_ERROR) {
+                break;
+            }
+
+            sh->secret[v] = (u_char) b;
+        }
+
+    } else if (secret->type == REDIS_REPLY_NIL && sh->secret_set) {
+        ngx_http_nb_maint_redis_keep_secret(store);
+    }
+
+    v = 0;
+
+    if (ver->type == REDIS_REPLY_STRING) {
+        v = ngx_atoi((u_char *) ver->str, ver->len);
+
+        if (v == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "nb_maint: malformed value in redis key \"%V\": "
+                          "\"%*s\", keeping ours", &rcf->key_version,
+                          ngx_min(ver->len, 64), ver->str);
+            ngx_http_nb_maint_set_store_status(0, "malformed value in redis "
+                                               "key \"%V\"",
+                                               &rcf->key_version);
+            return;
+        }
+    }
+
+    if ((uint64_t) v < have->version) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "nb_maint: redis has version %i, this gateway has "
+                      "%uL (redis lost data?): re-publishing ours", v,
+                      have->version);
+        st = *have;
+        ngx_http_nb_maint_redis_republish(store, &st);
+        goto ok;
+    }
+
+    if ((uint64_t) v > have->version) {
+        if (state->type != REDIS_REPLY_STRING
+            || ngx_http_nb_maint_redis_parse_state(store, state->str,
+                                                   state->len, &st, log)
+               != NGX_OK)
+        {
+            return;
+        }
+
+        if (st.version != (uint64_t) v) {
+            st.version = v;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "nb_maint: redis is at version %i, catching up", v);
+
+        (void) ngx_http_nb_maint_state_apply(store, &st, NULL, log);
+        ngx_http_nb_maint_redis_fetch_events(store);
+    }
+
+ok:
+
+    if (!sh->store_ok) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "nb_maint: redis store %V is available", &rcf->url);
+        ngx_http_nb_maint_set_store_status(1, NULL);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_sync(ngx_http_nb_maint_store_t *store)
+{
+    const char                      *argv[4];
+    size_t                           argvlen[4];
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    if (ngx_http_nb_maint_redis_syncing || !ngx_http_nb_maint_redis_cmd.ready)
+    {
+        return;
+    }
+
+    op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
+                                    ngx_http_nb_maint_redis_synced);
+    if (op == NULL) {
+        return;
+    }
+
+    argv[0] = "MGET";
+    argvlen[0] = 4;
+    argv[1] = (char *) rcf->key_version.data;
+    argvlen[1] = rcf->key_version.len;
+    argv[2] = (char *) rcf->key_state.data;
+    argvlen[2] = rcf->key_state.len;
+    argv[3] = (char *) rcf->key_secret.data;
+    argvlen[3] = rcf->key_secret.len;
+
+    if (ngx_http_nb_maint_redis_send(op, 4, argv, argvlen) == NGX_OK) {
+        ngx_http_nb_maint_redis_syncing = 1;
+    }
+}
+
+
+/* the owner: subscriber connection and the periodic re-read */
+
+static void
+ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
+    ngx_uint_t owner, ngx_log_t *log)
+{
+    ngx_http_nb_maint_redis_conn_t  *sub = &ngx_http_nb_maint_redis_sub;
+
+    if (!owner) {
+        if (sub->wanted) {
+            sub->wanted = 0;
+            if (sub->ac) {
+                redisAsyncDisconnect(sub->ac);
+            }
+        }
+        return;
+    }
+
+    if (!sub->wanted) {
+        sub->wanted = 1;
+        ngx_http_nb_maint_redis_connect(sub);
+    }
+
+    if (!ngx_http_nb_maint_redis_cmd.ready) {
+        if (ngx_http_nb_maint_shm()->store_ok
+            && ngx_http_nb_maint_redis_cmd.ac == NULL)
+        {
+            ngx_http_nb_maint_redis_store_down(&ngx_http_nb_maint_redis_cmd,
+                                               "not connected");
+        }
+        return;
+    }
+
+    if (++ngx_http_nb_maint_redis_ticks % 2 == 0) {
+        ngx_http_nb_maint_redis_sync(store);
+    }
+}
+
+
+/* writes: compare-and-set on the version, answered by Redis */
+
+static void
+ngx_http_nb_maint_redis_saved(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    ngx_int_t   rc;
+    ngx_log_t  *log = op->conn->log;
+
+    if (reply == NULL) {
+        rc = NGX_ERROR;
+
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "nb_maint: redis refused the change: %s", reply->str);
+        rc = NGX_ERROR;
+
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+               && reply->element[0]->type == REDIS_REPLY_INTEGER)
+    {
+        if (reply->element[0]->integer == 1) {
+            (void) ngx_http_nb_maint_state_apply(op->conn->store, &op->st,
+                                                 &op->event, log);
+            rc = NGX_OK;
+
+        } else {
+            rc = NGX_DECLINED;
+        }
+
+    } else {
+        rc = NGX_ERROR;
+    }
+
+    op->done(op->data, rc);
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
+    uint64_t expected, ngx_http_nb_maint_state_t *st, ngx_str_t *event,
+    ngx_log_t *log, ngx_http_nb_maint_store_done_pt done, void *data)
+{
+    u_char                          *msg, exp[NGX_INT64_LEN],
+                                     ver[NGX_INT64_LEN];
+    char                            *state;
+    size_t                           argvlen[11], slen;
+    ngx_int_t                        rc;
+    const char                      *argv[11];
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    if (!ngx_http_nb_maint_redis_cmd.ready) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "nb_maint: redis %V is not connected", &rcf->url);
+        return NGX_ERROR;
+    }
+
+    state = ngx_http_nb_maint_state_serialize(st, 0);
+    if (state == NULL) {
+        return NGX_ERROR;
+    }
+
+    slen = ngx_strlen(state);
+
+    op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
+                                    ngx_http_nb_maint_redis_saved);
+    msg = ngx_alloc(slen + event->len + sizeof("{\"state\":,\"event\":}"),
+                    log);
+
+    if (op == NULL || msg == NULL) {
+        cJSON_free(state);
+        if (op) {
+            ngx_free(op);
+        }
+        if (msg) {
+            ngx_free(msg);
+        }
+        return NGX_ERROR;
+    }
+
+    op->done = done;
+    op->data = data;
+    op->st = *st;
+
+    /* the message carries the event too; the event is its tail */
+    op->event.data = msg;
+    op->event.len = ngx_sprintf(msg, "{\"state\":%s,\"event\":%V}", state,
+                                event)
+                    - msg;
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_http_nb_maint_redis_cas;
+    argvlen[1] = sizeof(ngx_http_nb_maint_redis_cas) - 1;
+    argv[2] = "3";
+    argvlen[2] = 1;
+    argv[3] = (char *) rcf->key_version.data;
+    argvlen[3] = rcf->key_version.len;
+    argv[4] = (char *) rcf->key_state.data;
+    argvlen[4] = rcf->key_state.len;
+    argv[5] = (char *) rcf->key_events.data;
+    argvlen[5] = rcf->key_events.len;
+    argv[6] = (char *) exp;
+    argvlen[6] = ngx_sprintf(exp, "%uL", expected) - exp;
+    argv[7] = (char *) ver;
+    argvlen[7] = ngx_sprintf(ver, "%uL", st->version) - ver;
+    argv[8] = state;
+    argvlen[8] = slen;
+    argv[9] = (char *) event->data;
+    argvlen[9] = event->len;
+    argv[10] = (char *) rcf->channel.data;
+    argvlen[10] = rcf->channel.len;
+
+    /* ARGV[6], the message, is op->event: appended as the 12th argument */
+    {
+        const char  *av[12];
+        size_t       al[12];
+
+        ngx_memcpy(av, argv, sizeof(argv));
+        ngx_memcpy(al, argvlen, sizeof(argvlen));
+        av[11] = (char *) op->event.data;
+        al[11] = op->event.len;
+
+        rc = ngx_http_nb_maint_redis_send(op, 12, av, al);
+    }
+
+    if (rc == NGX_OK) {
+        /* from here op->event is the plain event line for our own apply */
+        ngx_memmove(op->event.data, event->data, event->len);
+        op->event.len = event->len;
+    }
+
+    cJSON_free(state);
+
+    return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
+}
