@@ -41,7 +41,7 @@ $(NGX_TREE)/objs/Makefile: config
 	rm -rf $(NGX_TREE) && mkdir -p $(BUILD) && cp -a $(NGINX_SRC) $(NGX_TREE)
 	cd $(NGX_TREE) && flags=(--with-compat); \
 	  if [ -f conf_flags ]; then . ./conf_flags; flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
-	  NB_MAINT_GEN=$(CURDIR)/$(GEN) ./configure "$${flags[@]}" \
+	  NB_MAINT_GEN=$(CURDIR)/$(GEN) ./configure "$${flags[@]}" --with-cc-opt="-O2 -g" \
 	    --add-dynamic-module=$(CURDIR) > ../configure.log 2>&1 \
 	  || { tail -30 ../configure.log; exit 1; }
 

@@ -223,6 +223,7 @@ ngx_int_t ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, u_char *data, size_t len);
 void ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...);
 ngx_msec_t ngx_http_nb_maint_now_ms(void);
+void ngx_http_nb_maint_zone_usage(size_t *used, size_t *total);
 ngx_int_t ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm_t *sh,
     u_char *id, size_t len);
 

@@ -18,7 +18,7 @@ ngx_int_t
 ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out)
 {
     u_char                          *p;
-    size_t                           len;
+    size_t                           len, used, total;
     ngx_uint_t                       i, j, w, sum;
     ngx_http_nb_maint_shm_t         *sh;
     ngx_http_nb_maint_node_t        *n;
@@ -66,6 +66,18 @@ ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out)
             "# TYPE nb_maint_store_up gauge\n"
             "nb_maint_store_up{type=\"%V\"} %d\n",
             st->version, st->since, &nmcf->store.type, sh->store_ok != 0);
+
+    ngx_http_nb_maint_zone_usage(&used, &total);
+
+    p = ngx_sprintf(p,
+            "# HELP nb_maint_zone_bytes Shared memory zone size and use.\n"
+            "# TYPE nb_maint_zone_bytes gauge\n"
+            "nb_maint_zone_bytes{kind=\"total\"} %uz\n"
+            "nb_maint_zone_bytes{kind=\"used\"} %uz\n"
+            "# HELP nb_maint_node_bytes Shared memory per node entry.\n"
+            "# TYPE nb_maint_node_bytes gauge\n"
+            "nb_maint_node_bytes %uz\n",
+            total, used, sizeof(ngx_http_nb_maint_node_t));
 
     p = ngx_sprintf(p,
             "# HELP nb_maint_requests_total Requests by nb_maint outcome.\n"

@@ -521,3 +521,15 @@ ngx_http_nb_maint_time_rfc3339(u_char *buf, time_t t)
                        tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                        tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
 }
+
+
+/* shared memory in use, for metrics and the benchmark */
+
+void
+ngx_http_nb_maint_zone_usage(size_t *used, size_t *total)
+{
+    ngx_slab_pool_t  *shpool = ngx_http_nb_maint_shpool;
+
+    *total = shpool->end - shpool->start;
+    *used = *total - shpool->pfree * ngx_pagesize;
+}
