@@ -245,7 +245,8 @@ char *ngx_http_nb_maint_store_file_init(ngx_conf_t *cf,
 void ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
     ngx_http_nb_maint_shm_t *sh, ngx_slab_pool_t *shpool, ngx_log_t *log);
 ngx_int_t ngx_http_nb_maint_file_write(ngx_http_nb_maint_store_t *store,
-    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_log_t *log);
+    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_uint_t durable,
+    ngx_log_t *log);
 
 /* redis store */
 char *ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,

@@ -344,7 +344,7 @@ ngx_http_nb_maint_state_apply(ngx_http_nb_maint_store_t *store,
     }
 
     if (store->path.len
-        && ngx_http_nb_maint_file_write(store, st, event, log) != NGX_OK)
+        && ngx_http_nb_maint_file_write(store, st, event, 0, log) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "nb_maint: cannot update the local cache \"%V\"",

@@ -349,7 +349,7 @@ ngx_http_nb_maint_file_save(ngx_http_nb_maint_store_t *store,
         return NGX_DECLINED;
     }
 
-    rc = ngx_http_nb_maint_file_write(store, st, event, log);
+    rc = ngx_http_nb_maint_file_write(store, st, event, 1, log);
 
     if (rc == NGX_OK) {
         ngx_http_nb_maint_state_commit(st, event);
@@ -369,9 +369,12 @@ ngx_http_nb_maint_file_save(ngx_http_nb_maint_store_t *store,
 }
 
 
+/* durable: fsync before the rename (the file store); a cache need not */
+
 ngx_int_t
 ngx_http_nb_maint_file_write(ngx_http_nb_maint_store_t *store,
-    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_log_t *log)
+    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_uint_t durable,
+    ngx_log_t *log)
 {
     char       *s;
     u_char      tmp[NGX_MAX_PATH];
@@ -397,7 +400,9 @@ ngx_http_nb_maint_file_write(ngx_http_nb_maint_store_t *store,
     rc = ngx_http_nb_maint_write_all(fd, (u_char *) s, ngx_strlen(s));
     cJSON_free(s);
 
-    if (rc == NGX_OK && (write(fd, "\n", 1) != 1 || fsync(fd) == -1)) {
+    if (rc == NGX_OK
+        && (write(fd, "\n", 1) != 1 || (durable && fsync(fd) == -1)))
+    {
         rc = NGX_ERROR;
     }
 
