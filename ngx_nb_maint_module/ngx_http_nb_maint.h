@@ -57,6 +57,7 @@ typedef struct {
     ngx_uint_t                  rise_count;  /* consecutive passes */
     ngx_uint_t                  fall_count;  /* consecutive failures */
     ngx_msec_t                  last_check;  /* ms since epoch, 0: never */
+    ngx_msec_t                  last_pass;   /* start of the last passed one */
     ngx_msec_t                  restore_mark;    /* restore being counted */
     ngx_uint_t                  restore_passes;  /* passes since then */
     ngx_uint_t                  checked;     /* an upstream checks it */

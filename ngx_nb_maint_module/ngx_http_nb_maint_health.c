@@ -479,6 +479,7 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
     }
 
     if (pass) {
+        node->last_pass = chk->started;
         node->rise_count++;
         node->fall_count = 0;
 

@@ -439,9 +439,15 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
             continue;
         }
 
+        /*
+         * nginx's passive marks (max_fails) hold until fail_timeout, or
+         * until a health check that started after the failure has passed
+         */
         if (peer->max_fails
             && peer->fails >= peer->max_fails
-            && now - peer->checked <= peer->fail_timeout)
+            && now - peer->checked <= peer->fail_timeout
+            && !(pd->conf->check.set
+                 && (time_t) (sh->nodes[n].last_pass / 1000) >= peer->checked))
         {
             continue;
         }

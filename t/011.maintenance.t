@@ -14,8 +14,11 @@ my @M = ($A, $B, $C);
 my @ids = map { $_->id } @M;
 my ($aid, $bid, $cid) = @ids;
 
+# reuseport: new connections spread over both workers (each has its own
+# view of upstream peer failures)
 my $ng = NbTest::Nginx->new(http => cluster_http(
-    nodes     => \@M,
+    nodes       => \@M,
+    listen_opts => ' reuseport',
     locations => <<'EOT',
     location /api/ {
         proxy_pass http://app;
@@ -84,10 +87,14 @@ my $t0 = time;
 my $n = 0;
 while (time - $t0 < 0.6) {
     for my $path ('/api/x', '/plain/x') {
-        my $x = $ng->hit(1, $path);
+        my $x = $ng->hit(1, $path);                   # keep-alive connection
         $n++;
         $st{$_} += $x->{status}{$_} for keys %{ $x->{status} };
         $nodes{$_} += $x->{node}{$_} for keys %{ $x->{node} };
+        my $y = $ng->get($path);                      # new connection, any worker
+        $n++;
+        $st{ $y->{status} }++;
+        $nodes{ $y->{headers}{'x-node'} // '-' }++;
     }
 }
 is($st{503} // 0, $n, "right after B stopped: all $n requests 503") or diag explain \%st;
@@ -118,14 +125,19 @@ ok(defined $ng->wait_health($bid, 'up', 5), 'restarted B is up');
 my $last;
 my $back = NbTest::wait_until(sub {
     $last = $ng->hit(10, '/plain/y');                 # keep-alive: one worker
-    my $u = $ng->get('/plain/y');                     # new connection: any worker
-    ($last->{status}{200} // 0) == 10 && $u->{status} == 200;
+    for (1 .. 10) {                                   # new connections: both workers
+        my $u = $ng->get('/plain/y');
+        $last->{status}{ $u->{status} }++;
+        $last->{nb}{ $u->{headers}{'x-nb-maint'} // '-' }++;
+    }
+    ($last->{status}{200} // 0) == 20;
 }, 1.5);
 ok($back, 'maintenance: requests reach B again once it is up (within 1.5 s)')
     or diag("still:", explain($last->{status}), explain($last->{nb}), $ng->error_log_tail(6));
 $before = NbTest::mock_counts(@M);
-$h = $ng->hit(50, '/plain/z');
-is($h->{node}{$bid} // 0, 50, 'B back: all 50 answered by B') or diag explain $h->{status};
+$h = $ng->hit(40, '/plain/z');
+$h->{node}{ $ng->get('/plain/z')->{headers}{'x-node'} // '-' }++ for 1 .. 10;
+is($h->{node}{$bid} // 0, 50, 'B back: all 50 answered by B') or diag explain $h->{node};
 $d = NbTest::count_delta($before, NbTest::mock_counts(@M));
 is($d->{$aid} + $d->{$cid}, 0, 'B back: A and C still get nothing');
 

@@ -593,6 +593,7 @@ push @NbTest::EXPORT, qw(cluster_http mock_counts count_delta FAST_CHECK);
 #   locations      => more location blocks in the server
 #   servers        => more server blocks
 #   bypass         => nb_maint_bypass_allow of the server (default 10.0.0.0/8)
+#   listen_opts    => ' reuseport' (new connections spread over the workers)
 sub cluster_http {
     my %o = @_;
     my @ports = map { ref $_ ? $_->port : $_ } @{ $o{nodes} || die "cluster_http: nodes" };
@@ -613,9 +614,10 @@ sub cluster_http {
     my $root_extra   = $o{root_extra} // '';
     my $locations    = $o{locations} // '';
     my $servers      = $o{servers} // '';
+    my $listen       = $o{listen_opts} // '';
     $t .= <<"EOT";
 server {
-    listen 127.0.0.1:%%PORT%%;
+    listen 127.0.0.1:%%PORT%%$listen;
     nb_maint_gate on;
     nb_maint_bypass_allow $bypass;
     proxy_http_version 1.1;
@@ -721,7 +723,7 @@ sub hit {
         $out{status}{ $r->{status} }++;
         $out{node}{ $r->{headers}{'x-node'} // '-' }++;
         $out{nb}{ $r->{headers}{'x-nb-maint'} // '-' }++;
-        push @{ $out{res} }, $r if $o{keep} || $_ == 1;
+        push @{ $out{res} }, _decode_json_res($r) if $o{keep} || $_ == 1;
     }
     return \%out;
 }
@@ -846,7 +848,9 @@ sub _finish {
     return if $self->{finished} || $self->{owner} != $$;
     $self->{finished} = 1;
     eval { $self->stop };
-    rmtree($self->{dir}) if $self->{dir} && -d $self->{dir} && !$ENV{NB_KEEP};
+    return unless $self->{dir} && -d $self->{dir};
+    if ($ENV{NB_KEEP}) { Test::More::diag("NB_KEEP: mock-node $self->{port} log kept in $self->{dir}") }
+    else               { rmtree($self->{dir}) }
 }
 
 sub DESTROY {
@@ -858,6 +862,328 @@ sub DESTROY {
 END {
     local $?;
     for my $m (values %MOCKS) { $m->_finish if $m }
+}
+
+1;
+
+# ===========================================================================
+# Redis store helpers (issue 5): a throw-away redis-server, a TCP black hole,
+# several gateways sharing one Redis.  Appended; the code above is unchanged.
+#
+#   my $redis = NbTest::Redis->new(password => 'secret', args => [...]);
+#   $redis->port, $redis->url(prefix => 'p', db => 0, password => 'x')
+#   $redis->cli('GET', 'p:version')   (list context: lines)
+#   $redis->cli_in($stdin_text, '--pipe')
+#   $redis->stop, $redis->start (same port, empty), $redis->kill (SIGKILL)
+#   my @gw = NbTest::redis_gateways(redis => $redis, n => 2, prefix => ...);
+#   $gw->wait_store_ok(1, 10)
+# ===========================================================================
+package NbTest;
+
+push @NbTest::EXPORT, qw(unique_prefix redis_gateways);
+
+my $PREFIX_SEQ = 0;
+# a key prefix no other test (or other run) uses
+sub unique_prefix {
+    my ($tag) = @_;
+    return sprintf 'nbt_%s_%d_%d_%d', ($tag // 'p'), $$, ++$PREFIX_SEQ, int(rand 1e6);
+}
+
+# start $o{n} (default 2) gateways on one Redis, each its own NbTest::Nginx
+# with std_http(store => redis://..., %{ $o{std} }); returns them started
+# (unless no_start).  Options: redis (required), n, prefix (default: unique),
+# db, password, query (extra "&k=v" text), std => {...}, workers, start => 0
+sub redis_gateways {
+    my %o = @_;
+    my $redis = $o{redis} or die "redis_gateways: redis";
+    my $prefix = $o{prefix} // unique_prefix('gw');
+    my @gw;
+    for (1 .. ($o{n} // 2)) {
+        my $store = $redis->url(prefix => $prefix, db => $o{db}, password => $o{password},
+                                query => $o{query});
+        my $ng = NbTest::Nginx->new(
+            http => std_http(store => $store, %{ $o{std} || {} }),
+            (defined $o{workers} ? (workers => $o{workers}) : ()),
+        );
+        $ng->{redis_prefix} = $prefix;
+        push @gw, $ng;
+    }
+    if ($o{start} // 1) { $_->start for @gw }
+    return wantarray ? @gw : $gw[0];
+}
+
+# ---------------------------------------------------------------------------
+package NbTest::Nginx;
+
+use Time::HiRes qw(sleep time);
+
+sub redis_prefix { $_[0]{redis_prefix} }
+
+# poll GET status until store.ok is $want (true/false); the status or undef
+sub wait_store_ok {
+    my ($self, $want, $timeout) = @_;
+    $want = $want ? 1 : 0;
+    return $self->wait_status(sub {
+        my $s = $_[0]{store} || {};
+        ($s->{ok} ? 1 : 0) == $want;
+    }, $timeout // 10);
+}
+
+# ---------------------------------------------------------------------------
+package NbTest::Redis;
+
+use strict;
+use warnings;
+use POSIX ();
+use IO::Socket::INET;
+use File::Path qw(rmtree);
+use Time::HiRes qw(sleep time);
+use Scalar::Util qw(weaken refaddr);
+
+my %REDIS;    # refaddr => weak ref
+
+sub new {
+    my ($class, %o) = @_;
+    my $self = bless { args => [], %o, owner => $$ }, $class;
+    $self->{port} //= NbTest::free_port();
+    $self->{dir} = File::Temp::tempdir('nb_maint_redis_XXXXXX', TMPDIR => 1, CLEANUP => 0);
+    $REDIS{ refaddr $self } = $self;
+    weaken $REDIS{ refaddr $self };
+    $self->start unless $o{no_start};
+    return $self;
+}
+
+sub port     { $_[0]{port} }
+sub dir      { $_[0]{dir} }
+sub pid      { $_[0]{pid} }
+sub password { $_[0]{password} }
+sub running  { my $p = $_[0]{pid}; $p && NbTest::Nginx::_alive($p) }
+
+# redis://[:password@]127.0.0.1:PORT/DB[?prefix=...]
+sub url {
+    my ($self, %o) = @_;
+    my $auth = defined $o{password} ? ":$o{password}@" : '';
+    my $u = "redis://${auth}127.0.0.1:$self->{port}/" . ($o{db} // 0);
+    my @q;
+    push @q, "prefix=$o{prefix}" if defined $o{prefix};
+    push @q, $o{query} if defined $o{query} && length $o{query};
+    $u .= '?' . join('&', @q) if @q;
+    return $u;
+}
+
+# the first line redis answers to PING (+PONG, -NOAUTH ..., ...) or undef
+sub _ping_raw {
+    my ($self) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
+                                  Proto => 'tcp', Timeout => 1) or return undef;
+    local $SIG{PIPE} = 'IGNORE';
+    syswrite $s, "PING\r\n";
+    my $rin = '';
+    vec($rin, fileno($s), 1) = 1;
+    my $line = '';
+    my $end = time + 1;
+    while (time < $end && $line !~ /\r\n/) {
+        select(my $rout = $rin, undef, undef, 0.1) or next;
+        sysread($s, my $buf, 512) or last;
+        $line .= $buf;
+    }
+    close $s;
+    return $line =~ /^([+-][^\r\n]*)/ ? $1 : undef;
+}
+
+# start (again) on the same port: an empty Redis; options override new()'s
+sub start {
+    my ($self, %o) = @_;
+    die "redis already running on $self->{port}\n" if $self->running;
+    $self->{$_} = $o{$_} for keys %o;
+    my @cmd = ('redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
+               '--save', '', '--appendonly', 'no', '--dir', $self->{dir},
+               '--daemonize', 'no', '--loglevel', 'notice',
+               (defined $self->{password} ? ('--requirepass', $self->{password}) : ()),
+               @{ $self->{args} });
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDIN,  '<', '/dev/null';
+        open STDOUT, '>>', "$self->{dir}/redis.log";
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or POSIX::_exit(127);
+    }
+    $self->{pid} = $pid;
+    my $ok = NbTest::wait_until(sub { !NbTest::Nginx::_alive($pid) || defined $self->_ping_raw }, 10);
+    unless ($ok && NbTest::Nginx::_alive($pid)) {
+        my $log = $self->log;
+        $self->kill;
+        die "redis-server on port $self->{port} did not start:\n$log\n";
+    }
+    return $self;
+}
+
+sub log {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{dir}/redis.log" or return '';
+    local $/;
+    return scalar(<$fh>) // '';
+}
+
+sub _reap {
+    my ($pid, $timeout) = @_;
+    my $end = time + $timeout;
+    while (time < $end) {
+        my $w = waitpid($pid, POSIX::WNOHANG());
+        return 1 if $w == $pid || $w == -1;
+        sleep 0.01;
+    }
+    return 0;
+}
+
+# SIGTERM (clean shutdown), SIGKILL after 5 s; waits until the port is closed
+sub stop {
+    my ($self) = @_;
+    my $pid = delete $self->{pid} or return;
+    CORE::kill 'TERM', $pid;
+    unless (_reap($pid, 5)) { CORE::kill 'KILL', $pid; _reap($pid, 5) }
+    NbTest::wait_until(sub { !NbTest::Nginx::_port_open($self->{port}) }, 5);
+    return 1;
+}
+
+# SIGKILL at once (a crash: no goodbye to the clients beyond the kernel's)
+sub kill {
+    my ($self) = @_;
+    my $pid = delete $self->{pid} or return;
+    CORE::kill 'KILL', $pid;
+    _reap($pid, 5);
+    NbTest::wait_until(sub { !NbTest::Nginx::_port_open($self->{port}) }, 5);
+    return 1;
+}
+
+# run redis-cli against this server; returns its stdout (scalar, chomped) or
+# lines (list).  cli_in($stdin, @args) feeds $stdin to it (e.g. --pipe).
+# Options by a leading hash ref: { db => 3, password => 'x', noauth => 1 }
+sub cli    { my $self = shift; $self->_cli(undef, @_) }
+sub cli_in { my ($self, $in, @a) = @_; $self->_cli($in, @a) }
+
+sub _cli {
+    my ($self, $in, @args) = @_;
+    my %o = ref $args[0] eq 'HASH' ? %{ shift @args } : ();
+    my $pw = exists $o{password} ? $o{password} : $self->{password};
+    $pw = undef if $o{noauth};
+    my @cmd = ('redis-cli', '-h', '127.0.0.1', '-p', $self->{port},
+               (defined $o{db} ? ('-n', $o{db}) : ()),
+               (defined $pw ? ('-a', $pw, '--no-auth-warning') : ()), @args);
+    my $infile;
+    if (defined $in) {
+        $infile = "$self->{dir}/cli.in.$$." . int(rand 1e9);
+        open my $fh, '>:raw', $infile or die "write $infile: $!";
+        print $fh $in;
+        close $fh;
+    }
+    my $pid = open(my $out, '-|') // die "fork: $!";
+    if (!$pid) {
+        open STDIN, '<', ($infile // '/dev/null');
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or POSIX::_exit(127);
+    }
+    local $/;
+    my $text = <$out> // '';
+    close $out;
+    unlink $infile if $infile;
+    $self->{last_cli_rc} = $? >> 8;
+    if (wantarray) { return split /\n/, $text }
+    $text =~ s/\n\z//;
+    return $text;
+}
+
+sub _finish {
+    my ($self) = @_;
+    return if $self->{finished} || $self->{owner} != $$;
+    $self->{finished} = 1;
+    eval { $self->kill };
+    if ($ENV{NB_KEEP}) { Test::More::diag("NB_KEEP: redis dir kept at $self->{dir}") }
+    else { rmtree($self->{dir}) if $self->{dir} && -d $self->{dir} }
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($?, $@, $!);
+    $self->_finish;
+}
+
+END {
+    local $?;
+    for my $r (values %REDIS) { $r->_finish if $r }
+}
+
+# ---------------------------------------------------------------------------
+# NbTest::BlackHole: a TCP listener child that accepts connections and reads
+# forever, never answering (a hung "Redis").  ->port, ->stop
+package NbTest::BlackHole;
+
+use strict;
+use warnings;
+use POSIX ();
+use IO::Socket::INET;
+use Time::HiRes qw(sleep time);
+use Scalar::Util qw(weaken refaddr);
+
+my %HOLES;
+
+sub new {
+    my ($class, %o) = @_;
+    my $self = bless { %o, owner => $$ }, $class;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $o{port} // 0,
+                                  Proto => 'tcp', Listen => 128, ReuseAddr => 1)
+        or die "BlackHole: listen: $!";
+    $self->{port} = $l->sockport;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE);
+        my @c;
+        my $rin = '';
+        vec($rin, fileno($l), 1) = 1;
+        while (1) {
+            my $r = $rin;
+            vec($r, fileno($_), 1) = 1 for @c;
+            select(my $rout = $r, undef, undef, 1) or next;
+            if (vec($rout, fileno($l), 1)) {
+                my $c = $l->accept;
+                push @c, $c if $c;
+            }
+            for my $c (@c) {
+                next unless vec($rout, fileno($c), 1);
+                my $n = sysread($c, my $buf, 65536);
+                $self->{closed}{fileno $c} = 1 unless $n;
+            }
+            @c = grep { !$self->{closed}{fileno $_} } @c;
+            %{ $self->{closed} } = ();
+        }
+        POSIX::_exit(0);
+    }
+    close $l;
+    $self->{pid} = $pid;
+    $HOLES{ refaddr $self } = $self;
+    weaken $HOLES{ refaddr $self };
+    return $self;
+}
+
+sub port { $_[0]{port} }
+
+sub stop {
+    my ($self) = @_;
+    my $pid = delete $self->{pid} or return;
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    return 1;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($?, $@, $!);
+    $self->stop if ($self->{owner} // 0) == $$;
+}
+
+END {
+    local $?;
+    for my $h (values %HOLES) { $h->stop if $h && $h->{owner} == $$ }
 }
 
 1;
