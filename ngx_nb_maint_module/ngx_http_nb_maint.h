@@ -85,6 +85,7 @@ typedef struct {
     ngx_atomic_t                lock;        /* ngx_rwlock over state/events */
     ngx_atomic_t                seq;         /* == state.version, lock-free */
     ngx_shmtx_sh_t              write_mtx;   /* serializes state writers */
+    ngx_shmtx_t                 write_lock;  /* in shm: its semaphore too */
     ngx_atomic_t                owner;       /* pid of the owner worker */
     ngx_uint_t                  owner_gen;   /* its configuration */
     ngx_uint_t                  generation;  /* +1 on every (re)load */

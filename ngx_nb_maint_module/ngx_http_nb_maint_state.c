@@ -13,7 +13,6 @@
 
 static ngx_http_nb_maint_shm_t  *ngx_http_nb_maint_sh;
 static ngx_slab_pool_t          *ngx_http_nb_maint_shpool;
-static ngx_shmtx_t               ngx_http_nb_maint_write_mtx;
 
 /* per worker copy of the state, refreshed when the version moves */
 static ngx_http_nb_maint_state_t  ngx_http_nb_maint_local;
@@ -71,6 +70,12 @@ ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     shpool->log_nomem = 0;
 
+    /* the mutex lives in the zone: a semaphore must be shared to wake up
+     * a waiter in another process */
+    if (ngx_shmtx_create(&sh->write_lock, &sh->write_mtx, NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_nb_maint_nodes_init(nmcf, sh, shm_zone->shm.log) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -91,12 +96,6 @@ done:
     ngx_http_nb_maint_sh = sh;
     ngx_http_nb_maint_shpool = shpool;
     ngx_http_nb_maint_local_valid = 0;
-
-    if (ngx_shmtx_create(&ngx_http_nb_maint_write_mtx, &sh->write_mtx, NULL)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
 
     return NGX_OK;
 }
@@ -143,14 +142,14 @@ ngx_http_nb_maint_snapshot(void)
 void
 ngx_http_nb_maint_state_lock_write(void)
 {
-    ngx_shmtx_lock(&ngx_http_nb_maint_write_mtx);
+    ngx_shmtx_lock(&ngx_http_nb_maint_sh->write_lock);
 }
 
 
 void
 ngx_http_nb_maint_state_unlock_write(void)
 {
-    ngx_shmtx_unlock(&ngx_http_nb_maint_write_mtx);
+    ngx_shmtx_unlock(&ngx_http_nb_maint_sh->write_lock);
 }
 
 
