@@ -5,6 +5,7 @@ BUILD      := build
 NGX_TREE   := $(BUILD)/nginx
 GEN        := $(BUILD)/gen
 MODULE_SO  := $(BUILD)/ngx_http_nb_maint_module.so
+STREAM_SO  := $(BUILD)/ngx_stream_nb_maint_module.so
 SRCS       := $(wildcard ngx_nb_maint_module/*.c ngx_nb_maint_module/*.h)
 DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
               libpcre2-dev libssl-dev zlib1g-dev redis-server haproxy wrk curl \
@@ -16,7 +17,7 @@ SHELL := /bin/bash
 
 all: build
 
-build: $(MODULE_SO)
+build: $(MODULE_SO) $(STREAM_SO)
 
 # Installs every build and test dependency from Debian packages; quick when present.
 deps:
@@ -41,7 +42,7 @@ $(NGX_TREE)/objs/Makefile: config
 	rm -rf $(NGX_TREE) && mkdir -p $(BUILD) && cp -a $(NGINX_SRC) $(NGX_TREE)
 	cd $(NGX_TREE) && flags=(--with-compat); \
 	  if [ -f conf_flags ]; then . ./conf_flags; flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
-	  NB_MAINT_GEN=$(CURDIR)/$(GEN) ./configure "$${flags[@]}" --with-cc-opt="-O2 -g" \
+	  NB_MAINT_GEN=$(CURDIR)/$(GEN) ./configure "$${flags[@]}" --with-cc-opt="-O2 -g" --with-stream=dynamic \
 	    --add-dynamic-module=$(CURDIR) > ../configure.log 2>&1 \
 	  || { tail -30 ../configure.log; exit 1; }
 
@@ -49,8 +50,12 @@ GEN_HDRS   := $(GEN)/ngx_http_nb_maint_page_html.h \
               $(GEN)/ngx_http_nb_maint_dashboard_html.h
 
 $(MODULE_SO): $(NGX_TREE)/objs/Makefile $(GEN_HDRS) $(SRCS)
-	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
+	$(MAKE) -C $(NGX_TREE) -f objs/Makefile objs/ngx_http_nb_maint_module.so \
+	    objs/ngx_stream_nb_maint_module.so
 	rm -f $@ && cp $(NGX_TREE)/objs/ngx_http_nb_maint_module.so $@
+	rm -f $(STREAM_SO) && cp $(NGX_TREE)/objs/ngx_stream_nb_maint_module.so $(STREAM_SO)
+
+$(STREAM_SO): $(MODULE_SO)
 
 test: deps build
 	NGINX_BIN=$(NGINX_BIN) NB_MAINT_MODULE=$(CURDIR)/$(MODULE_SO) prove -j2 -r t/
@@ -62,7 +67,7 @@ bench: deps build
 	scripts/bench
 
 install: build
-	install -m 0644 $(MODULE_SO) /usr/lib/nginx/modules/
+	install -m 0644 $(MODULE_SO) $(STREAM_SO) /usr/lib/nginx/modules/
 	install -m 0755 scripts/nb-maint /usr/local/bin/nb-maint
 
 clean:
