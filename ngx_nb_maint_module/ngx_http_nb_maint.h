@@ -257,6 +257,8 @@ char *ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
 /* gate, bypass */
 ngx_int_t ngx_http_nb_maint_gate_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_nb_maint_is_bypass(ngx_http_request_t *r);
+ngx_int_t ngx_http_nb_maint_passed(ngx_http_request_t *r,
+    ngx_http_nb_maint_loc_conf_t *nlcf);
 ngx_http_nb_maint_ctx_t *ngx_http_nb_maint_get_ctx(ngx_http_request_t *r);
 
 /* 503 page */

@@ -1331,6 +1331,9 @@ ngx_http_nb_maint_mode_apply(ngx_http_request_t *r,
         len = ngx_strlen(s);
         st->node_len = len;
         ngx_memcpy(st->node, s, len);
+
+    } else if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(body, "node"))) {
+        st->node_len = 0;       /* "node": null clears it (upgrade) */
     }
 
     ch->node = -1;

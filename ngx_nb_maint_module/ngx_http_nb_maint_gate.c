@@ -223,7 +223,7 @@ ngx_http_nb_maint_secret_init(ngx_http_nb_maint_main_conf_t *nmcf,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_nb_maint_passed(ngx_http_request_t *r,
     ngx_http_nb_maint_loc_conf_t *nlcf)
 {

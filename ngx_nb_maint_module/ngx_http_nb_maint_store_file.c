@@ -20,6 +20,10 @@ static ngx_int_t ngx_http_nb_maint_file_save(
 static void ngx_http_nb_maint_file_load_events(
     ngx_http_nb_maint_store_t *store, ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, ngx_log_t *log);
+static void ngx_http_nb_maint_file_compact(ngx_http_nb_maint_store_t *store,
+    char *buf, char *end, ngx_log_t *log);
+static ngx_int_t ngx_http_nb_maint_write_all(ngx_fd_t fd, u_char *data,
+    size_t len);
 static void ngx_http_nb_maint_file_error(ngx_http_nb_maint_shm_t *sh,
     const char *fmt, ngx_str_t *path, const char *detail);
 
@@ -303,7 +307,52 @@ ngx_http_nb_maint_file_load_events(ngx_http_nb_maint_store_t *store,
 
     ngx_shmtx_unlock(&shpool->mutex);
 
+    /* the file grows by a line a change: keep it to what the ring holds */
+
+    for (p = buf, lines = 0; p < end; p++) {
+        lines += (*p == '\n');
+    }
+
+    if (lines > 2 * NB_EVENTS_MAX) {
+        ngx_http_nb_maint_file_compact(store, buf, end, log);
+    }
+
     free(buf);
+}
+
+
+static void
+ngx_http_nb_maint_file_compact(ngx_http_nb_maint_store_t *store, char *buf,
+    char *end, ngx_log_t *log)
+{
+    char        *p;
+    u_char       tmp[NGX_MAX_PATH];
+    ngx_fd_t     fd;
+    ngx_uint_t   lines;
+
+    for (p = end, lines = 0; p > buf; p--) {
+        if (p[-1] == '\n' && p < end && ++lines > NB_EVENTS_MAX) {
+            break;
+        }
+    }
+
+    ngx_snprintf(tmp, NGX_MAX_PATH, "%V.%P.tmp%Z", &store->events_path,
+                 ngx_pid);
+
+    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0600);
+    if (fd == NGX_INVALID_FILE) {
+        return;
+    }
+
+    if (ngx_http_nb_maint_write_all(fd, (u_char *) p, end - p) != NGX_OK
+        || ngx_rename_file(tmp, store->events_path.data) == NGX_FILE_ERROR)
+    {
+        ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                      "nb_maint: cannot compact \"%V\"", &store->events_path);
+        ngx_delete_file(tmp);
+    }
+
+    ngx_close_file(fd);
 }
 
 

@@ -395,7 +395,12 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
         mode = st->restoring_from;
     }
 
-    bypass = ngx_http_nb_maint_is_bypass(r);
+    /* nb_maint_pass URIs are never gated: routed as bypass requests */
+    bypass = ngx_http_nb_maint_is_bypass(r)
+             || (mode == NB_MODE_UPGRADE
+                 && ngx_http_nb_maint_passed(r,
+                        ngx_http_get_module_loc_conf(r,
+                                                ngx_http_nb_maint_module)));
 
     /* want: -1 any allowed node, -2 none, else the designated node */
 
