@@ -625,16 +625,9 @@ ngx_http_nb_maint_render_json(ngx_uint_t kind, ngx_http_nb_maint_state_t *st,
         return NGX_ERROR;
     }
 
+    /* cJSON allocates with malloc(): the cache frees it like the HTML */
+    out->data = (u_char *) s;
     out->len = ngx_strlen(s);
-    out->data = ngx_alloc(out->len, ngx_cycle->log);
-
-    if (out->data == NULL) {
-        cJSON_free(s);
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(out->data, s, out->len);
-    cJSON_free(s);
 
     return NGX_OK;
 }

@@ -366,47 +366,56 @@ ngx_http_nb_maint_redis_ev_write(ngx_event_t *ev)
 }
 
 
+/* hiredis asks for read/write interest: level-triggered, as it expects */
+
 static void
-ngx_http_nb_maint_redis_add_read(void *privdata)
+ngx_http_nb_maint_redis_event(void *privdata, ngx_uint_t write, ngx_uint_t on)
 {
     ngx_http_nb_maint_redis_conn_t *conn = privdata;
 
-    if (conn->c && !conn->c->read->active) {
-        (void) ngx_add_event(conn->c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+    ngx_event_t  *ev;
+
+    if (conn->c == NULL) {
+        return;
     }
+
+    ev = write ? conn->c->write : conn->c->read;
+
+    if (on && !ev->active) {
+        (void) ngx_add_event(ev, write ? NGX_WRITE_EVENT : NGX_READ_EVENT,
+                             NGX_LEVEL_EVENT);
+
+    } else if (!on && ev->active) {
+        (void) ngx_del_event(ev, write ? NGX_WRITE_EVENT : NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_add_read(void *privdata)
+{
+    ngx_http_nb_maint_redis_event(privdata, 0, 1);
 }
 
 
 static void
 ngx_http_nb_maint_redis_del_read(void *privdata)
 {
-    ngx_http_nb_maint_redis_conn_t *conn = privdata;
-
-    if (conn->c && conn->c->read->active) {
-        (void) ngx_del_event(conn->c->read, NGX_READ_EVENT, 0);
-    }
+    ngx_http_nb_maint_redis_event(privdata, 0, 0);
 }
 
 
 static void
 ngx_http_nb_maint_redis_add_write(void *privdata)
 {
-    ngx_http_nb_maint_redis_conn_t *conn = privdata;
-
-    if (conn->c && !conn->c->write->active) {
-        (void) ngx_add_event(conn->c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-    }
+    ngx_http_nb_maint_redis_event(privdata, 1, 1);
 }
 
 
 static void
 ngx_http_nb_maint_redis_del_write(void *privdata)
 {
-    ngx_http_nb_maint_redis_conn_t *conn = privdata;
-
-    if (conn->c && conn->c->write->active) {
-        (void) ngx_del_event(conn->c->write, NGX_WRITE_EVENT, 0);
-    }
+    ngx_http_nb_maint_redis_event(privdata, 1, 0);
 }
 
 
