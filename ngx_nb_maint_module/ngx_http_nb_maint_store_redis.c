@@ -306,11 +306,23 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
         || ngx_http_nb_maint_redis_key(cf, &rcf->key_secret, &prefix,
                                        "secret")
            != NGX_OK
-        || ngx_http_nb_maint_redis_key(cf, &rcf->channel, &prefix, "changes")
+        || ngx_http_nb_maint_redis_key(cf, &rcf->channel, &prefix,
+                                       "changes:db")
            != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
+
+    /* pub/sub ignores the database: the channel names it */
+
+    p = ngx_pnalloc(cf->pool, rcf->channel.len + NGX_INT_T_LEN + 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->channel.len = ngx_sprintf(p, "%V%i%Z", &rcf->channel,
+                                   rcf->db < 0 ? 0 : rcf->db) - p - 1;
+    rcf->channel.data = p;
 
     /* the local cache is a file store's state file */
 
@@ -616,17 +628,23 @@ ngx_http_nb_maint_redis_on_disconnect(const redisAsyncContext *ac,
 {
     ngx_http_nb_maint_redis_conn_t *conn = ac->data;
 
-    ngx_uint_t  level;
+    const char  *why;
+    ngx_uint_t   level;
 
 
     level = conn->wanted ? NGX_LOG_ERR : NGX_LOG_INFO;
 
+    why = (ac->errstr && ac->errstr[0]) ? ac->errstr : NULL;
+
     ngx_log_error(level, conn->log, 0,
                   "nb_maint: redis %s connection lost%s%s", conn->name,
-                  ac->errstr ? ": " : "", ac->errstr ? ac->errstr : "");
+                  why ? ": " : "", why ? why : "");
 
-    ngx_http_nb_maint_redis_store_down(conn, ac->errstr ? ac->errstr
-                                                        : "connection lost");
+    /* a refusal or timeout already said why: keep that */
+    if (why || ngx_http_nb_maint_shm()->store_ok) {
+        ngx_http_nb_maint_redis_store_down(conn, why ? why
+                                                     : "connection lost");
+    }
     conn->ac = NULL;
     conn->ready = 0;
 

@@ -1187,3 +1187,302 @@ END {
 }
 
 1;
+
+# ===========================================================================
+# HAProxy helpers (SPEC section 9): the nb_maint agent in a stream{} block of
+# a gateway, a throw-away haproxy.  Appended; the code above is unchanged.
+#
+#   my $ng = NbTest::Nginx->new(http => cluster_http(...),
+#                               NbTest::agent_opts(upstream => 'app'));
+#   $ng->port_of('agent')                       the agent's port
+#   NbTest::agent_ask($ng->port_of('agent'), $id)   -> "up ready" (no "\n")
+#   my $hp = NbTest::HAProxy->new(cfg => $text);     %%PORT%%, %%PORT_x%%, %%DIR%%
+#   $hp->port, $hp->get('/x'), $hp->hit(30, '/x'), $hp->servers('be'),
+#   $hp->wait_servers('be', sub { ... }, 5), $hp->stop, $hp->check
+# ===========================================================================
+package NbTest;
+
+push @NbTest::EXPORT, qw(agent_opts agent_ask stream_module_path stream_core_path);
+
+# Debian's libnginx-mod-stream (NB_STREAM_CORE overrides)
+sub stream_core_path {
+    return $ENV{NB_STREAM_CORE} if $ENV{NB_STREAM_CORE};
+    for my $p ('/usr/lib/nginx/modules/ngx_stream_module.so',
+               '/usr/share/nginx/modules/ngx_stream_module.so') {
+        return $p if -f $p;
+    }
+    return '/usr/lib/nginx/modules/ngx_stream_module.so';
+}
+
+# next to NB_MAINT_MODULE: ngx_stream_nb_maint_module.so
+sub stream_module_path {
+    return $ENV{NB_MAINT_STREAM_MODULE} if $ENV{NB_MAINT_STREAM_MODULE};
+    return File::Spec->catfile(dirname(module_path()), 'ngx_stream_nb_maint_module.so');
+}
+
+# options for NbTest::Nginx->new / write_conf: the three load_module lines in
+# the contract's order (stream core, http nb_maint, stream nb_maint) and a
+# stream{} block with nb_maint_agent servers.  Options:
+#   upstream    => 'app'      agent for this upstream on port name "agent"
+#   agents      => { portname => upstream, ... }   (instead of / besides upstream)
+#   stream      => extra text inside stream{}
+#   main        => extra main-level text
+sub agent_opts {
+    my %o = @_;
+    my %agents = %{ $o{agents} || {} };
+    $agents{agent} = $o{upstream} if defined $o{upstream};
+    %agents = (agent => 'app') unless %agents;
+    my $t = "load_module " . stream_core_path() . ";\n"
+          . "load_module " . module_path() . ";\n"
+          . "load_module " . stream_module_path() . ";\n";
+    $t .= $o{main} // '';
+    $t .= "\nstream {\n";
+    for my $pn (sort keys %agents) {
+        $t .= "    server { listen 127.0.0.1:%%PORT_$pn%%; nb_maint_agent $agents{$pn}; }\n";
+    }
+    $t .= $o{stream} // '';
+    $t .= "}\n";
+    return (no_module => 1, main => $t);
+}
+
+# one agent-check exchange: connect, send "$id\n" (or $o{raw} as is), read
+# until the agent closes; the answer without the trailing newline (undef if
+# the agent sent nothing).  Options: raw => bytes, timeout => 5
+sub agent_ask {
+    my ($port, $id, %o) = @_;
+    my $bytes = exists $o{raw} ? $o{raw} : "$id\n";
+    my $r = raw_request($port, $bytes, timeout => $o{timeout} // 5);
+    return undef if $r eq '';
+    $r =~ s/\n\z//;
+    return $r;
+}
+
+# ---------------------------------------------------------------------------
+package NbTest::HAProxy;
+
+use strict;
+use warnings;
+use POSIX ();
+use IO::Socket::INET;
+use IO::Socket::UNIX;
+use File::Path qw(rmtree);
+use Time::HiRes qw(sleep time);
+use Scalar::Util qw(weaken refaddr);
+
+my %HAPROXIES;    # refaddr => weak ref
+
+sub bin { $ENV{HAPROXY_BIN} || 'haproxy' }
+
+# new(cfg => TEXT, ports => {name => port}, no_start => 1, files => {rel => content})
+# %%PORT%% (the frontend port), %%PORT_name%%, %%DIR%% (the temp dir) and
+# %%STATS%% (a "stats socket" line for the global section) are substituted.
+sub new {
+    my ($class, %o) = @_;
+    my $self = bless { ports => {}, %o, owner => $$ }, $class;
+    $self->{dir}  = File::Temp::tempdir('nb_maint_haproxy_XXXXXX', TMPDIR => 1, CLEANUP => 0);
+    $self->{port} //= NbTest::free_port();
+    $HAPROXIES{ refaddr $self } = $self;
+    weaken $HAPROXIES{ refaddr $self };
+    for my $rel (sort keys %{ $o{files} || {} }) { $self->write_file($rel, $o{files}{$rel}) }
+    $self->write_cfg($o{cfg}) if defined $o{cfg};
+    $self->start if defined $o{cfg} && !$o{no_start};
+    return $self;
+}
+
+sub dir  { $_[0]{dir} }
+sub port { $_[0]{port} }
+sub pid  { $_[0]{pid} }
+sub cfg_path { "$_[0]{dir}/haproxy.cfg" }
+sub stats_path { "$_[0]{dir}/admin.sock" }
+
+sub port_of {
+    my ($self, $name) = @_;
+    return $self->{port} if !defined $name || $name eq '';
+    return $self->{ports}{$name} //= NbTest::free_port();
+}
+
+sub subst {
+    my ($self, $text) = @_;
+    my $stats = "stats socket " . $self->stats_path . " mode 600 level admin";
+    $text =~ s/%%STATS%%/$stats/g;
+    $text =~ s/%%PORT_(\w+)%%/$self->port_of($1)/ge;
+    $text =~ s/%%PORT%%/$self->{port}/g;
+    $text =~ s/%%DIR%%/$self->{dir}/g;
+    return $text;
+}
+
+sub write_file {
+    my ($self, $rel, $content) = @_;
+    my $path = $rel =~ m{^/} ? $rel : "$self->{dir}/$rel";
+    open my $fh, '>:raw', $path or die "write $path: $!";
+    print $fh $content;
+    close $fh or die "close $path: $!";
+    return $path;
+}
+
+sub write_cfg {
+    my ($self, $text) = @_;
+    $self->{cfg} = $text;
+    return $self->write_file('haproxy.cfg', $self->subst($text));
+}
+
+sub log {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{dir}/haproxy.log" or return '';
+    local $/;
+    return scalar(<$fh>) // '';
+}
+
+# haproxy -c -f cfg [-f more...]: (exit code, output)
+sub check {
+    my ($self, @more) = @_;
+    return NbTest::run_cmd("$self->{dir}/check.out", bin(), '-c', '-f', $self->cfg_path,
+                           map { ('-f', $_) } @more);
+}
+
+sub running { my $p = $_[0]{pid}; $p && NbTest::Nginx::_alive($p) }
+
+# haproxy -db (foreground) as our child; waits until the frontend port accepts
+sub start {
+    my ($self) = @_;
+    die "haproxy already running in $self->{dir}\n" if $self->running;
+    unlink $self->stats_path;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE);
+        open STDIN,  '<', '/dev/null';
+        open STDOUT, '>>', "$self->{dir}/haproxy.log";
+        open STDERR, '>&', \*STDOUT;
+        exec bin(), '-db', '-f', $self->cfg_path or POSIX::_exit(127);
+    }
+    $self->{pid} = $pid;
+    my $ok = NbTest::wait_until(sub {
+        !NbTest::Nginx::_alive($pid) || NbTest::Nginx::_port_open($self->{port})
+    }, 10);
+    unless ($ok && NbTest::Nginx::_alive($pid)) {
+        my $log = $self->log;
+        $self->stop;
+        die "haproxy did not start (port $self->{port}):\n$log\n";
+    }
+    return $self;
+}
+
+sub stop {
+    my ($self) = @_;
+    my $pid = delete $self->{pid} or return;
+    kill 'TERM', $pid;
+    my $end = time + 5;
+    while (time < $end) {
+        my $w = waitpid($pid, POSIX::WNOHANG());
+        return 1 if $w == $pid || $w == -1;
+        sleep 0.01;
+    }
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    return 1;
+}
+
+# one command on the stats socket ("%%STATS%%" in the global section); the answer
+sub stats_cmd {
+    my ($self, $cmd) = @_;
+    my $s = IO::Socket::UNIX->new(Peer => $self->stats_path, Type => SOCK_STREAM, Timeout => 2)
+        or return undef;
+    local $SIG{PIPE} = 'IGNORE';
+    syswrite $s, "$cmd\n";
+    my $out = '';
+    my $rin = '';
+    vec($rin, fileno($s), 1) = 1;
+    my $end = time + 3;
+    while (time < $end) {
+        select(my $rout = $rin, undef, undef, 0.2) or next;
+        my $n = sysread($s, my $buf, 65536);
+        last unless $n;
+        $out .= $buf;
+    }
+    close $s;
+    return $out;
+}
+
+# "show stat" of backend $be: { server name => { status, weight, agent_status, ... } }
+sub servers {
+    my ($self, $be) = @_;
+    my $csv = $self->stats_cmd('show stat') // return {};
+    my @lines = split /\n/, $csv;
+    my $head = shift @lines // return {};
+    $head =~ s/^#\s*//;
+    my @cols = split /,/, $head, -1;
+    my %out;
+    for my $l (@lines) {
+        my @v = split /,/, $l, -1;
+        my %r;
+        @r{@cols} = @v;
+        next unless defined $r{pxname} && $r{pxname} eq $be;
+        next if $r{svname} eq 'FRONTEND' || $r{svname} eq 'BACKEND';
+        $out{ $r{svname} } = \%r;
+    }
+    return \%out;
+}
+
+# poll servers($be) until $code->($servers) is true; the servers or undef
+sub wait_servers {
+    my ($self, $be, $code, $timeout) = @_;
+    my $last;
+    my $ok = NbTest::wait_until(sub { $last = $self->servers($be); $code->($last) }, $timeout // 5, 0.02);
+    $self->{last_servers} = $last;
+    return $ok ? $last : undef;
+}
+
+sub last_servers { $_[0]{last_servers} }
+
+sub url {
+    my ($self, $path) = @_;
+    $path = "/$path" unless $path =~ m{^/};
+    return "http://127.0.0.1:$self->{port}$path";
+}
+
+sub get {
+    my ($self, $path, $h) = @_;
+    $self->{ua} //= HTTP::Tiny->new(keep_alive => 0, timeout => 10, max_redirect => 0);
+    return $self->{ua}->request('GET', $self->url($path), { headers => { %{ $h || {} } } });
+}
+
+# $n GETs through haproxy (a new connection each, as NbTest::Nginx::hit
+# counts): { n, status => {code => count}, node => {X-Node => count}, res => [first] }
+sub hit {
+    my ($self, $n, $path, %o) = @_;
+    my %out = (n => $n, status => {}, node => {}, res => []);
+    for (1 .. $n) {
+        my $r = $self->get($path, $o{headers});
+        $out{status}{ $r->{status} }++;
+        $out{node}{ $r->{headers}{'x-node'} // '-' }++;
+        push @{ $out{res} }, $r if $o{keep} || $_ == 1;
+    }
+    return \%out;
+}
+
+sub _finish {
+    my ($self, $failed) = @_;
+    return if $self->{finished} || ($self->{owner} // 0) != $$;
+    $self->{finished} = 1;
+    Test::More::diag("---- haproxy log ($self->{dir}) ----\n" . $self->log) if $failed;
+    eval { $self->stop };
+    if ($ENV{NB_KEEP}) { Test::More::diag("NB_KEEP: haproxy dir kept at $self->{dir}") }
+    else { rmtree($self->{dir}) if $self->{dir} && -d $self->{dir} }
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    return if $self->{finished} || ($self->{owner} // 0) != $$;
+    local ($?, $@, $!);
+    my $failed = ${^GLOBAL_PHASE} eq 'DESTRUCT' ? 0 : !Test::More->builder->is_passing;
+    $self->_finish($failed);
+}
+
+END {
+    my $code = $?;
+    local $?;
+    my $failed = $code != 0 || !Test::More->builder->is_passing;
+    for my $h (values %HAPROXIES) { $h->_finish($failed) if $h }
+}
+
+1;
