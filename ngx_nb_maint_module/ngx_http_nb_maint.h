@@ -45,6 +45,7 @@ typedef struct {
     u_char                      drain[NB_MAX_NODES / 8];  /* by node index */
 } ngx_http_nb_maint_state_t;
 
+#define nb_active(n)       ((n)->active + (n)->active_remote)
 #define nb_drained(st, i)  ((st)->drain[(i) / 8] & (1 << ((i) % 8)))
 
 
@@ -52,7 +53,8 @@ typedef struct {
 typedef struct {
     u_char                      id[NB_NODE_ID_LEN];
     size_t                      id_len;
-    ngx_atomic_t                active;
+    ngx_atomic_t                active;      /* in flight here */
+    ngx_atomic_t                active_remote;  /* on other gateways */
     ngx_atomic_t                health;      /* NB_HEALTH_* */
     ngx_uint_t                  rise_count;  /* consecutive passes */
     ngx_uint_t                  fall_count;  /* consecutive failures */

@@ -879,7 +879,7 @@ ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
                           ngx_http_nb_maint_json_strn(n->id, n->id_len));
     cJSON_AddStringToObject(obj, "health", health);
     cJSON_AddBoolToObject(obj, "drain", nb_drained(st, i));
-    cJSON_AddNumberToObject(obj, "active", (double) n->active);
+    cJSON_AddNumberToObject(obj, "active", (double) nb_active(n));
     cJSON_AddNumberToObject(obj, "fails", (double) n->fall_count);
 
     if (n->last_check) {

@@ -116,7 +116,7 @@ ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out)
                             &up[i]->uscf->host, n->id_len, n->id,
                             nb_drained(st, up[i]->nodes[j]) != 0,
                             &up[i]->uscf->host, n->id_len, n->id,
-                            n->active);
+                            nb_active(n));
 #undef nb_labels
         }
     }

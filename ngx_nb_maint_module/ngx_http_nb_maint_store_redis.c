@@ -34,6 +34,8 @@ typedef struct {
     ngx_str_t                      key_events;
     ngx_str_t                      key_secret;
     ngx_str_t                      channel;
+    ngx_str_t                      key_gateways;
+    ngx_str_t                      key_active;   /* "P:active:" */
 } ngx_http_nb_maint_redis_conf_t;
 
 
@@ -88,6 +90,32 @@ static const char  ngx_http_nb_maint_redis_cas[] =
     "end "
     "redis.call('PUBLISH', ARGV[5], ARGV[6]) "
     "return {1, tonumber(ARGV[2])}";
+
+/*
+ * In-flight counts, cluster-wide: each owner publishes its gateway's counts
+ * (a hash that expires) and gets the sum of the other gateways' back.
+ * KEYS: gateways set, own hash; ARGV: ttl, own id, hash prefix, node, n, ...
+ */
+static const char  ngx_http_nb_maint_redis_active_lua[] =
+    "redis.call('DEL', KEYS[2]) "
+    "if #ARGV > 3 then "
+    "  redis.call('HSET', KEYS[2], unpack(ARGV, 4)) "
+    "  redis.call('EXPIRE', KEYS[2], ARGV[1]) "
+    "end "
+    "redis.call('SADD', KEYS[1], ARGV[2]) "
+    "local sum = {} "
+    "for _, gw in ipairs(redis.call('SMEMBERS', KEYS[1])) do "
+    "  if gw ~= ARGV[2] then "
+    "    local h = redis.call('HGETALL', ARGV[3] .. gw) "
+    "    if #h == 0 then redis.call('SREM', KEYS[1], gw) end "
+    "    for i = 1, #h, 2 do "
+    "      sum[h[i]] = (sum[h[i]] or 0) + (tonumber(h[i + 1]) or 0) "
+    "    end "
+    "  end "
+    "end "
+    "local r = {} "
+    "for k, v in pairs(sum) do r[#r + 1] = k; r[#r + 1] = tostring(v) end "
+    "return r";
 
 /* KEYS: version, state; ARGV: version, state, channel, message */
 static const char  ngx_http_nb_maint_redis_republish_lua[] =
@@ -308,6 +336,16 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
            != NGX_OK
         || ngx_http_nb_maint_redis_key(cf, &rcf->channel, &prefix,
                                        "changes:db")
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_nb_maint_redis_key(cf, &rcf->key_gateways, &prefix,
+                                    "gateways")
+        != NGX_OK
+        || ngx_http_nb_maint_redis_key(cf, &rcf->key_active, &prefix,
+                                       "active:")
            != NGX_OK)
     {
         return NGX_CONF_ERROR;
@@ -1288,6 +1326,141 @@ ngx_http_nb_maint_redis_sync(ngx_http_nb_maint_store_t *store)
 }
 
 
+/* the owner: in-flight counts of this gateway out, the others' in */
+
+static void
+ngx_http_nb_maint_redis_active_sums(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    size_t                     i;
+    ngx_int_t                  n, k;
+    ngx_uint_t                 seen[NB_MAX_NODES / (8 * sizeof(ngx_uint_t))];
+    ngx_http_nb_maint_shm_t   *sh;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        ngx_http_nb_maint_redis_ignore(op, reply);
+        return;
+    }
+
+    sh = ngx_http_nb_maint_shm();
+    ngx_memzero(seen, sizeof(seen));
+
+    for (i = 0; i + 1 < reply->elements; i += 2) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING
+            || reply->element[i + 1]->type != REDIS_REPLY_STRING)
+        {
+            continue;
+        }
+
+        k = ngx_http_nb_maint_node_find(sh, (u_char *) reply->element[i]->str,
+                                        reply->element[i]->len);
+        n = ngx_atoi((u_char *) reply->element[i + 1]->str,
+                     reply->element[i + 1]->len);
+
+        if (k == NGX_ERROR || n == NGX_ERROR) {
+            continue;
+        }
+
+        sh->nodes[k].active_remote = n;
+        seen[k / (8 * sizeof(ngx_uint_t))] |= 1UL << (k % (8 * sizeof(ngx_uint_t)));
+    }
+
+    for (k = 0; k < (ngx_int_t) sh->nnodes; k++) {
+        if (!(seen[k / (8 * sizeof(ngx_uint_t))]
+              & (1UL << (k % (8 * sizeof(ngx_uint_t))))))
+        {
+            sh->nodes[k].active_remote = 0;
+        }
+    }
+}
+
+
+static void
+ngx_http_nb_maint_redis_active(ngx_http_nb_maint_store_t *store)
+{
+    u_char                          *p, *end, *own, *buf;
+    size_t                          *argvlen;
+    ngx_uint_t                       i, argc;
+    const char                     **argv;
+    ngx_http_nb_maint_shm_t         *sh;
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    sh = ngx_http_nb_maint_shm();
+
+    if (sh->nnodes == 0) {
+        return;
+    }
+
+    argc = 9 + 2 * sh->nnodes;
+
+    argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)), ngx_cycle->log);
+    buf = ngx_alloc(256 + rcf->key_active.len
+                    + sh->nnodes * NGX_ATOMIC_T_LEN, ngx_cycle->log);
+    op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
+                                    ngx_http_nb_maint_redis_active_sums);
+
+    if (argv == NULL || buf == NULL || op == NULL) {
+        goto done;
+    }
+
+    argvlen = (size_t *) (argv + argc);
+    p = buf;
+    end = buf + 256 + rcf->key_active.len + sh->nnodes * NGX_ATOMIC_T_LEN;
+
+    /* this gateway: "hostname:master pid" */
+    own = p;
+    p = ngx_slprintf(p, end, "%V%V:%P", &rcf->key_active,
+                     &ngx_cycle->hostname, ngx_parent);
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_http_nb_maint_redis_active_lua;
+    argvlen[1] = sizeof(ngx_http_nb_maint_redis_active_lua) - 1;
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = (char *) rcf->key_gateways.data;
+    argvlen[3] = rcf->key_gateways.len;
+    argv[4] = (char *) own;
+    argvlen[4] = p - own;
+    argv[5] = "5";
+    argvlen[5] = 1;
+    argv[6] = (char *) own + rcf->key_active.len;
+    argvlen[6] = (p - own) - rcf->key_active.len;
+    argv[7] = (char *) rcf->key_active.data;
+    argvlen[7] = rcf->key_active.len;
+
+    argc = 8;
+
+    for (i = 0; i < sh->nnodes; i++) {
+        argv[argc] = (char *) sh->nodes[i].id;
+        argvlen[argc++] = sh->nodes[i].id_len;
+
+        argv[argc] = (char *) p;
+        argvlen[argc++] = ngx_slprintf(p, end, "%A", sh->nodes[i].active) - p;
+        p += argvlen[argc - 1];
+    }
+
+    /* hiredis copies the arguments at once */
+    (void) ngx_http_nb_maint_redis_send(op, argc, argv, argvlen);
+    op = NULL;
+
+done:
+
+    if (op) {
+        ngx_free(op);
+    }
+
+    if (argv) {
+        ngx_free(argv);
+    }
+
+    if (buf) {
+        ngx_free(buf);
+    }
+}
+
+
 /* the owner: subscriber connection and the periodic re-read */
 
 static void
@@ -1323,6 +1496,7 @@ ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
 
     if (++ngx_http_nb_maint_redis_ticks % 2 == 0) {
         ngx_http_nb_maint_redis_sync(store);
+        ngx_http_nb_maint_redis_active(store);
     }
 }
 
