@@ -395,14 +395,21 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
         mode = st->restoring_from;
     }
 
-    /* nb_maint_pass URIs are never gated: routed as bypass requests */
-    bypass = ngx_http_nb_maint_is_bypass(r)
-             || (mode == NB_MODE_UPGRADE
-                 && ngx_http_nb_maint_passed(r,
-                        ngx_http_get_module_loc_conf(r,
-                                                ngx_http_nb_maint_module)));
+    /*
+     * Who the client is matters in upgrade mode only: elsewhere bypass and
+     * public requests go the same way, and the cookie is not even looked at.
+     * nb_maint_pass URIs are never gated: they are routed as bypass requests.
+     */
+    bypass = 0;
 
-    /* want: -1 any allowed node, -2 none, else the designated node */
+    if (mode == NB_MODE_UPGRADE) {
+        bypass = ngx_http_nb_maint_is_bypass(r)
+                 || ngx_http_nb_maint_passed(r,
+                        ngx_http_get_module_loc_conf(r,
+                                                     ngx_http_nb_maint_module));
+    }
+
+    /* want: -1 any allowed node, else the designated node's index */
 
     want = -1;
 
