@@ -70,6 +70,21 @@ struct ngx_http_nb_maint_redis_op_s {
 };
 
 
+/* a command's arguments; hiredis copies them when the command is queued */
+#define NB_REDIS_ARGS  12
+
+typedef struct {
+    int                               n;
+    const char                       *v[NB_REDIS_ARGS];
+    size_t                            len[NB_REDIS_ARGS];
+} ngx_http_nb_maint_redis_args_t;
+
+#define nb_arg(a, s, l)                                                       \
+    (a)->v[(a)->n] = (const char *) (s); (a)->len[(a)->n++] = (l)
+#define nb_arg_lit(a, lit)   nb_arg(a, lit, sizeof(lit) - 1)
+#define nb_arg_str(a, str)   nb_arg(a, (str)->data, (str)->len)
+
+
 static ngx_http_nb_maint_redis_conn_t  ngx_http_nb_maint_redis_cmd;
 static ngx_http_nb_maint_redis_conn_t  ngx_http_nb_maint_redis_sub;
 static ngx_uint_t                      ngx_http_nb_maint_redis_ticks;
@@ -596,7 +611,7 @@ ngx_http_nb_maint_redis_op(ngx_http_nb_maint_redis_conn_t *conn,
 
 
 static ngx_int_t
-ngx_http_nb_maint_redis_send(ngx_http_nb_maint_redis_op_t *op, int argc,
+ngx_http_nb_maint_redis_send_argv(ngx_http_nb_maint_redis_op_t *op, int argc,
     const char **argv, const size_t *argvlen)
 {
     ngx_http_nb_maint_redis_conn_t  *conn = op->conn;
@@ -617,6 +632,14 @@ ngx_http_nb_maint_redis_send(ngx_http_nb_maint_redis_op_t *op, int argc,
     ngx_add_timer(&op->timer, NB_REDIS_TIMEOUT);
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_redis_send(ngx_http_nb_maint_redis_op_t *op,
+    ngx_http_nb_maint_redis_args_t *a)
+{
+    return ngx_http_nb_maint_redis_send_argv(op, a->n, a->v, a->len);
 }
 
 
@@ -769,13 +792,11 @@ ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
 static void
 ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
 {
-    int                              n;
     u_char                           db[NGX_INT_T_LEN];
     redisAsyncContext               *ac;
     ngx_connection_t                *c;
-    const char                      *argv[3];
-    size_t                           argvlen[3];
     ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_args_t   a;
     ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
 
     ac = redisAsyncConnect((char *) rcf->host, rcf->port);
@@ -831,19 +852,16 @@ ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
             return;
         }
 
-        n = 0;
-        argv[n] = "AUTH";
-        argvlen[n++] = 4;
+        a.n = 0;
+        nb_arg_lit(&a, "AUTH");
 
         if (rcf->user.len) {
-            argv[n] = (char *) rcf->user.data;
-            argvlen[n++] = rcf->user.len;
+            nb_arg_str(&a, &rcf->user);
         }
 
-        argv[n] = (char *) rcf->password.data;
-        argvlen[n++] = rcf->password.len;
+        nb_arg_str(&a, &rcf->password);
 
-        (void) ngx_http_nb_maint_redis_send(op, n, argv, argvlen);
+        (void) ngx_http_nb_maint_redis_send(op, &a);
     }
 
     if (rcf->db > 0) {
@@ -852,13 +870,11 @@ ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
             return;
         }
 
-        /* hiredis copies the arguments at once */
-        argv[0] = "SELECT";
-        argvlen[0] = 6;
-        argv[1] = (char *) db;
-        argvlen[1] = ngx_sprintf(db, "%i", rcf->db) - db;
+        a.n = 0;
+        nb_arg_lit(&a, "SELECT");
+        nb_arg(&a, db, ngx_sprintf(db, "%i", rcf->db) - db);
 
-        (void) ngx_http_nb_maint_redis_send(op, 2, argv, argvlen);
+        (void) ngx_http_nb_maint_redis_send(op, &a);
     }
 
     op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_redis_ready);
@@ -866,10 +882,10 @@ ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
         return;
     }
 
-    argv[0] = "PING";
-    argvlen[0] = 4;
+    a.n = 0;
+    nb_arg_lit(&a, "PING");
 
-    (void) ngx_http_nb_maint_redis_send(op, 1, argv, argvlen);
+    (void) ngx_http_nb_maint_redis_send(op, &a);
 }
 
 
@@ -976,9 +992,8 @@ ngx_http_nb_maint_redis_events(ngx_http_nb_maint_redis_op_t *op,
 static void
 ngx_http_nb_maint_redis_fetch_events(ngx_http_nb_maint_store_t *store)
 {
-    const char                      *argv[4];
-    size_t                           argvlen[4];
     ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_args_t   a;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
 
     op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
@@ -987,16 +1002,13 @@ ngx_http_nb_maint_redis_fetch_events(ngx_http_nb_maint_store_t *store)
         return;
     }
 
-    argv[0] = "LRANGE";
-    argvlen[0] = 6;
-    argv[1] = (char *) rcf->key_events.data;
-    argvlen[1] = rcf->key_events.len;
-    argv[2] = NB_REDIS_EVENTS_READ;
-    argvlen[2] = sizeof(NB_REDIS_EVENTS_READ) - 1;
-    argv[3] = "-1";
-    argvlen[3] = 2;
+    a.n = 0;
+    nb_arg_lit(&a, "LRANGE");
+    nb_arg_str(&a, &rcf->key_events);
+    nb_arg_lit(&a, NB_REDIS_EVENTS_READ);
+    nb_arg_lit(&a, "-1");
 
-    (void) ngx_http_nb_maint_redis_send(op, 4, argv, argvlen);
+    (void) ngx_http_nb_maint_redis_send(op, &a);
 }
 
 
@@ -1089,9 +1101,9 @@ ngx_http_nb_maint_redis_republish(ngx_http_nb_maint_store_t *store,
 {
     u_char                          *msg, ver[NGX_INT64_LEN];
     char                            *state;
-    size_t                           argvlen[9], slen;
-    const char                      *argv[9];
+    size_t                           slen;
     ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_args_t   a;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
 
     state = ngx_http_nb_maint_state_serialize(st, 0);
@@ -1106,42 +1118,30 @@ ngx_http_nb_maint_redis_republish(ngx_http_nb_maint_store_t *store,
     msg = ngx_alloc(slen + sizeof("{\"state\":,\"event\":null}"),
                     ngx_cycle->log);
 
-    if (op == NULL || msg == NULL) {
-        cJSON_free(state);
-        if (op) {
-            ngx_free(op);
-        }
-        if (msg) {
-            ngx_free(msg);
-        }
-        return;
+    if (op && msg) {
+        a.n = 0;
+        nb_arg_lit(&a, "EVAL");
+        nb_arg_lit(&a, ngx_http_nb_maint_redis_republish_lua);
+        nb_arg_lit(&a, "2");
+        nb_arg_str(&a, &rcf->key_version);
+        nb_arg_str(&a, &rcf->key_state);
+        nb_arg(&a, ver, ngx_sprintf(ver, "%uL", st->version) - ver);
+        nb_arg(&a, state, slen);
+        nb_arg_str(&a, &rcf->channel);
+        nb_arg(&a, msg, ngx_sprintf(msg, "{\"state\":%s,\"event\":null}",
+                                    state) - msg);
+
+        (void) ngx_http_nb_maint_redis_send(op, &a);
+        op = NULL;
     }
 
-    op->event.data = msg;
-    op->event.len = ngx_sprintf(msg, "{\"state\":%s,\"event\":null}",
-                                state)
-                    - msg;
+    if (op) {
+        ngx_free(op);
+    }
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_http_nb_maint_redis_republish_lua;
-    argvlen[1] = sizeof(ngx_http_nb_maint_redis_republish_lua) - 1;
-    argv[2] = "2";
-    argvlen[2] = 1;
-    argv[3] = (char *) rcf->key_version.data;
-    argvlen[3] = rcf->key_version.len;
-    argv[4] = (char *) rcf->key_state.data;
-    argvlen[4] = rcf->key_state.len;
-    argv[5] = (char *) ver;
-    argvlen[5] = ngx_sprintf(ver, "%uL", st->version) - ver;
-    argv[6] = state;
-    argvlen[6] = slen;
-    argv[7] = (char *) rcf->channel.data;
-    argvlen[7] = rcf->channel.len;
-    argv[8] = (char *) op->event.data;
-    argvlen[8] = op->event.len;
-
-    (void) ngx_http_nb_maint_redis_send(op, 9, argv, argvlen);
+    if (msg) {
+        ngx_free(msg);
+    }
 
     cJSON_free(state);
 }
@@ -1151,9 +1151,8 @@ static void
 ngx_http_nb_maint_redis_keep_secret(ngx_http_nb_maint_store_t *store)
 {
     u_char                           hex[NB_SECRET_LEN * 2];
-    size_t                           argvlen[4];
-    const char                      *argv[4];
     ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_args_t   a;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
 
     op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
@@ -1164,16 +1163,13 @@ ngx_http_nb_maint_redis_keep_secret(ngx_http_nb_maint_store_t *store)
 
     ngx_hex_dump(hex, ngx_http_nb_maint_shm()->secret, NB_SECRET_LEN);
 
-    argv[0] = "SET";
-    argvlen[0] = 3;
-    argv[1] = (char *) rcf->key_secret.data;
-    argvlen[1] = rcf->key_secret.len;
-    argv[2] = (char *) hex;
-    argvlen[2] = sizeof(hex);
-    argv[3] = "NX";
-    argvlen[3] = 2;
+    a.n = 0;
+    nb_arg_lit(&a, "SET");
+    nb_arg_str(&a, &rcf->key_secret);
+    nb_arg(&a, hex, sizeof(hex));
+    nb_arg_lit(&a, "NX");
 
-    (void) ngx_http_nb_maint_redis_send(op, 4, argv, argvlen);
+    (void) ngx_http_nb_maint_redis_send(op, &a);
 }
 
 
@@ -1295,9 +1291,8 @@ ok:
 static void
 ngx_http_nb_maint_redis_sync(ngx_http_nb_maint_store_t *store)
 {
-    const char                      *argv[4];
-    size_t                           argvlen[4];
     ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_args_t   a;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
 
     if (ngx_http_nb_maint_redis_syncing || !ngx_http_nb_maint_redis_cmd.ready)
@@ -1311,16 +1306,13 @@ ngx_http_nb_maint_redis_sync(ngx_http_nb_maint_store_t *store)
         return;
     }
 
-    argv[0] = "MGET";
-    argvlen[0] = 4;
-    argv[1] = (char *) rcf->key_version.data;
-    argvlen[1] = rcf->key_version.len;
-    argv[2] = (char *) rcf->key_state.data;
-    argvlen[2] = rcf->key_state.len;
-    argv[3] = (char *) rcf->key_secret.data;
-    argvlen[3] = rcf->key_secret.len;
+    a.n = 0;
+    nb_arg_lit(&a, "MGET");
+    nb_arg_str(&a, &rcf->key_version);
+    nb_arg_str(&a, &rcf->key_state);
+    nb_arg_str(&a, &rcf->key_secret);
 
-    if (ngx_http_nb_maint_redis_send(op, 4, argv, argvlen) == NGX_OK) {
+    if (ngx_http_nb_maint_redis_send(op, &a) == NGX_OK) {
         ngx_http_nb_maint_redis_syncing = 1;
     }
 }
@@ -1442,7 +1434,7 @@ ngx_http_nb_maint_redis_active(ngx_http_nb_maint_store_t *store)
     }
 
     /* hiredis copies the arguments at once */
-    (void) ngx_http_nb_maint_redis_send(op, argc, argv, argvlen);
+    (void) ngx_http_nb_maint_redis_send_argv(op, argc, argv, argvlen);
     op = NULL;
 
 done:
@@ -1543,13 +1535,13 @@ ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
     uint64_t expected, ngx_http_nb_maint_state_t *st, ngx_str_t *event,
     ngx_log_t *log, ngx_http_nb_maint_store_done_pt done, void *data)
 {
-    u_char                          *msg, exp[NGX_INT64_LEN],
+    u_char                          *msg, *ev, exp[NGX_INT64_LEN],
                                      ver[NGX_INT64_LEN];
     char                            *state;
-    size_t                           argvlen[11], slen;
+    size_t                           slen;
     ngx_int_t                        rc;
-    const char                      *argv[11];
     ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_args_t   a;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
 
     if (!ngx_http_nb_maint_redis_cmd.ready) {
@@ -1569,68 +1561,53 @@ ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
                                     ngx_http_nb_maint_redis_saved);
     msg = ngx_alloc(slen + event->len + sizeof("{\"state\":,\"event\":}"),
                     log);
+    ev = ngx_alloc(event->len + 1, log);
 
-    if (op == NULL || msg == NULL) {
-        cJSON_free(state);
-        if (op) {
-            ngx_free(op);
-        }
-        if (msg) {
-            ngx_free(msg);
-        }
-        return NGX_ERROR;
+    rc = NGX_ERROR;
+
+    if (op == NULL || msg == NULL || ev == NULL) {
+        goto done;
     }
 
+    /* kept for our own apply once Redis has taken it */
     op->done = done;
     op->data = data;
     op->st = *st;
+    op->event.data = ev;
+    op->event.len = ngx_cpymem(ev, event->data, event->len) - ev;
 
-    /* the message carries the event too; the event is its tail */
-    op->event.data = msg;
-    op->event.len = ngx_sprintf(msg, "{\"state\":%s,\"event\":%V}", state,
-                                event)
-                    - msg;
+    a.n = 0;
+    nb_arg_lit(&a, "EVAL");
+    nb_arg_lit(&a, ngx_http_nb_maint_redis_cas);
+    nb_arg_lit(&a, "3");
+    nb_arg_str(&a, &rcf->key_version);
+    nb_arg_str(&a, &rcf->key_state);
+    nb_arg_str(&a, &rcf->key_events);
+    nb_arg(&a, exp, ngx_sprintf(exp, "%uL", expected) - exp);
+    nb_arg(&a, ver, ngx_sprintf(ver, "%uL", st->version) - ver);
+    nb_arg(&a, state, slen);
+    nb_arg_str(&a, event);
+    nb_arg_str(&a, &rcf->channel);
+    nb_arg(&a, msg, ngx_sprintf(msg, "{\"state\":%s,\"event\":%V}", state,
+                                event) - msg);
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_http_nb_maint_redis_cas;
-    argvlen[1] = sizeof(ngx_http_nb_maint_redis_cas) - 1;
-    argv[2] = "3";
-    argvlen[2] = 1;
-    argv[3] = (char *) rcf->key_version.data;
-    argvlen[3] = rcf->key_version.len;
-    argv[4] = (char *) rcf->key_state.data;
-    argvlen[4] = rcf->key_state.len;
-    argv[5] = (char *) rcf->key_events.data;
-    argvlen[5] = rcf->key_events.len;
-    argv[6] = (char *) exp;
-    argvlen[6] = ngx_sprintf(exp, "%uL", expected) - exp;
-    argv[7] = (char *) ver;
-    argvlen[7] = ngx_sprintf(ver, "%uL", st->version) - ver;
-    argv[8] = state;
-    argvlen[8] = slen;
-    argv[9] = (char *) event->data;
-    argvlen[9] = event->len;
-    argv[10] = (char *) rcf->channel.data;
-    argvlen[10] = rcf->channel.len;
+    /* on failure send() has freed op and its event */
+    rc = ngx_http_nb_maint_redis_send(op, &a);
+    op = NULL;
+    ev = NULL;
 
-    /* ARGV[6], the message, is op->event: appended as the 12th argument */
-    {
-        const char  *av[12];
-        size_t       al[12];
+done:
 
-        ngx_memcpy(av, argv, sizeof(argv));
-        ngx_memcpy(al, argvlen, sizeof(argvlen));
-        av[11] = (char *) op->event.data;
-        al[11] = op->event.len;
-
-        rc = ngx_http_nb_maint_redis_send(op, 12, av, al);
+    if (op) {
+        ngx_free(op);
     }
 
-    if (rc == NGX_OK) {
-        /* from here op->event is the plain event line for our own apply */
-        ngx_memmove(op->event.data, event->data, event->len);
-        op->event.len = event->len;
+    if (ev) {
+        ngx_free(ev);
+    }
+
+    if (msg) {
+        ngx_free(msg);
     }
 
     cJSON_free(state);
