@@ -107,6 +107,10 @@ typedef struct {
 
     ngx_uint_t                  counters[NB_WORKER_ROWS][NB_OUT_N];
 
+    /* health == down, one byte a node: the balancer's loop reads these
+     * few cache lines instead of every node entry */
+    u_char                      node_down[NB_MAX_NODES];
+
     ngx_uint_t                  nnodes;
     ngx_http_nb_maint_node_t    nodes[1];    /* nnodes entries */
 } ngx_http_nb_maint_shm_t;

@@ -487,6 +487,7 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
             && (old == NB_HEALTH_UNKNOWN || node->rise_count >= ck->rise))
         {
             node->health = NB_HEALTH_UP;
+            sh->node_down[chk->node] = 0;
         }
 
         if (st->mode == NB_MODE_RESTORING
@@ -504,6 +505,7 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
             && (old == NB_HEALTH_UNKNOWN || node->fall_count >= ck->fall))
         {
             node->health = NB_HEALTH_DOWN;
+            sh->node_down[chk->node] = 1;
         }
     }
 

@@ -445,7 +445,7 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
         n = pd->conf->nodes[i];
 
         if ((want >= 0 && (ngx_int_t) n != want)
-            || sh->nodes[n].health == NB_HEALTH_DOWN
+            || sh->node_down[n]
             || nb_drained(st, n))
         {
             continue;
