@@ -267,7 +267,12 @@ ngx_int_t ngx_http_nb_maint_passed(ngx_http_request_t *r,
     ngx_http_nb_maint_loc_conf_t *nlcf);
 ngx_http_nb_maint_ctx_t *ngx_http_nb_maint_get_ctx(ngx_http_request_t *r);
 
-/* 503 page */
+/* 503 page, and response headers for it and the API */
+ngx_table_elt_t *ngx_http_nb_maint_add_header(ngx_http_request_t *r,
+    const char *key, u_char *value, size_t len);
+#define nb_add_header_lit(r, key, lit)                                        \
+    ngx_http_nb_maint_add_header(r, key, (u_char *) lit, sizeof(lit) - 1)
+
 ngx_int_t ngx_http_nb_maint_page_send(ngx_http_request_t *r,
     ngx_uint_t mode);
 char *ngx_http_nb_maint_page_load(ngx_conf_t *cf, ngx_str_t *file,

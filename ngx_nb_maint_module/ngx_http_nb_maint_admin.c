@@ -78,6 +78,7 @@ static ngx_int_t ngx_http_nb_maint_admin_dashboard(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
 static ngx_int_t ngx_http_nb_maint_admin_output(ngx_http_request_t *r,
     ngx_uint_t status, const char *type, ngx_str_t *body);
+static ngx_int_t ngx_http_nb_maint_admin_challenge(ngx_http_request_t *r);
 
 
 static ngx_http_nb_maint_route_t  ngx_http_nb_maint_routes[] = {
@@ -485,18 +486,12 @@ ngx_http_nb_maint_admin_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        allow = ngx_list_push(&r->headers_out.headers);
+        allow = (rt->method == NGX_HTTP_GET)
+                ? nb_add_header_lit(r, "Allow", "GET, HEAD")
+                : nb_add_header_lit(r, "Allow", "POST");
+
         if (allow == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        allow->hash = 1;
-        ngx_str_set(&allow->key, "Allow");
-
-        if (rt->method == NGX_HTTP_GET) {
-            ngx_str_set(&allow->value, "GET, HEAD");
-        } else {
-            ngx_str_set(&allow->value, "POST");
         }
 
         return ngx_http_nb_maint_admin_error(r, NGX_HTTP_NOT_ALLOWED,
@@ -763,7 +758,6 @@ ngx_http_nb_maint_admin_output(ngx_http_request_t *r, ngx_uint_t status,
     ngx_int_t         rc;
     ngx_buf_t        *b;
     ngx_chain_t       out;
-    ngx_table_elt_t  *h;
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
@@ -782,14 +776,9 @@ ngx_http_nb_maint_admin_output(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (nb_add_header_lit(r, "Cache-Control", "no-store") == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-store");
 
     rc = ngx_http_send_header(r);
 
@@ -804,6 +793,19 @@ ngx_http_nb_maint_admin_output(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* 401: "WWW-Authenticate: Bearer" */
+
+static ngx_int_t
+ngx_http_nb_maint_admin_challenge(ngx_http_request_t *r)
+{
+    r->headers_out.www_authenticate = nb_add_header_lit(r,
+                                              "WWW-Authenticate",
+                                              "Bearer realm=\"nb_maint\"");
+
+    return r->headers_out.www_authenticate ? NGX_OK : NGX_ERROR;
+}
+
+
 static ngx_int_t
 ngx_http_nb_maint_admin_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *fmt, ...)
@@ -811,23 +813,16 @@ ngx_http_nb_maint_admin_error(ngx_http_request_t *r, ngx_uint_t status,
     u_char            msg[512], *p;
     cJSON            *root, *err;
     va_list           args;
-    ngx_table_elt_t  *h;
 
     va_start(args, fmt);
     p = ngx_vslprintf(msg, msg + sizeof(msg) - 1, fmt, args);
     va_end(args);
     *p = '\0';
 
-    if (status == NGX_HTTP_UNAUTHORIZED) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "WWW-Authenticate");
-        ngx_str_set(&h->value, "Bearer realm=\"nb_maint\"");
-        r->headers_out.www_authenticate = h;
+    if (status == NGX_HTTP_UNAUTHORIZED
+        && ngx_http_nb_maint_admin_challenge(r) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     root = cJSON_CreateObject();
@@ -1480,7 +1475,6 @@ ngx_http_nb_maint_admin_bypass(ngx_http_request_t *r,
     cJSON            *item, *root;
     time_t            ttl, expires;
     ngx_str_t         cookie;
-    ngx_table_elt_t  *h;
 
     ttl = NB_BYPASS_TTL;
 
@@ -1515,25 +1509,19 @@ ngx_http_nb_maint_admin_bypass(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    p = ngx_pnalloc(r->pool, cookie.len + NGX_TIME_T_LEN
+                             + sizeof("; HttpOnly; SameSite=Lax; Path=/"
+                                      "; Max-Age="));
+    if (p == NULL
+        || ngx_http_nb_maint_add_header(r, "Set-Cookie", p,
+                                        ngx_sprintf(p, "%V; HttpOnly; "
+                                                    "SameSite=Lax; Path=/; "
+                                                    "Max-Age=%T", &cookie, ttl)
+                                        - p)
+           == NULL)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Set-Cookie");
-
-    h->value.data = ngx_pnalloc(r->pool, cookie.len
-                                + sizeof("; HttpOnly; SameSite=Lax; Path=/"
-                                         "; Max-Age=") + NGX_TIME_T_LEN);
-    if (h->value.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->value.len = ngx_sprintf(h->value.data,
-                               "%V; HttpOnly; SameSite=Lax; Path=/"
-                               "; Max-Age=%T", &cookie, ttl)
-                   - h->value.data;
 
     root = cJSON_CreateObject();
     if (root == NULL) {
@@ -1586,7 +1574,6 @@ ngx_http_nb_maint_admin_dashboard(ngx_http_request_t *r,
 {
     ngx_str_t         page;
     ngx_uint_t        status;
-    ngx_table_elt_t  *h;
 
     page.data = (u_char *) ngx_http_nb_maint_dashboard_html;
     page.len = sizeof(ngx_http_nb_maint_dashboard_html) - 1;
@@ -1596,14 +1583,9 @@ ngx_http_nb_maint_admin_dashboard(ngx_http_request_t *r,
     if (ctx == NULL) {
         status = NGX_HTTP_UNAUTHORIZED;
 
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_http_nb_maint_admin_challenge(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "WWW-Authenticate");
-        ngx_str_set(&h->value, "Bearer realm=\"nb_maint\"");
     }
 
     return ngx_http_nb_maint_admin_output(r, status,

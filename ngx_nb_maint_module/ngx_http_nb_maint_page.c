@@ -689,7 +689,9 @@ ngx_http_nb_maint_page_get(ngx_str_t *tpl, ngx_uint_t lang, ngx_uint_t kind,
 }
 
 
-static ngx_int_t
+/* one response header; NULL when out of memory */
+
+ngx_table_elt_t *
 ngx_http_nb_maint_add_header(ngx_http_request_t *r, const char *key,
     u_char *value, size_t len)
 {
@@ -697,7 +699,7 @@ ngx_http_nb_maint_add_header(ngx_http_request_t *r, const char *key,
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     h->hash = 1;
@@ -706,7 +708,7 @@ ngx_http_nb_maint_add_header(ngx_http_request_t *r, const char *key,
     h->value.data = value;
     h->value.len = len;
 
-    return NGX_OK;
+    return h;
 }
 
 
@@ -766,13 +768,11 @@ ngx_http_nb_maint_page_prepare(ngx_http_request_t *r, ngx_uint_t mode,
     if (ngx_http_nb_maint_add_header(r, "Retry-After", p,
                                      ngx_sprintf(p, "%ui", st->retry_after)
                                      - p)
-           != NGX_OK
-        || ngx_http_nb_maint_add_header(r, "Cache-Control",
-                                        (u_char *) "no-store", 8)
-           != NGX_OK
+           == NULL
+        || nb_add_header_lit(r, "Cache-Control", "no-store") == NULL
         || ngx_http_nb_maint_add_header(r, "X-NB-Maint", (u_char *) name,
                                         ngx_strlen(name))
-           != NGX_OK)
+           == NULL)
     {
         return NGX_ERROR;
     }
