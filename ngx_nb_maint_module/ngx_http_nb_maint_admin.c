@@ -349,7 +349,7 @@ static ngx_int_t
 ngx_http_nb_maint_admin_route(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx)
 {
-    u_char                     *slash;
+    u_char                     *slash, *p;
     ngx_str_t                   name, id;
     ngx_uint_t                  i, node;
     ngx_http_nb_maint_shm_t    *sh;
@@ -361,15 +361,57 @@ ngx_http_nb_maint_admin_route(ngx_http_request_t *r,
 
     if (name.len > 6 && ngx_strncmp(name.data, "nodes/", 6) == 0) {
         node = 1;
-        id.data = name.data + 6;
-        slash = ngx_strlchr(id.data, name.data + name.len, '/');
-        id.len = (slash ? slash : name.data + name.len) - id.data;
-
-        name.data = slash ? slash + 1 : name.data + name.len;
-        name.len = slash ? (ctx->path.data + ctx->path.len) - name.data : 0;
-
         sh = ngx_http_nb_maint_shm();
+
+        /* "nodes/{id}" or "nodes/{id}/{action}"; an id may hold slashes
+         * ("unix:/run/app.sock"), so a known id is tried whole first */
+
+        id.data = name.data + 6;
+        id.len = name.len - 6;
+        name.len = 0;
+
         ctx->node = ngx_http_nb_maint_node_find(sh, id.data, id.len);
+
+        if (ctx->node == NGX_ERROR) {
+            slash = NULL;
+
+            for (p = id.data + id.len - 1; p > id.data; p--) {
+                if (*p == '/') {
+                    slash = p;
+                    break;
+                }
+            }
+
+            if (slash) {
+                name.data = slash + 1;
+                name.len = id.data + id.len - name.data;
+
+                ctx->node = ngx_http_nb_maint_node_find(sh, id.data,
+                                                        slash - id.data);
+
+                /* an unknown id: split only before a known action, so that
+                 * "nodes/unix:/no/such.sock" is an unknown node */
+
+                for (rt = ngx_http_nb_maint_routes;
+                     ctx->node == NGX_ERROR && rt->handler;
+                     rt++)
+                {
+                    if (rt->node && rt->name.len == name.len
+                        && ngx_strncmp(rt->name.data, name.data, name.len)
+                           == 0)
+                    {
+                        break;
+                    }
+                }
+
+                if (ctx->node != NGX_ERROR || rt->handler) {
+                    id.len = slash - id.data;
+
+                } else {
+                    name.len = 0;
+                }
+            }
+        }
     }
 
     for (i = 0, rt = ngx_http_nb_maint_routes; rt->handler; i++, rt++) {
