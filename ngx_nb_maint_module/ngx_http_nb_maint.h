@@ -62,7 +62,6 @@ typedef struct {
     ngx_msec_t                  last_pass;   /* start of the last passed one */
     ngx_msec_t                  restore_mark;    /* restore being counted */
     ngx_uint_t                  restore_passes;  /* passes since then */
-    ngx_uint_t                  checked;     /* an upstream checks it */
 } ngx_http_nb_maint_node_t;
 
 #define NB_HEALTH_UNKNOWN       0
@@ -181,8 +180,6 @@ typedef struct {
     ngx_uint_t                  nnodes;
     ngx_uint_t                 *nodes;       /* shm node index per peer */
     ngx_uint_t                 *down;        /* "down" in the config */
-    ngx_http_upstream_init_pt   original_init_upstream;
-    ngx_http_upstream_init_peer_pt  original_init_peer;
 } ngx_http_nb_maint_srv_conf_t;
 
 

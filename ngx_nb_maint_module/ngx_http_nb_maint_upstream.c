@@ -286,7 +286,6 @@ ngx_http_nb_maint_init_upstream(ngx_conf_t *cf,
 
     *up = nscf;
 
-    nscf->original_init_peer = us->peer.init;
     us->peer.init = ngx_http_nb_maint_init_peer;
     nscf->initialized = 1;
 
@@ -593,9 +592,6 @@ ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
             up[i]->nodes[j] = idx;
             up[i]->down[j] = peer->down;
 
-            if (up[i]->check.set) {
-                sh->nodes[idx].checked = 1;
-            }
         }
     }
 
