@@ -15,9 +15,7 @@ my $prefix = NbTest::unique_prefix('act');
 my $store = $redis->url(prefix => $prefix);
 
 my @gw = map {
-    my $http = cluster_http(nodes => [$node]);
-    $http =~ s{nb_maint_store file:\S+;}{nb_maint_store $store;} or die 'no store line';
-    NbTest::Nginx->new(http => $http);
+    NbTest::Nginx->new(http => cluster_http(nodes => [$node], store => $store));
 } 1 .. 2;
 $_->start for @gw;
 my ($A, $B) = @gw;

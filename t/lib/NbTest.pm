@@ -166,13 +166,21 @@ sub parse_response {
 #   locations    => extra location blocks
 #   servers      => extra server blocks
 #   bypass       => bypass_allow CIDR in the server (default 10.0.0.0/8)
-sub std_http {
+# the http{} lines every test config starts with: zone, store (option
+# store => ..., undef for the default one), token file, http_extra
+sub http_head {
     my %o = @_;
     my $store = exists $o{store} ? $o{store} : 'file:%%PREFIX%%/state.json';
     my $t = "nb_maint_zone nb 4m;\n";
     $t .= "nb_maint_store $store;\n" if defined $store;
     $t .= "nb_maint_admin_token_file %%PREFIX%%/tokens;\n";
     $t .= $o{http_extra} // '';
+    return $t;
+}
+
+sub std_http {
+    my %o = @_;
+    my $t = http_head(%o);
     my $listen = $o{listen_opts} // '';
     my $bypass = $o{bypass} // '10.0.0.0/8';
     my $server_extra = $o{server_extra} // '';
@@ -594,14 +602,12 @@ push @NbTest::EXPORT, qw(cluster_http mock_counts count_delta FAST_CHECK);
 #   servers        => more server blocks
 #   bypass         => nb_maint_bypass_allow of the server (default 10.0.0.0/8)
 #   listen_opts    => ' reuseport' (new connections spread over the workers)
+#   store          => nb_maint_store value (default the file store)
 sub cluster_http {
     my %o = @_;
     my @ports = map { ref $_ ? $_->port : $_ } @{ $o{nodes} || die "cluster_http: nodes" };
     my $check = exists $o{check} ? $o{check} : FAST_CHECK;
-    my $t = "nb_maint_zone nb 4m;\n";
-    $t .= "nb_maint_store file:%%PREFIX%%/state.json;\n";
-    $t .= "nb_maint_admin_token_file %%PREFIX%%/tokens;\n";
-    $t .= $o{http_extra} // '';
+    my $t = NbTest::http_head(%o);
     $t .= "upstream app {\n    nb_maint;\n";
     $t .= "    nb_maint_check $check;\n" if defined $check;
     my $sp = defined $o{server_params} ? " $o{server_params}" : '';
