@@ -63,7 +63,8 @@ sub pages {
     my $out = "$plan.out";
     my ($rc, $log) = NbTest::run_cmd("$plan.log", 'node', "$DIR/page.js", "$plan", $out);
     unlink "$plan.log";
-    my $json = do { local $/; open my $fh, '<', $out or ''; $fh ? <$fh> : '' };
+    my $json = '';
+    if (open my $fh, '<', $out) { local $/; $json = <$fh> // '' }
     unlink $out;
     my $r = $json && !$rc ? eval { NbTest::json_decode($json) } : undef;
     return map { { error => "page.js exit $rc: $log" } } @visits
@@ -73,4 +74,73 @@ sub pages {
 
 sub page { (pages({@_}))[0] }
 
+# ---------------------------------------------------------------------------
+# A browser the test steers step by step (t/browser/driver.js):
+#   my $b = NbBrowser::Driver->new;
+#   my $r = $b->cmd(cmd => 'open', tab => 'a', url => $url);   # {ok, ...}
+#   $b->cmd(cmd => 'wait', tab => 'a', re => 'App upgrading', timeout_ms => 20000);
+#   $b->quit;
+package NbBrowser::Driver;
+
+use strict;
+use warnings;
+use IPC::Open2 ();
+use IO::Select;
+use Time::HiRes qw(time);
+
+sub new {
+    my ($class) = @_;
+    my ($out, $in);
+    my $pid = IPC::Open2::open2($out, $in, 'node', "$DIR/driver.js");
+    my $self = bless { pid => $pid, out => $out, in => $in, buf => '',
+                       owner => $$ }, $class;
+    my $hello = $self->_line(90);
+    die "browser driver did not start\n" unless $hello && $hello->{ready};
+    return $self;
+}
+
+sub _line {
+    my ($self, $timeout) = @_;
+    my $sel = IO::Select->new($self->{out});
+    my $end = time + $timeout;
+    while ($self->{buf} !~ /\n/) {
+        my $left = $end - time;
+        return undef if $left <= 0 || !$sel->can_read($left);
+        my $n = sysread $self->{out}, $self->{buf}, 65536, length $self->{buf};
+        return undef unless $n;
+    }
+    $self->{buf} =~ s/^([^\n]*)\n//;
+    return eval { NbTest::json_decode($1) } || { ok => 0, error => "bad line: $1" };
+}
+
+# one command; answers its JSON (ok => 0, error => ... on failure or timeout)
+sub cmd {
+    my ($self, %c) = @_;
+    my $limit = (($c{timeout_ms} // 60000) / 1000) + 30;
+    my $fh = $self->{in};
+    print $fh NbTest::json_encode(\%c), "\n";
+    $fh->flush;
+    return $self->_line($limit) // { ok => 0, error => "driver: no answer to $c{cmd}" };
+}
+
+sub quit {
+    my ($self) = @_;
+    return unless $self->{pid};
+    my $fh = $self->{in};
+    print $fh qq({"cmd":"quit"}\n);
+    $fh->flush;
+    $self->_line(30);
+    close $self->{in};
+    kill 'TERM', $self->{pid};
+    waitpid $self->{pid}, 0;
+    $self->{pid} = undef;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($?, $@);
+    eval { $self->quit } if $self->{pid} && $self->{owner} == $$;
+}
+
 1;
+
