@@ -666,6 +666,10 @@ ngx_http_nb_maint_peer_left(ngx_http_nb_maint_peer_data_t *pd)
     ngx_http_upstream_rr_peer_t    *peer;
     ngx_http_upstream_rr_peers_t   *peers;
 
+    if (pd->rrp.peers->single) {
+        return 0;               /* round robin never tries it twice */
+    }
+
     sh = ngx_http_nb_maint_shm();
     st = ngx_http_nb_maint_snapshot();
     now = ngx_time();
