@@ -99,6 +99,42 @@ for my $case (['two nodes' => "    nb_maint;\n    server $aid;\n    server $bid;
     $g->stop;
 }
 
+# ---- proxy_next_upstream_tries and timeouts as round robin --------------------------------
+{
+    my $g = NbTest::Nginx->new(http => NbTest::http_head() . <<"EOT");
+upstream app {
+    nb_maint;
+    server $aid max_fails=1 fail_timeout=30s;
+    server $bid max_fails=1 fail_timeout=30s;
+}
+server {
+    listen 127.0.0.1:%%PORT%%;
+    proxy_next_upstream_tries 1;
+    proxy_read_timeout 500ms;
+    location / { proxy_pass http://app; }
+    location /_nb_maint/ { nb_maint_admin; }
+}
+EOT
+    $g->start;
+    $A->stop;
+    my @st = map { $g->get('/x')->{status} } 1 .. 4;
+    is($st[0], 502, 'tries=1, the first peer refuses, another is left: 502 as round robin');
+    is_deeply([@st[1 .. 3]], [200, 200, 200], '... then the other one serves');
+    $A->start;
+    $g->stop;
+
+    my $g1 = gateway("    nb_maint;
+    server $bid;
+", servers => '');
+    $g1->{http} =~ s/location \/ \{ proxy_pass/location \/ { proxy_read_timeout 500ms; proxy_pass/;
+    $g1->write_conf;
+    $g1->start;
+    my $res = $g1->get('/slow?sleep_ms=2000');
+    is($res->{status}, 504, 'a node that took the request and timed out: nginx\'s 504');
+    is($g1->get('/x')->{status}, 200, '... and it still serves');
+    $g1->stop;
+}
+
 # ---- weight and down --------------------------------------------------------------------
 $ng = gateway("    nb_maint;\n    server $aid weight=3;\n    server $bid weight=1;\n    server $cid down;\n");
 $ng->start;
