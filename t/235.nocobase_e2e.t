@@ -61,9 +61,11 @@ diag stamp() . ' node ' . $node->id . ' running';
 # ---- the gateway, configured as README says ---------------------------------
 sub readme_http {
     my ($servers) = @_;
-    open my $fh, '<', "$ROOT/README.md" or die "README.md: $!";
-    my $readme = do { local $/; <$fh> };
-    my ($block) = $readme =~ /^## A complete minimal configuration\s*\n```nginx\n(.*?)^```/ms
+    my $readme = $ENV{NB_README} || "$ROOT/README.md";    # another checkout's
+    (my $static = $readme) =~ s{[^/]*$}{static/nginx};
+    open my $fh, '<', $readme or die "$readme: $!";
+    my $text = do { local $/; <$fh> };
+    my ($block) = $text =~ /^## A complete minimal configuration\s*\n```nginx\n(.*?)^```/ms
         or die "README: no complete configuration block\n";
     my ($http) = $block =~ /^http \{\n(.*)^\}/ms or die "README: no http block\n";
     my $first = 1;
@@ -73,7 +75,7 @@ sub readme_http {
     $http =~ s{^(\s*nb_maint_admin_token_file)\s+\S+;}{$1 %%PREFIX%%/tokens;}m;
     $http =~ s{^(\s*)listen\s+80\s*;}{$1listen 127.0.0.1:%%PORT%%;}m;
     $http =~ s{^(\s*allow)\s+10\.1\.0\.0/16;}{$1 127.0.0.1;}m;
-    $http =~ s{(include\s+)\S*/(nb_maint_\w+\.conf)}{$1$ROOT/static/nginx/$2}g;
+    $http =~ s{(include\s+)\S*/(nb_maint_\w+\.conf)}{$1$static/$2}g;
     return $http;
 }
 my $gw = NbTest::Nginx->new(workers => 2, http => readme_http([$node->id]));
