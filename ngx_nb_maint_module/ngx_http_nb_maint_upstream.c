@@ -2,8 +2,9 @@
  * nb_maint: upstream nodes (SPEC section 3): the node table in shared
  * memory, "nb_maint;" in an upstream block, and nodes as JSON.
  *
- * Node entries are keyed by id and only ever appended, so that workers of
- * an older configuration keep valid indexes across a reload.
+ * Node entries are keyed by id and keep their index while any generation
+ * that may still run uses them, so that workers of an older configuration
+ * keep valid indexes across a reload; unused ones are reused.
  */
 
 #include "ngx_http_nb_maint.h"
@@ -26,6 +27,10 @@ static ngx_int_t ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
+static void ngx_http_nb_maint_nodes_reclaim(ngx_http_nb_maint_shm_t *sh,
+    ngx_uint_t oldest, ngx_log_t *log);
+static ngx_int_t ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh,
+    ngx_str_t *id, ngx_uint_t *from);
 
 
 /*
@@ -419,8 +424,9 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
     if (mode == NB_MODE_MAINTENANCE
         || (mode == NB_MODE_UPGRADE && st->node_len))
     {
-        want = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
-        if (want == NGX_ERROR) {
+        /* kept with the state: no search per request */
+        want = ngx_http_nb_maint_designated();
+        if (want < 0) {
             return ngx_http_nb_maint_no_peer(pc, pd, NB_PAGE_NO_NODE);
         }
     }
@@ -540,14 +546,23 @@ ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc, void *data,
 }
 
 
-/* match every configured peer to a node entry, adding new ids */
+/*
+ * Match every configured peer to a node entry (master, at zone init).
+ *
+ * Entries are marked with the newest generation that uses them ("mark",
+ * the one being loaded).  Workers of older generations keep their indexes
+ * until they exit, so an entry is freed only when no generation that may
+ * still run uses it, and it is not drained or designated (the state refers
+ * to it).  New ids take a free entry, or one more at the end.  Marks only
+ * grow, so a configuration that nginx rolls back frees nothing early.
+ */
 
 ngx_int_t
 ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
-    ngx_http_nb_maint_shm_t *sh, ngx_log_t *log)
+    ngx_http_nb_maint_shm_t *sh, ngx_uint_t mark, ngx_log_t *log)
 {
     ngx_int_t                       idx;
-    ngx_uint_t                      i, j;
+    ngx_uint_t                      i, j, pass, oldest, free;
     ngx_http_upstream_rr_peer_t    *peer;
     ngx_http_upstream_rr_peers_t   *peers;
     ngx_http_nb_maint_node_t       *node;
@@ -555,47 +570,135 @@ ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
 
     up = nmcf->upstreams.elts;
 
-    for (i = 0; i < nmcf->upstreams.nelts; i++) {
-        peers = up[i]->uscf->peer.data;
+    /* pass 0: mark the entries this configuration keeps; pass 1: add */
 
-        for (j = 0, peer = peers->peer; peer; j++, peer = peer->next) {
+    for (pass = 0; pass < 2; pass++) {
 
-            if (peer->name.len >= NB_NODE_ID_LEN) {
-                ngx_log_error(NGX_LOG_EMERG, log, 0,
-                              "nb_maint: server name \"%V\" is too long",
-                              &peer->name);
-                return NGX_ERROR;
-            }
+        if (pass == 1) {
+            oldest = ngx_http_nb_maint_oldest_gen(sh, mark);
+            ngx_http_nb_maint_nodes_reclaim(sh, oldest, log);
+        }
 
-            idx = ngx_http_nb_maint_node_find(sh, peer->name.data,
-                                              peer->name.len);
+        free = 0;
 
-            if (idx == NGX_ERROR) {
-                if (sh->nnodes == NB_MAX_NODES) {
+        for (i = 0; i < nmcf->upstreams.nelts; i++) {
+            peers = up[i]->uscf->peer.data;
+
+            for (j = 0, peer = peers->peer; peer; j++, peer = peer->next) {
+
+                if (peer->name.len >= NB_NODE_ID_LEN) {
                     ngx_log_error(NGX_LOG_EMERG, log, 0,
-                                  "nb_maint: more than %d nodes",
-                                  NB_MAX_NODES);
+                                  "nb_maint: server name \"%V\" is too long",
+                                  &peer->name);
                     return NGX_ERROR;
                 }
 
-                idx = sh->nnodes;
+                idx = ngx_http_nb_maint_node_find(sh, peer->name.data,
+                                                  peer->name.len);
+
+                if (idx == NGX_ERROR) {
+                    if (pass == 0) {
+                        continue;
+                    }
+
+                    idx = ngx_http_nb_maint_node_add(sh, &peer->name, &free);
+                    if (idx == NGX_ERROR) {
+                        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                                      "nb_maint: more than %d nodes in use "
+                                      "(old configurations' workers may "
+                                      "still hold some)", NB_MAX_NODES);
+                        return NGX_ERROR;
+                    }
+                }
+
                 node = &sh->nodes[idx];
-                ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
-                node->id_len = peer->name.len;
-                ngx_memcpy(node->id, peer->name.data, peer->name.len);
-                node->health = NB_HEALTH_UNKNOWN;
 
-                ngx_memory_barrier();
-                sh->nnodes++;
+                if (node->gen < mark) {
+                    node->gen = mark;
+                }
+
+                up[i]->nodes[j] = idx;
+                up[i]->down[j] = peer->down;
             }
-
-            up[i]->nodes[j] = idx;
-            up[i]->down[j] = peer->down;
-
         }
     }
 
     return NGX_OK;
+}
+
+
+/* free the entries that nothing uses or refers to any more */
+
+static void
+ngx_http_nb_maint_nodes_reclaim(ngx_http_nb_maint_shm_t *sh,
+    ngx_uint_t oldest, ngx_log_t *log)
+{
+    ngx_uint_t                 i;
+    ngx_http_nb_maint_node_t  *node;
+
+    for (i = 0; i < sh->nnodes; i++) {
+        node = &sh->nodes[i];
+
+        if (node->id_len == 0
+            || node->gen >= oldest
+            || nb_drained(&sh->state, i)
+            || (sh->state.node_len == node->id_len
+                && ngx_memcmp(sh->state.node, node->id, node->id_len) == 0))
+        {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "nb_maint: node %*s is in no configuration any more, "
+                      "its entry is free", node->id_len, node->id);
+
+        node->id_len = 0;
+        ngx_memory_barrier();
+
+        ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
+        sh->node_down[i] = 0;
+    }
+}
+
+
+/* an entry for a new id: a free one, else one more; the id is complete
+ * before a lookup can match it */
+
+static ngx_int_t
+ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh, ngx_str_t *id,
+    ngx_uint_t *from)
+{
+    ngx_uint_t                 i;
+    ngx_http_nb_maint_node_t  *node;
+
+    for (i = *from; i < sh->nnodes; i++) {
+        if (sh->nodes[i].id_len == 0) {
+            break;
+        }
+    }
+
+    *from = i;
+
+    if (i == NB_MAX_NODES) {
+        return NGX_ERROR;
+    }
+
+    node = &sh->nodes[i];
+
+    ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
+    ngx_memcpy(node->id, id->data, id->len);
+    node->health = NB_HEALTH_UNKNOWN;
+    sh->node_down[i] = 0;
+
+    ngx_memory_barrier();
+    node->id_len = id->len;
+
+    if (i == sh->nnodes) {
+        ngx_memory_barrier();
+        sh->nnodes++;
+    }
+
+    return i;
 }
 
 
