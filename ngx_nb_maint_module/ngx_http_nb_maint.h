@@ -64,7 +64,8 @@ typedef struct {
     ngx_msec_t                  last_pass;   /* start of the last passed one */
     ngx_msec_t                  restore_mark;    /* restore being counted */
     ngx_uint_t                  restore_passes;  /* passes since then */
-    ngx_uint_t                  gen;         /* newest generation using it */
+    ngx_uint_t                  gen_first;   /* generations using it: */
+    ngx_uint_t                  gen_last;    /* within [first, last] */
 } ngx_http_nb_maint_node_t;
 
 #define NB_HEALTH_UNKNOWN       0
@@ -248,8 +249,8 @@ ngx_int_t ngx_http_nb_maint_designated(void);
 uint64_t ngx_http_nb_maint_proc_start(ngx_pid_t pid);
 ngx_uint_t ngx_http_nb_maint_worker_alive(ngx_http_nb_maint_worker_t *w);
 ngx_int_t ngx_http_nb_maint_worker_register(ngx_cycle_t *cycle);
-ngx_uint_t ngx_http_nb_maint_oldest_gen(ngx_http_nb_maint_shm_t *sh,
-    ngx_uint_t newest);
+ngx_int_t ngx_http_nb_maint_live_gens(ngx_http_nb_maint_shm_t *sh,
+    ngx_uint_t newest, ngx_uint_t *gens, ngx_uint_t max);
 void ngx_http_nb_maint_worker_unregister(void);
 ngx_http_nb_maint_state_t *ngx_http_nb_maint_snapshot(void);
 void ngx_http_nb_maint_state_lock_write(void);

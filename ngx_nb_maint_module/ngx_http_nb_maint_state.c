@@ -737,21 +737,23 @@ ngx_http_nb_maint_worker_unregister(void)
 
 
 /*
- * The oldest generation whose workers may still run, seen from the
- * master: each live worker child counts with its slot's generation, a
- * worker without a (complete) slot as generation 0, which keeps
- * everything.  "newest" is the generation being loaded.
+ * The generations whose workers may still run, seen from the master: each
+ * live worker child with its slot's generation, and "newest", the one
+ * being loaded.  NGX_ERROR when a worker has no (complete) slot yet: then
+ * any generation may be in use.
  */
 
-ngx_uint_t
-ngx_http_nb_maint_oldest_gen(ngx_http_nb_maint_shm_t *sh, ngx_uint_t newest)
+ngx_int_t
+ngx_http_nb_maint_live_gens(ngx_http_nb_maint_shm_t *sh, ngx_uint_t newest,
+    ngx_uint_t *gens, ngx_uint_t max)
 {
     uint64_t                     start;
     ngx_int_t                    p;
-    ngx_uint_t                   i, gen, oldest;
+    ngx_uint_t                   i, k, n, gen;
     ngx_http_nb_maint_worker_t  *w;
 
-    oldest = newest;
+    gens[0] = newest;
+    n = 1;
 
     for (p = 0; p < ngx_last_process; p++) {
 
@@ -782,12 +784,22 @@ ngx_http_nb_maint_oldest_gen(ngx_http_nb_maint_shm_t *sh, ngx_uint_t newest)
             }
         }
 
-        if (gen < oldest) {
-            oldest = gen;
+        if (gen == 0) {
+            return NGX_ERROR;
+        }
+
+        for (k = 0; k < n && gens[k] != gen; k++) { /* void */ }
+
+        if (k == n) {
+            if (n == max) {
+                return NGX_ERROR;
+            }
+
+            gens[n++] = gen;
         }
     }
 
-    return oldest;
+    return n;
 }
 
 

@@ -29,7 +29,7 @@ static ngx_int_t ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc,
 static void ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
 static void ngx_http_nb_maint_nodes_reclaim(ngx_http_nb_maint_shm_t *sh,
-    ngx_uint_t oldest, ngx_log_t *log);
+    ngx_uint_t *live, ngx_uint_t nlive, ngx_log_t *log);
 static ngx_int_t ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh,
     ngx_str_t *id, ngx_uint_t *from);
 
@@ -798,12 +798,13 @@ ngx_http_nb_maint_peer(ngx_http_nb_maint_srv_conf_t *up, ngx_uint_t j)
 /*
  * Match every configured peer to a node entry (master, at zone init).
  *
- * Entries are marked with the newest generation that uses them ("mark",
- * the one being loaded).  Workers of older generations keep their indexes
- * until they exit, so an entry is freed only when no generation that may
- * still run uses it, and it is not drained or designated (the state refers
- * to it).  New ids take a free entry, or one more at the end.  Marks only
- * grow, so a configuration that nginx rolls back frees nothing early.
+ * Entries carry the range of generations that use them (the newest one is
+ * "mark", the one being loaded).  Workers of older generations keep their
+ * indexes until they exit, so an entry is freed only when no generation
+ * that may still run falls in its range, and it is not drained or
+ * designated (the state refers to it).  New ids take a free entry, or one
+ * more at the end.  Ranges only grow, so a configuration that nginx rolls
+ * back frees nothing early.
  */
 
 ngx_int_t
@@ -811,7 +812,9 @@ ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_shm_t *sh, ngx_uint_t mark, ngx_log_t *log)
 {
     ngx_int_t                       idx;
-    ngx_uint_t                      i, j, pass, oldest, free;
+    ngx_int_t                       nlive;
+    ngx_uint_t                      i, j, pass, free;
+    ngx_uint_t                      live[NB_WORKER_SLOTS + 1];
     ngx_http_upstream_rr_peer_t    *peer;
     ngx_http_upstream_rr_peers_t   *peers;
     ngx_http_nb_maint_node_t       *node;
@@ -824,8 +827,11 @@ ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
     for (pass = 0; pass < 2; pass++) {
 
         if (pass == 1) {
-            oldest = ngx_http_nb_maint_oldest_gen(sh, mark);
-            ngx_http_nb_maint_nodes_reclaim(sh, oldest, log);
+            nlive = ngx_http_nb_maint_live_gens(sh, mark, live,
+                                                NB_WORKER_SLOTS + 1);
+            if (nlive > 0) {
+                ngx_http_nb_maint_nodes_reclaim(sh, live, nlive, log);
+            }
         }
 
         free = 0;
@@ -866,8 +872,12 @@ ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
 
                     node = &sh->nodes[idx];
 
-                    if (node->gen < mark) {
-                        node->gen = mark;
+                    if (node->gen_first == 0) {
+                        node->gen_first = mark;
+                    }
+
+                    if (node->gen_last < mark) {
+                        node->gen_last = mark;
                     }
 
                     up[i]->nodes[j] = idx;
@@ -885,16 +895,22 @@ ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
 
 static void
 ngx_http_nb_maint_nodes_reclaim(ngx_http_nb_maint_shm_t *sh,
-    ngx_uint_t oldest, ngx_log_t *log)
+    ngx_uint_t *live, ngx_uint_t nlive, ngx_log_t *log)
 {
-    ngx_uint_t                 i;
+    ngx_uint_t                 i, k;
     ngx_http_nb_maint_node_t  *node;
 
     for (i = 0; i < sh->nnodes; i++) {
         node = &sh->nodes[i];
 
+        for (k = 0; k < nlive; k++) {
+            if (live[k] >= node->gen_first && live[k] <= node->gen_last) {
+                break;
+            }
+        }
+
         if (node->id_len == 0
-            || node->gen >= oldest
+            || k < nlive
             || nb_drained(&sh->state, i)
             || (sh->state.node_len == node->id_len
                 && ngx_memcmp(sh->state.node, node->id, node->id_len) == 0))
