@@ -10,8 +10,54 @@ static const char  *ngx_http_nb_maint_outcomes[NB_OUT_N] = {
 };
 
 
+/* one node's websockets and commanding lines, and their help text */
+#define NB_NODE_WS_METRICS_LEN(host)                                          \
+    (2 * (64 + (host) + NB_NODE_ID_LEN + NGX_ATOMIC_T_LEN))
+#define NB_WS_METRICS_HELP_LEN  512
+
+
 /* bytes needed for one node's three lines */
 #define NB_NODE_METRICS_LEN  (3 * (64 + NB_NODE_ID_LEN + NGX_ATOMIC_T_LEN))
+
+
+/* open proxied WebSockets, and whether a node is running a command */
+
+static u_char *
+ngx_http_nb_maint_metrics_ws(u_char *p, ngx_http_nb_maint_main_conf_t *nmcf)
+{
+    ngx_uint_t                       i, j;
+    ngx_http_nb_maint_shm_t         *sh;
+    ngx_http_nb_maint_node_t        *n;
+    ngx_http_nb_maint_srv_conf_t   **up;
+
+    sh = ngx_http_nb_maint_shm();
+    up = nmcf->upstreams.elts;
+
+    p = ngx_sprintf(p,
+            "# HELP nb_maint_node_websockets Open proxied WebSockets to "
+            "the node.\n"
+            "# TYPE nb_maint_node_websockets gauge\n"
+            "# HELP nb_maint_node_commanding Whether the node answers "
+            "NocoBase's busy envelope (APP_COMMANDING...).\n"
+            "# TYPE nb_maint_node_commanding gauge\n");
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        for (j = 0; j < up[i]->nnodes; j++) {
+            n = &sh->nodes[up[i]->nodes[j]];
+
+            p = ngx_sprintf(p,
+                    "nb_maint_node_websockets{upstream=\"%V\",node=\"%*s\"}"
+                    " %A\n"
+                    "nb_maint_node_commanding{upstream=\"%V\",node=\"%*s\"}"
+                    " %d\n",
+                    &up[i]->uscf->host, n->id_len, n->id, n->websockets,
+                    &up[i]->uscf->host, n->id_len, n->id,
+                    n->health == NB_HEALTH_COMMANDING);
+        }
+    }
+
+    return p;
+}
 
 
 ngx_int_t
@@ -35,7 +81,10 @@ ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out)
 
     for (i = 0; i < nmcf->upstreams.nelts; i++) {
         len += up[i]->nnodes * (NB_NODE_METRICS_LEN + up[i]->uscf->host.len);
+        len += up[i]->nnodes * NB_NODE_WS_METRICS_LEN(up[i]->uscf->host.len);
     }
+
+    len += NB_WS_METRICS_HELP_LEN;
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
@@ -120,6 +169,8 @@ ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out)
 #undef nb_labels
         }
     }
+
+    p = ngx_http_nb_maint_metrics_ws(p, nmcf);
 
     out->len = p - out->data;
 
