@@ -463,7 +463,7 @@ ngx_http_nb_maint_peer_usable(ngx_http_nb_maint_peer_data_t *pd,
         && peer->fails >= peer->max_fails
         && now - peer->checked <= peer->fail_timeout
         && !(pd->conf->check.set
-             && (time_t) (sh->nodes[n].last_pass / 1000) >= peer->checked))
+             && (time_t) (sh->nodes[n].last_pass / 1000) > peer->checked))
     {
         return 0;
     }
