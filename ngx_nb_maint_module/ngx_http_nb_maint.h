@@ -109,11 +109,19 @@ typedef struct {
     ngx_uint_t                  gen;
 } ngx_http_nb_maint_worker_t;
 
-/* the owner claim: one word, (generation << 32) | pid */
+/* the owner claim: one word, (generation << 32) | pid; where the atomic
+ * word has 32 bits, (generation mod 1024) << 22 | pid (pids < 2^22) */
+#if (NGX_PTR_SIZE == 8)
+#define NB_OWNER_PID_BITS       32
+#else
+#define NB_OWNER_PID_BITS       22
+#endif
+#define NB_OWNER_PID_MASK       (((ngx_atomic_uint_t) 1 << NB_OWNER_PID_BITS) - 1)
 #define nb_owner_word(gen, pid)                                              \
-    (((ngx_atomic_uint_t) (gen) << 32) | (ngx_atomic_uint_t) (uint32_t) (pid))
-#define nb_owner_pid(w)   ((ngx_pid_t) ((w) & 0xffffffff))
-#define nb_owner_gen(w)   ((ngx_uint_t) ((w) >> 32))
+    (((ngx_atomic_uint_t) (gen) << NB_OWNER_PID_BITS)                         \
+     | ((ngx_atomic_uint_t) (pid) & NB_OWNER_PID_MASK))
+#define nb_owner_pid(w)   ((ngx_pid_t) ((w) & NB_OWNER_PID_MASK))
+#define nb_owner_gen(w)   ((ngx_uint_t) ((w) >> NB_OWNER_PID_BITS))
 
 
 #define nb_count(sh, what)                                                    \

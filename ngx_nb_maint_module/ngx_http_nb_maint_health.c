@@ -326,7 +326,8 @@ ngx_http_nb_maint_owner_tick(ngx_event_t *ev)
             ngx_http_nb_maint_owner = 0;
         }
 
-        if ((nb_owner_gen(w) < gen || ngx_http_nb_maint_owner_gone(sh, w))
+        if ((nb_owner_gen(w) < nb_owner_gen(me)
+             || ngx_http_nb_maint_owner_gone(sh, w))
             && ngx_atomic_cmp_set(&sh->owner, w, me))
         {
             sh->owner_beat = ngx_http_nb_maint_now_ms();
