@@ -13,7 +13,7 @@ DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
 
 SHELL := /bin/bash
 
-.PHONY: all deps deps-browser build test demo bench install clean test-nocobase
+.PHONY: all deps deps-browser build test demo bench install clean test-nocobase bench-ws
 
 all: build
 
@@ -88,6 +88,10 @@ demo: deps build
 
 bench: deps build
 	scripts/bench
+
+# 5,000 idle gated WebSockets against one worker (a few minutes)
+bench-ws: deps build
+	scripts/bench-ws
 
 install: build
 	install -m 0644 $(MODULE_SO) $(STREAM_SO) /usr/lib/nginx/modules/
