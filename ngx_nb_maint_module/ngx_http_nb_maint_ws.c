@@ -135,8 +135,8 @@ ngx_http_nb_maint_public_node(void)
     want = -1;
 
     if (mode == NB_MODE_MAINTENANCE) {
-        want = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
-        if (want == NGX_ERROR) {
+        want = ngx_http_nb_maint_designated();    /* kept with the state */
+        if (want < 0) {
             return 0;
         }
     }
@@ -1052,11 +1052,7 @@ ngx_http_nb_maint_ws_proxied_scan(ngx_msec_t now, ngx_uint_t changed)
     sh = ngx_http_nb_maint_shm();
     st = ngx_http_nb_maint_snapshot();
 
-    designated = -1;
-
-    if (st->node_len) {
-        designated = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
-    }
+    designated = ngx_http_nb_maint_designated();    /* kept with the state */
 
     gated = (ngx_http_nb_maint_ws_key_now & 3) == NB_WS_UPGRADE;
 
