@@ -28,6 +28,7 @@
 #define NB_STORE_ERROR_LEN      256
 #define NB_MAX_NODES            1024
 #define NB_SECRET_LEN           32
+#define NB_DRAIN_OTHER_LEN      2048   /* drained ids of unknown nodes */
 
 
 /* the cluster state of SPEC section 3: a plain value, copied around */
@@ -43,6 +44,10 @@ typedef struct {
     u_char                      node[NB_NODE_ID_LEN];
     u_char                      reason[NB_REASON_LEN];
     u_char                      drain[NB_MAX_NODES / 8];  /* by node index */
+    /* drained nodes this gateway does not know: kept in the store as they
+     * are, ids separated by '\n' (SPEC section 3) */
+    size_t                      drain_other_len;
+    u_char                      drain_other[NB_DRAIN_OTHER_LEN];
 } ngx_http_nb_maint_state_t;
 
 #define nb_active(n)       ((n)->active + (n)->active_remote)
@@ -227,6 +232,12 @@ void ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
 ngx_int_t ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, u_char *data, size_t len);
 void ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...);
+void ngx_http_nb_maint_secret_publish(u_char *key);
+void ngx_http_nb_maint_secret_copy(u_char *out);
+ngx_uint_t ngx_http_nb_maint_state_same(ngx_http_nb_maint_state_t *a,
+    ngx_http_nb_maint_state_t *b);
+void ngx_http_nb_maint_drain_resolve(ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st);
 ngx_msec_t ngx_http_nb_maint_now_ms(void);
 void ngx_http_nb_maint_zone_usage(size_t *used, size_t *total);
 ngx_int_t ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm_t *sh,
@@ -242,6 +253,8 @@ ngx_int_t ngx_http_nb_maint_state_from_json(cJSON *obj,
     ngx_http_nb_maint_state_t *st, const char **err);
 ngx_int_t ngx_http_nb_maint_json_str(ngx_pool_t *pool, cJSON *json,
     ngx_str_t *out);
+ngx_int_t ngx_http_nb_maint_drain_other_add(ngx_http_nb_maint_state_t *st,
+    u_char *id, size_t len);
 cJSON *ngx_http_nb_maint_json_strn(u_char *s, size_t len);
 
 /* file store, and the file half of the redis store (its local cache) */
