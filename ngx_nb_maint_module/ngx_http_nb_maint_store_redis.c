@@ -837,7 +837,8 @@ ngx_http_nb_maint_redis_authed(ngx_http_nb_maint_redis_op_t *op,
     *p = '\0';
 
     ngx_log_error(NGX_LOG_ERR, conn->log, 0,
-                  "nb_maint: redis %s connection: %s", conn->name, why);
+                  "nb_maint: redis refused the %s connection: %s",
+                  conn->name, why);
 
     ngx_http_nb_maint_redis_store_down(conn, (char *) why);
 

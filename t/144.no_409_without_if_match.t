@@ -74,12 +74,14 @@ sub burst {
     return @res;
 }
 
+my $BURST = 0;
 sub check_burst {
-    my ($label, $gws, @events_of) = @_;
+    my ($label, $gws) = @_;
+    $BURST++;
     my $v0 = $gws->[0]->status->{version};
     my @jobs = map {
         { gw => $gws->[$_ % @$gws], path => 'mode',
-          body => { mode => 'upgrade', reason => "$label writer $_", retry_after => 100 + $_ } }
+          body => { mode => 'upgrade', reason => "$label burst $BURST writer $_", retry_after => 100 + $_ } }
     } 0 .. $N - 1;
     my @res = burst(@jobs);
     my @not200 = grep { $_->{status} != 200 } @res;

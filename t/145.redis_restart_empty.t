@@ -59,8 +59,7 @@ for (1 .. 10) {
     $served &&= $_->get('/')->{status} == 503 for @GW;
     sleep 0.1;
 }
-$redis->start;    # same port, empty
-is($redis->cli('GET', "$P:version"), '', 'redis restarted empty');
+$redis->start;    # same port, empty (the gateways may refill it at once)
 for (1 .. 10) {
     $served &&= $_->get('/')->{status} == 503 for @GW;
     sleep 0.1;
