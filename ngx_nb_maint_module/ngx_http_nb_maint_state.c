@@ -26,6 +26,9 @@ static void ngx_http_nb_maint_events_drop_oldest(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool);
 
 
+static uint64_t ngx_http_nb_maint_event_version(ngx_str_t *ev);
+
+
 static const char  *ngx_http_nb_maint_modes[] = {
     "normal", "maintenance", "upgrade", "restoring"
 };
@@ -218,6 +221,7 @@ void
 ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
     ngx_str_t *event)
 {
+    uint64_t                  v;
     ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
 
     ngx_rwlock_wlock(&sh->lock);
@@ -225,7 +229,15 @@ ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
     ngx_memcpy(&sh->state, st, sizeof(ngx_http_nb_maint_state_t));
     sh->designated = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
 
-    if (event && event->len) {
+    /* once: the store's event list may have brought this line already */
+    v = (event && event->len) ? ngx_http_nb_maint_event_version(event) : 0;
+
+    if (event && event->len
+        && (v == 0 || sh->ev_count == 0
+            || ngx_http_nb_maint_event_version(&sh->events[(sh->ev_next
+                                       + NB_EVENTS_MAX - 1) % NB_EVENTS_MAX])
+               < v))
+    {
         ngx_shmtx_lock(&ngx_http_nb_maint_shpool->mutex);
         (void) ngx_http_nb_maint_events_add(sh, ngx_http_nb_maint_shpool,
                                             event->data, event->len);
