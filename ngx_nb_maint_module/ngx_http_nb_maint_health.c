@@ -288,7 +288,10 @@ ngx_http_nb_maint_unchecked_reset(ngx_log_t *log)
             node->health = NB_HEALTH_UNKNOWN;
             node->rise_count = 0;
             node->fall_count = 0;
-            sh->node_down[idx] = 0;
+            node->app_code = 0;
+            node->app_command_len = 0;
+            node->app_since = 0;
+            sh->node_down[idx] = NB_NODE_OK;
         }
     }
 }
