@@ -28,6 +28,7 @@
 #define NB_STORE_ERROR_LEN      256
 #define NB_MAX_NODES            1024
 #define NB_SECRET_LEN           32
+#define NB_VERSION_MAX          ((uint64_t) 0x7fffffffffffffffLL)
 
 
 /* the cluster state of SPEC section 3: a plain value, copied around */
@@ -94,6 +95,7 @@ typedef struct {
     ngx_http_nb_maint_state_t   state;
 
     ngx_uint_t                  store_ok;
+    ngx_uint_t                  store_readonly;  /* file: refuse writes */
     size_t                      store_error_len;
     u_char                      store_error[NB_STORE_ERROR_LEN];
 
@@ -243,6 +245,12 @@ ngx_int_t ngx_http_nb_maint_state_from_json(cJSON *obj,
 ngx_int_t ngx_http_nb_maint_json_str(ngx_pool_t *pool, cJSON *json,
     ngx_str_t *out);
 cJSON *ngx_http_nb_maint_json_strn(u_char *s, size_t len);
+cJSON *ngx_http_nb_maint_json_parse(const char *s, size_t len,
+    const char **rest, const char **err);
+ngx_int_t ngx_http_nb_maint_json_u64(cJSON *item, uint64_t max,
+    uint64_t *out);
+cJSON *ngx_http_nb_maint_json_version(uint64_t version);
+ngx_int_t ngx_http_nb_maint_json_keep_version(cJSON *obj);
 
 /* file store, and the file half of the redis store (its local cache) */
 char *ngx_http_nb_maint_store_file_init(ngx_conf_t *cf,

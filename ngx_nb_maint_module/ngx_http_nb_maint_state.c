@@ -198,7 +198,8 @@ ngx_http_nb_maint_event(ngx_http_nb_maint_state_t *old,
     p = ngx_http_nb_maint_time_rfc3339(t, ngx_time());
     *p = '\0';
 
-    cJSON_AddNumberToObject(ev, "version", (double) st->version);
+    cJSON_AddItemToObject(ev, "version",
+                          ngx_http_nb_maint_json_version(st->version));
     cJSON_AddStringToObject(ev, "time", (char *) t);
     cJSON_AddItemToObject(ev, "actor",
                           ngx_http_nb_maint_json_strn(actor->data,
@@ -284,6 +285,12 @@ ngx_http_nb_maint_state_save(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_int_t                  rc;
     ngx_str_t                  event;
     ngx_http_nb_maint_save_t  *sv;
+
+    if (old->version >= NB_VERSION_MAX) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "nb_maint: version %uL is the last one", old->version);
+        return NGX_ERROR;
+    }
 
     st->version = old->version + 1;
 

@@ -165,8 +165,7 @@ ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
         return;
     }
 
-    json = cJSON_ParseWithLength(buf, size);
-    msg = "invalid JSON";
+    json = ngx_http_nb_maint_json_parse(buf, size, NULL, &msg);
 
     if (json != NULL
         && ngx_http_nb_maint_state_parse(json, sh, &st, &msg, log) == NGX_OK)
@@ -198,6 +197,32 @@ ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
                       "nb_maint: state loaded from \"%V\": mode %s, "
                       "version %uL", &store->path,
                       ngx_http_nb_maint_mode_name(st.mode), st.version);
+        return;
+    }
+
+    item = cJSON_GetObjectItemCaseSensitive(json, "version");
+
+    if (cJSON_IsObject(json)
+        && ngx_http_nb_maint_json_u64(item, NB_VERSION_MAX, &version)
+           != NGX_OK)
+    {
+        /*
+         * the version is what must never go back: without it the next
+         * write could reuse one, so the file stays and nothing is written
+         */
+
+        cJSON_Delete(json);
+        free(buf);
+
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "nb_maint: state file \"%V\" has a bad version; "
+                      "writes are refused until it is repaired",
+                      &store->path);
+
+        ngx_http_nb_maint_file_error(sh, "state file \"%V\" is corrupt "
+                                     "(%s); writes refused until it is "
+                                     "repaired", &store->path, msg);
+        sh->store_readonly = 1;
         return;
     }
 
@@ -247,8 +272,10 @@ ngx_http_nb_maint_file_load_events(ngx_http_nb_maint_store_t *store,
     char        *buf, *p, *end, *nl;
     size_t       size;
     cJSON       *json, *item;
+    uint64_t     version;
     ngx_err_t    err;
     ngx_uint_t   lines;
+    const char  *msg;
 
     buf = ngx_http_nb_maint_read_file(store->events_path.data, &size, &err);
 
@@ -284,12 +311,14 @@ ngx_http_nb_maint_file_load_events(ngx_http_nb_maint_store_t *store,
             nl = end;
         }
 
-        json = cJSON_ParseWithLength(p, nl - p);
+        json = ngx_http_nb_maint_json_parse(p, nl - p, NULL, &msg);
         item = cJSON_GetObjectItemCaseSensitive(json, "version");
 
-        if (cJSON_IsNumber(item) && item->valuedouble >= 0) {
-            if ((uint64_t) item->valuedouble > sh->state.version) {
-                sh->state.version = (uint64_t) item->valuedouble;
+        if (ngx_http_nb_maint_json_u64(item, NB_VERSION_MAX, &version)
+            == NGX_OK)
+        {
+            if (version > sh->state.version) {
+                sh->state.version = version;
             }
 
             (void) ngx_http_nb_maint_events_add(sh, shpool, (u_char *) p,
@@ -392,6 +421,11 @@ ngx_http_nb_maint_file_save(ngx_http_nb_maint_store_t *store,
     sh = ngx_http_nb_maint_shm();
 
     ngx_http_nb_maint_state_lock_write();
+
+    if (sh->store_readonly) {
+        ngx_http_nb_maint_state_unlock_write();
+        return NGX_ERROR;
+    }
 
     if (sh->state.version != expected) {
         ngx_http_nb_maint_state_unlock_write();
