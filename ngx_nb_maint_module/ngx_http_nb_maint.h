@@ -88,6 +88,8 @@ typedef struct {
     ngx_atomic_t                seq;         /* == state.version, lock-free */
     ngx_shmtx_sh_t              write_mtx;   /* serializes state writers */
     ngx_shmtx_t                 write_lock;  /* in shm: its semaphore too */
+    ngx_atomic_t                writer;      /* pid writing the file store */
+    uint64_t                    writing;     /* ... this version */
     ngx_atomic_t                owner;       /* pid of the owner worker */
     ngx_uint_t                  owner_gen;   /* its configuration */
     ngx_uint_t                  generation;  /* +1 on every (re)load */
@@ -230,6 +232,7 @@ ngx_int_t ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, u_char *data, size_t len);
 void ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...);
 ngx_msec_t ngx_http_nb_maint_now_ms(void);
+ngx_uint_t ngx_http_nb_maint_pid_alive(ngx_pid_t pid);
 void ngx_http_nb_maint_zone_usage(size_t *used, size_t *total);
 ngx_int_t ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm_t *sh,
     u_char *id, size_t len);

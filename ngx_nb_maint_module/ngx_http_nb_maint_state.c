@@ -139,10 +139,52 @@ ngx_http_nb_maint_snapshot(void)
 }
 
 
+/*
+ * The write mutex guards a few memory accesses only, never I/O.  A holder
+ * that died with it (kill -9) cannot wedge the others: its pid is the
+ * lock's value, and a dead pid's lock is taken back.
+ */
+
 void
 ngx_http_nb_maint_state_lock_write(void)
 {
-    ngx_shmtx_lock(&ngx_http_nb_maint_sh->write_lock);
+    ngx_pid_t     pid;
+    ngx_uint_t    n;
+    ngx_shmtx_t  *mtx;
+
+    mtx = &ngx_http_nb_maint_sh->write_lock;
+
+    for (n = 1; /* void */ ; n++) {
+
+        if (ngx_shmtx_trylock(mtx)) {
+            return;
+        }
+
+        pid = (ngx_pid_t) *mtx->lock;
+
+        if (pid && pid != ngx_pid && !ngx_http_nb_maint_pid_alive(pid)
+            && ngx_shmtx_force_unlock(mtx, pid))
+        {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "nb_maint: took back the write lock of process "
+                          "%P, which died holding it", pid);
+            continue;
+        }
+
+        if (n % 64 == 0) {
+            ngx_sched_yield();
+
+        } else {
+            ngx_cpu_pause();
+        }
+    }
+}
+
+
+ngx_uint_t
+ngx_http_nb_maint_pid_alive(ngx_pid_t pid)
+{
+    return kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH;
 }
 
 
@@ -349,6 +391,12 @@ ngx_http_nb_maint_state_apply(ngx_http_nb_maint_store_t *store,
         return NGX_DECLINED;
     }
 
+    ngx_http_nb_maint_state_commit(st, event);
+
+    ngx_http_nb_maint_state_unlock_write();
+
+    /* the local cache, after the lock: no lock is ever held across I/O */
+
     if (store->path.len
         && ngx_http_nb_maint_file_write(store, st, event, 0, log) != NGX_OK)
     {
@@ -356,10 +404,6 @@ ngx_http_nb_maint_state_apply(ngx_http_nb_maint_store_t *store,
                       "nb_maint: cannot update the local cache \"%V\"",
                       &store->path);
     }
-
-    ngx_http_nb_maint_state_commit(st, event);
-
-    ngx_http_nb_maint_state_unlock_write();
 
     return NGX_OK;
 }
