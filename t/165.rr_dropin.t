@@ -101,7 +101,9 @@ for my $case (['two nodes' => "    nb_maint;\n    server $aid;\n    server $bid;
 
 # ---- proxy_next_upstream_tries and timeouts as round robin --------------------------------
 {
-    my $g = NbTest::Nginx->new(http => NbTest::http_head() . <<"EOT");
+    # one worker: without a zone, each worker keeps its own max_fails state,
+    # so a second worker would try the refusing peer first once more
+    my $g = NbTest::Nginx->new(workers => 1, http => NbTest::http_head() . <<"EOT");
 upstream app {
     nb_maint;
     server $aid max_fails=1 fail_timeout=30s;
