@@ -103,6 +103,10 @@ typedef struct {
     (sh)->counters[ngx_worker % NB_WORKER_ROWS][what]++
 
 
+#define NB_STORE_BAD_VERSION    1       /* the file's version is corrupt */
+#define NB_STORE_NOT_OURS       2       /* another gateway has the file */
+
+
 typedef struct {
     ngx_atomic_t                lock;        /* ngx_rwlock over state/events */
     ngx_atomic_t                seq;         /* == state.version, lock-free */
@@ -119,7 +123,8 @@ typedef struct {
                                                 -1: none; with the state */
 
     ngx_uint_t                  store_ok;
-    ngx_uint_t                  store_readonly;  /* file: refuse writes */
+    ngx_uint_t                  store_readonly;  /* NB_STORE_*: refuse */
+    ngx_uint_t                  store_probe;     /* error from a probe */
     size_t                      store_error_len;
     u_char                      store_error[NB_STORE_ERROR_LEN];
 
@@ -159,6 +164,7 @@ struct ngx_http_nb_maint_store_s {
     ngx_str_t                   type;        /* "file" or "redis" */
     ngx_str_t                   path;        /* state file (redis: cache) */
     ngx_str_t                   events_path;
+    ngx_cycle_t                *cycle;       /* configured in (worker user) */
     void                       *data;        /* the store's own */
 
     /* in the master at zone creation: fills sh and store_ok */
@@ -303,6 +309,8 @@ void ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
 ngx_int_t ngx_http_nb_maint_file_write(ngx_http_nb_maint_store_t *store,
     ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_uint_t durable,
     ngx_log_t *log);
+ngx_int_t ngx_http_nb_maint_file_check(ngx_http_nb_maint_store_t *store,
+    ngx_http_nb_maint_shm_t *sh, ngx_log_t *log);
 
 /* redis store */
 char *ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,

@@ -55,6 +55,13 @@ ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
          * for new nodes are only added, under the next generation's mark */
         sh = shpool->data;
 
+        /* a reload fails on a file store the workers cannot write */
+        if (ngx_http_nb_maint_file_check(&nmcf->store, sh, shm_zone->shm.log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         return ngx_http_nb_maint_nodes_init(nmcf, sh, sh->generation + 1,
                                             shm_zone->shm.log);
     }
@@ -88,6 +95,13 @@ ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     if (ngx_http_nb_maint_nodes_init(nmcf, sh, 1, shm_zone->shm.log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* so do nginx -t and a start; and the file becomes ours, or not */
+    if (ngx_http_nb_maint_file_check(&nmcf->store, sh, shm_zone->shm.log)
         != NGX_OK)
     {
         return NGX_ERROR;

@@ -9,6 +9,10 @@
 
 #include "ngx_http_nb_maint.h"
 
+#include <grp.h>
+#include <sys/file.h>
+#include <sys/statvfs.h>
+
 
 #define NB_FILE_MAX  (1024 * 1024)
 
@@ -30,6 +34,8 @@ static ngx_int_t ngx_http_nb_maint_file_init_process(
     ngx_http_nb_maint_store_t *store, ngx_cycle_t *cycle);
 static void ngx_http_nb_maint_file_tick(ngx_http_nb_maint_store_t *store,
     ngx_uint_t owner, ngx_log_t *log);
+static u_char *ngx_http_nb_maint_file_dir(ngx_str_t *path, u_char *buf,
+    size_t size);
 
 
 char *
@@ -39,6 +45,7 @@ ngx_http_nb_maint_store_file_init(ngx_conf_t *cf,
     u_char  *p;
 
     ngx_str_set(&store->type, "file");
+    store->cycle = cf->cycle;
 
     /* keep NUL-terminated copies: they are used with open() and rename() */
 
@@ -235,7 +242,7 @@ ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
         ngx_http_nb_maint_file_error(sh, "state file \"%V\" is corrupt "
                                      "(%s); writes refused until it is "
                                      "repaired", &store->path, msg);
-        sh->store_readonly = 1;
+        sh->store_readonly |= NB_STORE_BAD_VERSION;
         return;
     }
 
@@ -367,10 +374,11 @@ static void
 ngx_http_nb_maint_file_compact(ngx_http_nb_maint_store_t *store, char *buf,
     char *end, ngx_log_t *log)
 {
-    char        *p;
-    u_char       tmp[NGX_MAX_PATH];
-    ngx_fd_t     fd;
-    ngx_uint_t   lines;
+    char             *p;
+    u_char            tmp[NGX_MAX_PATH];
+    ngx_fd_t          fd;
+    ngx_uint_t        lines;
+    ngx_file_info_t   fi;
 
     for (p = end, lines = 0; p > buf; p--) {
         if (p[-1] == '\n' && p < end && ++lines > NB_EVENTS_MAX) {
@@ -381,12 +389,23 @@ ngx_http_nb_maint_file_compact(ngx_http_nb_maint_store_t *store, char *buf,
     ngx_snprintf(tmp, NGX_MAX_PATH, "%V.%P.tmp%Z", &store->events_path,
                  ngx_pid);
 
+    if (ngx_file_info(store->events_path.data, &fi) == NGX_FILE_ERROR) {
+        return;
+    }
+
     fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0600);
     if (fd == NGX_INVALID_FILE) {
         return;
     }
 
-    if (ngx_http_nb_maint_write_all(fd, (u_char *) p, end - p) != NGX_OK
+    /*
+     * the master (root) compacts what the workers append to: the new file
+     * keeps the old one's owner and mode, or the workers could not write
+     */
+
+    if (fchown(fd, fi.st_uid, fi.st_gid) == -1
+        || fchmod(fd, fi.st_mode & 07777) == -1
+        || ngx_http_nb_maint_write_all(fd, (u_char *) p, end - p) != NGX_OK
         || ngx_rename_file(tmp, store->events_path.data) == NGX_FILE_ERROR)
     {
         ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
@@ -647,11 +666,163 @@ ngx_http_nb_maint_file_claim(ngx_http_nb_maint_file_op_t *op)
 }
 
 
+/*
+ * The owner worker looks now and then whether the store could still be
+ * written (directory writable, events file writable, space left), in a
+ * thread, so that status never says ok for a store it cannot write.
+ */
+
+typedef struct {
+    ngx_http_nb_maint_store_t  *store;
+    ngx_err_t                   err;
+    const char                 *what;
+    ngx_uint_t                  busy;
+} ngx_http_nb_maint_probe_t;
+
+
+static ngx_http_nb_maint_probe_t  *ngx_http_nb_maint_probe;
+#if (NGX_THREADS)
+static ngx_thread_task_t          *ngx_http_nb_maint_probe_task;
+#endif
+
+
+static void
+ngx_http_nb_maint_probe_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_nb_maint_probe_t *pr = data;
+
+    u_char          dirbuf[NGX_MAX_PATH], *dir;
+    struct statvfs  vfs;
+
+    pr->err = 0;
+    pr->what = NULL;
+
+    dir = ngx_http_nb_maint_file_dir(&pr->store->path, dirbuf, NGX_MAX_PATH);
+
+    if (dir == NULL) {
+        return;
+    }
+
+    if (access((char *) dir, W_OK | X_OK) == -1) {
+        pr->err = ngx_errno;
+        pr->what = "the directory";
+        return;
+    }
+
+    if (access((char *) pr->store->events_path.data, W_OK) == -1
+        && ngx_errno != NGX_ENOENT)
+    {
+        pr->err = ngx_errno;
+        pr->what = "the events file";
+        return;
+    }
+
+    if (statvfs((char *) dir, &vfs) == 0 && vfs.f_bavail == 0) {
+        pr->err = NGX_ENOSPC;
+        pr->what = "the file system";
+    }
+}
+
+
+static void
+ngx_http_nb_maint_probe_done(ngx_event_t *ev)
+{
+    ngx_http_nb_maint_probe_t *pr = ev->data;
+
+    ngx_http_nb_maint_shm_t  *sh;
+
+    sh = ngx_http_nb_maint_shm();
+    pr->busy = 0;
+
+    if (pr->what) {
+        if (sh->store_ok || sh->store_probe) {
+            ngx_http_nb_maint_set_store_status(0, "cannot write \"%V\": %s: "
+                                               "%s", &pr->store->path,
+                                               pr->what, strerror(pr->err));
+            sh->store_probe = 1;
+        }
+
+        return;
+    }
+
+    if (sh->store_probe && !sh->store_readonly) {
+        sh->store_probe = 0;
+        ngx_http_nb_maint_set_store_status(1, NULL);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_file_probe(ngx_http_nb_maint_store_t *store, ngx_log_t *log)
+{
+    ngx_http_nb_maint_probe_t  *pr;
+
+    if (ngx_http_nb_maint_probe == NULL) {
+#if (NGX_THREADS)
+        ngx_http_nb_maint_probe_task = ngx_thread_task_alloc(
+                                   ngx_cycle->pool,
+                                   sizeof(ngx_http_nb_maint_probe_t));
+        if (ngx_http_nb_maint_probe_task == NULL) {
+            return;
+        }
+
+        ngx_http_nb_maint_probe = ngx_http_nb_maint_probe_task->ctx;
+        ngx_http_nb_maint_probe_task->handler = ngx_http_nb_maint_probe_thread;
+        ngx_http_nb_maint_probe_task->event.handler =
+                                                ngx_http_nb_maint_probe_done;
+        ngx_http_nb_maint_probe_task->event.data = ngx_http_nb_maint_probe;
+        ngx_http_nb_maint_probe_task->event.log = ngx_cycle->log;
+#else
+        ngx_http_nb_maint_probe = ngx_pcalloc(ngx_cycle->pool,
+                                          sizeof(ngx_http_nb_maint_probe_t));
+        if (ngx_http_nb_maint_probe == NULL) {
+            return;
+        }
+#endif
+    }
+
+    pr = ngx_http_nb_maint_probe;
+
+    if (pr->busy || ngx_http_nb_maint_shm()->store_readonly) {
+        return;
+    }
+
+    pr->store = store;
+
+#if (NGX_THREADS)
+    if (ngx_http_nb_maint_file_tp) {
+        pr->busy = 1;
+
+        if (ngx_thread_task_post(ngx_http_nb_maint_file_tp,
+                                 ngx_http_nb_maint_probe_task)
+            != NGX_OK)
+        {
+            pr->busy = 0;
+        }
+
+        return;
+    }
+#endif
+
+    {
+        ngx_event_t  ev;
+
+        ngx_http_nb_maint_probe_thread(pr, log);
+        ev.data = pr;
+        ngx_http_nb_maint_probe_done(&ev);
+    }
+}
+
+
 static void
 ngx_http_nb_maint_file_tick(ngx_http_nb_maint_store_t *store,
     ngx_uint_t owner, ngx_log_t *log)
 {
     ngx_http_nb_maint_file_recover(store, log);
+
+    if (owner) {
+        ngx_http_nb_maint_file_probe(store, log);
+    }
 }
 
 
@@ -767,10 +938,13 @@ ngx_http_nb_maint_file_finish(ngx_http_nb_maint_file_op_t *op)
 
     if (op->rc == NGX_OK) {
         if (!sh->store_ok && !sh->store_readonly) {
+            sh->store_probe = 0;
             ngx_http_nb_maint_set_store_status(1, NULL);
         }
 
     } else {
+        sh->store_probe = 0;
+
         ngx_log_error(NGX_LOG_ALERT, op->log, op->err,
                       "nb_maint: cannot store version %uL in \"%V\" (%s)",
                       op->st.version, &op->store->path, op->failed);
@@ -821,7 +995,7 @@ ngx_http_nb_maint_file_dir(ngx_str_t *path, u_char *buf, size_t size)
  * Write the state file (temp file, fsync, rename) and append its audit
  * line, in an order that never leaves a half change: the audit line goes
  * in before the rename and is cut off again if the rename fails.  durable:
- * fsync the data and the directory (the file store; a cache need not).
+ * fsync the state before the rename (the file store; a cache need not).
  */
 
 static ngx_int_t
@@ -829,7 +1003,7 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
     ngx_str_t *text, ngx_str_t *event, ngx_uint_t durable, ngx_err_t *err,
     const char **failed)
 {
-    u_char           tmp[NGX_MAX_PATH], dirbuf[NGX_MAX_PATH], *dir;
+    u_char           tmp[NGX_MAX_PATH];
     off_t            size;
     ngx_fd_t         fd, efd;
     ngx_file_info_t  fi;
@@ -882,11 +1056,8 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
 
         size = ngx_file_size(&fi);
 
-        /* EINVAL from fsync(): a file that cannot be synced, e.g. a pipe */
-
         if (ngx_http_nb_maint_write_all(efd, event->data, event->len)
-            != NGX_OK
-            || (durable && fsync(efd) == -1 && ngx_errno != NGX_EINVAL))
+            != NGX_OK)
         {
             goto failed;
         }
@@ -900,19 +1071,6 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
 
     if (efd != NGX_INVALID_FILE) {
         (void) ngx_close_file(efd);
-    }
-
-    if (durable) {
-        dir = ngx_http_nb_maint_file_dir(&store->path, dirbuf, NGX_MAX_PATH);
-
-        if (dir) {
-            fd = ngx_open_file(dir, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-            if (fd != NGX_INVALID_FILE) {
-                (void) fsync(fd);
-                (void) ngx_close_file(fd);
-            }
-        }
     }
 
     return NGX_OK;
@@ -991,4 +1149,229 @@ ngx_http_nb_maint_file_write(ngx_http_nb_maint_store_t *store,
     }
 
     return rc;
+}
+
+
+/*
+ * At every (re)configuration, in the master (and for nginx -t): the store
+ * must be writable by the worker user, or the configuration fails with the
+ * path and the reason; and one gateway only owns a file store, by an
+ * flock() on "<file>.lock" that the master takes and keeps (its workers
+ * inherit it).  A second gateway on the same file reads the state, says
+ * store.ok=false and refuses writes.
+ */
+
+static ngx_fd_t    ngx_http_nb_maint_lock_fd = NGX_INVALID_FILE;
+static u_char      ngx_http_nb_maint_lock_path[NGX_MAX_PATH];
+
+
+/* may uid (with gid and its groups) access a file of this info for mask */
+
+static ngx_uint_t
+ngx_http_nb_maint_may(ngx_file_info_t *fi, ngx_uid_t uid, ngx_gid_t gid,
+    gid_t *groups, int ngroups, mode_t mask)
+{
+    int  i;
+
+    if (uid == 0) {
+        return 1;
+    }
+
+    if (fi->st_uid == uid) {
+        return (fi->st_mode & (mask << 6)) == (mask << 6);
+    }
+
+    if (fi->st_gid == gid) {
+        return (fi->st_mode & (mask << 3)) == (mask << 3);
+    }
+
+    for (i = 0; i < ngroups; i++) {
+        if (fi->st_gid == groups[i]) {
+            return (fi->st_mode & (mask << 3)) == (mask << 3);
+        }
+    }
+
+    return (fi->st_mode & mask) == mask;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_file_writable(ngx_http_nb_maint_store_t *store,
+    ngx_log_t *log)
+{
+    int               ngroups;
+    u_char            dirbuf[NGX_MAX_PATH], *dir;
+    gid_t             groups[64];
+    ngx_uid_t         uid;
+    ngx_gid_t         gid;
+    const char       *user;
+    struct statvfs    vfs;
+    ngx_file_info_t   fi;
+    ngx_core_conf_t  *ccf;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(store->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    uid = geteuid();
+    gid = getegid();
+    user = "this user";
+    ngroups = 0;
+
+    if (uid == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        uid = ccf->user;
+        gid = ccf->group;
+        user = ccf->username;
+
+        ngroups = 64;
+        if (getgrouplist(user, gid, groups, &ngroups) == -1) {
+            ngroups = 0;
+        }
+    }
+
+    dir = ngx_http_nb_maint_file_dir(&store->path, dirbuf, NGX_MAX_PATH);
+
+    if (dir == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "nb_maint_store \"%V\": path too long", &store->path);
+        return NGX_ERROR;
+    }
+
+    if (ngx_file_info(dir, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "nb_maint_store \"%V\": cannot use the directory "
+                      "\"%s\"", &store->path, dir);
+        return NGX_ERROR;
+    }
+
+    if (!ngx_is_dir(&fi)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "nb_maint_store \"%V\": \"%s\" is not a directory",
+                      &store->path, dir);
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_nb_maint_may(&fi, uid, gid, groups, ngroups, 3)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "nb_maint_store \"%V\": the directory \"%s\" is not "
+                      "writable by the worker user \"%s\" (owner %d, "
+                      "mode %03o); the store could not be written",
+                      &store->path, dir, user, (int) fi.st_uid,
+                      (int) (fi.st_mode & 0777));
+        return NGX_ERROR;
+    }
+
+    if (statvfs((char *) dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "nb_maint_store \"%V\": \"%s\" is on a read-only "
+                      "file system", &store->path, dir);
+        return NGX_ERROR;
+    }
+
+    if (ngx_file_info(store->events_path.data, &fi) != NGX_FILE_ERROR
+        && !ngx_http_nb_maint_may(&fi, uid, gid, groups, ngroups, 2))
+    {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "nb_maint_store \"%V\": the events file \"%V\" is not "
+                      "writable by the worker user \"%s\" (owner %d, mode "
+                      "%03o)", &store->path, &store->events_path, user,
+                      (int) fi.st_uid, (int) (fi.st_mode & 0777));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_nb_maint_file_lock(ngx_http_nb_maint_store_t *store,
+    ngx_http_nb_maint_shm_t *sh, ngx_log_t *log)
+{
+    u_char    path[NGX_MAX_PATH], pid[NGX_INT64_LEN + 2], *p;
+    ssize_t   n;
+    ngx_fd_t  fd, wfd;
+
+    p = ngx_snprintf(path, NGX_MAX_PATH - 1, "%V.lock", &store->path);
+    *p = '\0';
+
+    if (ngx_http_nb_maint_lock_fd != NGX_INVALID_FILE) {
+
+        if (ngx_strcmp(path, ngx_http_nb_maint_lock_path) == 0) {
+            return;                     /* a reload: ours already */
+        }
+
+        /*
+         * another file: the old one's lock stays held, as this reload may
+         * still be rolled back (one descriptor per store ever used)
+         */
+    }
+
+    /* held read-only: it must not keep the file system busy (remount) */
+    fd = ngx_open_file(path, NGX_FILE_RDONLY, NGX_FILE_CREATE_OR_OPEN, 0644);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "nb_maint: cannot open the lock file \"%s\"", path);
+        ngx_http_nb_maint_file_error(sh, "cannot open the lock file of "
+                                     "\"%V\" (%s)", &store->path,
+                                     strerror(ngx_errno));
+        sh->store_readonly |= NB_STORE_NOT_OURS;
+        return;
+    }
+
+    if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+        n = pread(fd, pid, NGX_INT64_LEN, 0);
+        pid[n > 0 ? n : 0] = '\0';
+
+        (void) ngx_close_file(fd);
+
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "nb_maint: the file store \"%V\" belongs to another "
+                      "gateway (master pid %s); this one refuses writes: "
+                      "use redis:// for several gateways", &store->path,
+                      n > 0 ? (char *) pid : "unknown");
+
+        ngx_http_nb_maint_file_error(sh, "\"%V\" is used by another "
+                                     "gateway (master pid %s): use redis:// "
+                                     "for several gateways", &store->path,
+                                     n > 0 ? (char *) pid : "?");
+        sh->store_readonly |= NB_STORE_NOT_OURS;
+        return;
+    }
+
+    /* the owner's pid, for the other gateway's message only */
+
+    p = ngx_sprintf(pid, "%P\n", ngx_pid);
+    wfd = ngx_open_file(path, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0644);
+
+    if (wfd != NGX_INVALID_FILE) {
+        if (write(wfd, pid, p - pid) == -1) {
+            /* only informative */
+        }
+
+        (void) ngx_close_file(wfd);
+    }
+
+    ngx_http_nb_maint_lock_fd = fd;
+    ngx_cpystrn(ngx_http_nb_maint_lock_path, path, NGX_MAX_PATH);
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_file_check(ngx_http_nb_maint_store_t *store,
+    ngx_http_nb_maint_shm_t *sh, ngx_log_t *log)
+{
+    if (store->type.len != 4 || ngx_strncmp(store->type.data, "file", 4))
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_nb_maint_file_writable(store, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_test_config) {
+        ngx_http_nb_maint_file_lock(store, sh, log);
+    }
+
+    return NGX_OK;
 }
