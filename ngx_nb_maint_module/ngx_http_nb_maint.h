@@ -31,6 +31,7 @@
 #define NB_MAX_NODES            1024
 #define NB_SECRET_LEN           32
 #define NB_VERSION_MAX          ((uint64_t) 0x7fffffffffffffffLL)
+#define NB_DRAIN_OTHER_LEN      2048   /* drained ids of unknown nodes */
 #define NB_APP_COMMAND_LEN      30     /* command.name, e.g. pm.enable */
 #define NB_WS_DRAIN_GRACE       5000
 
@@ -48,6 +49,10 @@ typedef struct {
     u_char                      node[NB_NODE_ID_LEN];
     u_char                      reason[NB_REASON_LEN];
     u_char                      drain[NB_MAX_NODES / 8];  /* by node index */
+    /* drained nodes this gateway does not know: kept in the store as they
+     * are, ids separated by '\n' (SPEC section 3) */
+    size_t                      drain_other_len;
+    u_char                      drain_other[NB_DRAIN_OTHER_LEN];
 } ngx_http_nb_maint_state_t;
 
 #define nb_active(n)       ((n)->active + (n)->active_remote)
@@ -304,6 +309,12 @@ size_t ngx_http_nb_maint_zone_min_size(void);
 ngx_int_t ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, u_char *data, size_t len);
 void ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...);
+void ngx_http_nb_maint_secret_publish(u_char *key);
+void ngx_http_nb_maint_secret_copy(u_char *out);
+ngx_uint_t ngx_http_nb_maint_state_same(ngx_http_nb_maint_state_t *a,
+    ngx_http_nb_maint_state_t *b);
+void ngx_http_nb_maint_drain_resolve(ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st);
 ngx_msec_t ngx_http_nb_maint_now_ms(void);
 ngx_uint_t ngx_http_nb_maint_pid_alive(ngx_pid_t pid);
 void ngx_http_nb_maint_zone_usage(size_t *used, size_t *total);
@@ -320,6 +331,8 @@ ngx_int_t ngx_http_nb_maint_state_from_json(cJSON *obj,
     ngx_http_nb_maint_state_t *st, const char **err);
 ngx_int_t ngx_http_nb_maint_json_str(ngx_pool_t *pool, cJSON *json,
     ngx_str_t *out);
+ngx_int_t ngx_http_nb_maint_drain_other_add(ngx_http_nb_maint_state_t *st,
+    u_char *id, size_t len);
 cJSON *ngx_http_nb_maint_json_strn(u_char *s, size_t len);
 cJSON *ngx_http_nb_maint_json_parse(const char *s, size_t len,
     const char **rest, const char **err);

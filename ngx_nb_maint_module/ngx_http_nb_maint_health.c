@@ -288,7 +288,10 @@ ngx_http_nb_maint_unchecked_reset(ngx_log_t *log)
             node->health = NB_HEALTH_UNKNOWN;
             node->rise_count = 0;
             node->fall_count = 0;
-            sh->node_down[idx] = 0;
+            node->app_code = 0;
+            node->app_command_len = 0;
+            node->app_since = 0;
+            sh->node_down[idx] = NB_NODE_OK;
         }
     }
 }
@@ -522,8 +525,11 @@ ngx_http_nb_maint_check_envelope(ngx_http_nb_maint_check_t *chk,
     size_t       len;
     cJSON       *root, *err, *code, *cmd, *name;
     ngx_uint_t   app;
+    const char  *msg;
 
-    root = cJSON_ParseWithLength((char *) body->data, body->len);
+    /* no NUL inside its strings either: such a body is garbage */
+    root = ngx_http_nb_maint_json_parse((char *) body->data, body->len, NULL,
+                                        &msg);
     if (root == NULL) {
         return 0;
     }

@@ -994,7 +994,7 @@ ngx_http_nb_maint_nodes_reclaim(ngx_http_nb_maint_shm_t *sh,
         ngx_memory_barrier();
 
         ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
-        sh->node_down[i] = 0;
+        sh->node_down[i] = NB_NODE_OK;
     }
 }
 
@@ -1026,7 +1026,7 @@ ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh, ngx_str_t *id,
     ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
     ngx_memcpy(node->id, id->data, id->len);
     node->health = NB_HEALTH_UNKNOWN;
-    sh->node_down[i] = 0;
+    sh->node_down[i] = NB_NODE_OK;
 
     ngx_memory_barrier();
     node->id_len = id->len;

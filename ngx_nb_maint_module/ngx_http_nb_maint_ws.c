@@ -63,6 +63,7 @@ typedef struct {
 
 
 static void ngx_http_nb_maint_ws_tick(ngx_event_t *ev);
+static void ngx_http_nb_maint_ws_update(void);
 static void ngx_http_nb_maint_ws_read(ngx_http_request_t *r);
 static void ngx_http_nb_maint_ws_write(ngx_http_request_t *r);
 static void ngx_http_nb_maint_ws_sync(ngx_http_nb_maint_ws_t *ws);
@@ -79,6 +80,7 @@ static uint64_t           ngx_http_nb_maint_ws_key_now;
 static uint64_t           ngx_http_nb_maint_ws_seq;   /* proxied: seen */
 static ngx_str_t          ngx_http_nb_maint_ws_msg;   /* frames for key_now */
 static uint64_t           ngx_http_nb_maint_ws_msg_key;
+static ngx_uint_t         ngx_http_nb_maint_ws_in_timer;
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
@@ -133,8 +135,8 @@ ngx_http_nb_maint_public_node(void)
     want = -1;
 
     if (mode == NB_MODE_MAINTENANCE) {
-        want = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
-        if (want == NGX_ERROR) {
+        want = ngx_http_nb_maint_designated();    /* kept with the state */
+        if (want < 0) {
             return 0;
         }
     }
@@ -327,16 +329,25 @@ ngx_http_nb_maint_ws_close(ngx_http_nb_maint_ws_t *ws)
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
+    if (ws->queue.next == NULL) {
+        return;                     /* closing already */
+    }
+
     r = ws->request;
     c = r->connection;
 
-    if (ws->queue.next) {
-        ngx_queue_remove(&ws->queue);
-        ws->queue.next = NULL;
-    }
+    ngx_queue_remove(&ws->queue);
+    ws->queue.next = NULL;
 
     ngx_http_finalize_request(r, NGX_ERROR);
-    ngx_http_run_posted_requests(c);
+
+    /*
+     * In a request's own handlers the close runs once they return; from
+     * the timer it must run here.  Either way ws is not used after this.
+     */
+    if (ngx_http_nb_maint_ws_in_timer) {
+        ngx_http_run_posted_requests(c);
+    }
 }
 
 
@@ -790,10 +801,6 @@ ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r)
 
     ngx_queue_insert_tail(&ngx_http_nb_maint_ws_gated, &ws->queue);
 
-    if (ngx_http_nb_maint_ws_key_now == 0) {
-        ngx_http_nb_maint_ws_key_now = ngx_http_nb_maint_ws_key();
-    }
-
     ngx_http_nb_maint_ws_arm();
 
     return ws;
@@ -834,8 +841,29 @@ ngx_http_nb_maint_ws_start(ngx_http_request_t *r, u_char *accept)
     }
 
     /* the handshake and the first message go out together */
-    ngx_http_nb_maint_ws_key_now = ngx_http_nb_maint_ws_key();
+    ngx_http_nb_maint_ws_update();
+
+    if (ws->queue.next == NULL) {
+        return NGX_OK;      /* closed already */
+    }
+
     ngx_http_nb_maint_ws_sync(ws);
+
+    if (ws->queue.next && r->header_in
+        && r->header_in->pos < r->header_in->last)
+    {
+        /* frames the client sent right behind its handshake */
+        if (ngx_http_nb_maint_ws_parse(ws, r->header_in->pos,
+                                       r->header_in->last)
+            != NGX_OK)
+        {
+            ngx_http_nb_maint_ws_close(ws);
+            return NGX_OK;
+        }
+
+        r->header_in->pos = r->header_in->last;
+        ngx_http_nb_maint_ws_sync(ws);
+    }
 
     return NGX_OK;
 }
@@ -1024,11 +1052,7 @@ ngx_http_nb_maint_ws_proxied_scan(ngx_msec_t now, ngx_uint_t changed)
     sh = ngx_http_nb_maint_shm();
     st = ngx_http_nb_maint_snapshot();
 
-    designated = -1;
-
-    if (st->node_len) {
-        designated = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
-    }
+    designated = ngx_http_nb_maint_designated();    /* kept with the state */
 
     gated = (ngx_http_nb_maint_ws_key_now & 3) == NB_WS_UPGRADE;
 
@@ -1078,36 +1102,54 @@ ngx_http_nb_maint_ws_proxied_scan(ngx_msec_t now, ngx_uint_t changed)
 }
 
 
+/* a new state key: every gated socket of this worker hears of it */
+
 static void
-ngx_http_nb_maint_ws_tick(ngx_event_t *ev)
+ngx_http_nb_maint_ws_update(void)
 {
-    uint64_t                  key, seq;
-    ngx_msec_t                now;
+    uint64_t                  key;
     ngx_queue_t              *q, *next;
     ngx_http_nb_maint_ws_t   *ws;
 
     key = ngx_http_nb_maint_ws_key();
+
+    if (key == ngx_http_nb_maint_ws_key_now) {
+        return;
+    }
+
+    ngx_http_nb_maint_ws_key_now = key;
+
+    for (q = ngx_queue_head(&ngx_http_nb_maint_ws_gated);
+         q != ngx_queue_sentinel(&ngx_http_nb_maint_ws_gated);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        ws = ngx_queue_data(q, ngx_http_nb_maint_ws_t, queue);
+        ngx_http_nb_maint_ws_sync(ws);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_ws_tick(ngx_event_t *ev)
+{
+    uint64_t    seq;
+    ngx_msec_t  now;
+
     seq = ngx_http_nb_maint_shm()->seq;
     now = ngx_current_msec;
 
-    if (key != ngx_http_nb_maint_ws_key_now) {
-        ngx_http_nb_maint_ws_key_now = key;
+    ngx_http_nb_maint_ws_in_timer = 1;
 
-        for (q = ngx_queue_head(&ngx_http_nb_maint_ws_gated);
-             q != ngx_queue_sentinel(&ngx_http_nb_maint_ws_gated);
-             q = next)
-        {
-            next = ngx_queue_next(q);
-            ws = ngx_queue_data(q, ngx_http_nb_maint_ws_t, queue);
-            ngx_http_nb_maint_ws_sync(ws);
-        }
-    }
+    ngx_http_nb_maint_ws_update();
 
     if (seq != ngx_http_nb_maint_ws_seq || ngx_http_nb_maint_ws_doomed) {
         ngx_http_nb_maint_ws_proxied_scan(now,
                                           seq != ngx_http_nb_maint_ws_seq);
         ngx_http_nb_maint_ws_seq = seq;
     }
+
+    ngx_http_nb_maint_ws_in_timer = 0;
 
     if (!ngx_queue_empty(&ngx_http_nb_maint_ws_gated)
         || !ngx_queue_empty(&ngx_http_nb_maint_ws_proxied))

@@ -12,6 +12,7 @@ use lib "$FindBin::Bin/lib";
 use NbTest;
 use NbWS;
 use Time::HiRes qw(time sleep);
+use IO::Socket::INET;
 
 my ($A, $B) = map { NbTest::Mock->new } 1 .. 2;
 my ($aid, $bid) = map { $_->id } $A, $B;
@@ -141,13 +142,43 @@ $_->recv_json(1) for @many;
 $ng->admin(POST => 'mode', { mode => 'upgrade', reason => 'thirty' });
 is(scalar(grep { (($_->recv_json(2) || {})->{payload}{message} // '') eq 'thirty' } @many), 30,
    'all 30 got the new message');
+# a change, then at once a new socket: the open ones still hear of the change
+my $missed = 0;
+for my $i (1 .. 6) {
+    $ng->admin(POST => 'mode', { mode => 'upgrade', reason => "round $i" });
+    my $new = NbWS->connect(port => $ng->port);
+    is(($new->recv_json(1) || {})->{payload}{message}, "round $i", "round $i: the new socket gets the new state");
+    $missed++ if (($many[5]->recv_json(1.5) || {})->{payload}{message} // '') ne "round $i";
+}
+is($missed, 0, 'an open socket never misses a change when a socket opens right after it');
+
+# a ping sent right behind the handshake (in the same packet) is answered
+{
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port) or die;
+    my $ping = "\x89\x82" . "\x01\x02\x03\x04" . ("hi" ^ "\x01\x02");
+    syswrite $s, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" . $ping;
+    my $buf = '';
+    my $end = time + 2;
+    while (time < $end && $buf !~ /\x8a\x02hi/) {
+        my $rin = ''; vec($rin, fileno($s), 1) = 1;
+        select(my $rout = $rin, undef, undef, 0.2) or next;
+        sysread($s, my $chunk, 4096) or last;
+        $buf .= $chunk;
+    }
+    like($buf, qr/Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/, "RFC 6455's example key: its accept value");
+    like($buf, qr/\x8a\x02hi/, 'a ping right behind the handshake: pong');
+    close $s;
+}
+
 # a client that closes: the gateway answers the close
+sub next_non_text { my ($w) = @_; my $x; do { $x = $w->recv_frame(2) } while ($x && $x->{op} ne 'eof' && $x->{op} == 1); $x }
 $many[0]->send_close(1001);
-$f = $many[0]->recv_frame(2);
+$f = next_non_text($many[0]);
 is($f && $f->{op}, 8, 'client close: close frame back');
 # garbage from a client: closed, nothing crashes
 $many[1]->send_raw("\x81\x05hello");     # unmasked: a protocol error
-$f = $many[1]->recv_frame(2);
+$f = next_non_text($many[1]);
 is($f && $f->{op}, 'eof', 'unmasked client frame: connection closed');
 undef @many;
 
