@@ -30,6 +30,7 @@
 #define NB_STORE_ERROR_LEN      256
 #define NB_MAX_NODES            1024
 #define NB_SECRET_LEN           32
+#define NB_DRAIN_OTHER_LEN      2048   /* drained ids of unknown nodes */
 #define NB_APP_COMMAND_LEN      30     /* command.name, e.g. pm.enable */
 #define NB_WS_DRAIN_GRACE       5000
 
@@ -47,6 +48,10 @@ typedef struct {
     u_char                      node[NB_NODE_ID_LEN];
     u_char                      reason[NB_REASON_LEN];
     u_char                      drain[NB_MAX_NODES / 8];  /* by node index */
+    /* drained nodes this gateway does not know: kept in the store as they
+     * are, ids separated by '\n' (SPEC section 3) */
+    size_t                      drain_other_len;
+    u_char                      drain_other[NB_DRAIN_OTHER_LEN];
 } ngx_http_nb_maint_state_t;
 
 #define nb_active(n)       ((n)->active + (n)->active_remote)
@@ -116,7 +121,8 @@ typedef struct {
 #else
 #define NB_OWNER_PID_BITS       22
 #endif
-#define NB_OWNER_PID_MASK       (((ngx_atomic_uint_t) 1 << NB_OWNER_PID_BITS) - 1)
+#define NB_OWNER_PID_MASK                                                    \
+    (((ngx_atomic_uint_t) 1 << NB_OWNER_PID_BITS) - 1)
 #define nb_owner_word(gen, pid)                                              \
     (((ngx_atomic_uint_t) (gen) << NB_OWNER_PID_BITS)                         \
      | ((ngx_atomic_uint_t) (pid) & NB_OWNER_PID_MASK))
@@ -294,6 +300,12 @@ size_t ngx_http_nb_maint_zone_min_size(void);
 ngx_int_t ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, u_char *data, size_t len);
 void ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...);
+void ngx_http_nb_maint_secret_publish(u_char *key);
+void ngx_http_nb_maint_secret_copy(u_char *out);
+ngx_uint_t ngx_http_nb_maint_state_same(ngx_http_nb_maint_state_t *a,
+    ngx_http_nb_maint_state_t *b);
+void ngx_http_nb_maint_drain_resolve(ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st);
 ngx_msec_t ngx_http_nb_maint_now_ms(void);
 void ngx_http_nb_maint_zone_usage(size_t *used, size_t *total);
 ngx_int_t ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm_t *sh,
@@ -309,6 +321,8 @@ ngx_int_t ngx_http_nb_maint_state_from_json(cJSON *obj,
     ngx_http_nb_maint_state_t *st, const char **err);
 ngx_int_t ngx_http_nb_maint_json_str(ngx_pool_t *pool, cJSON *json,
     ngx_str_t *out);
+ngx_int_t ngx_http_nb_maint_drain_other_add(ngx_http_nb_maint_state_t *st,
+    u_char *id, size_t len);
 cJSON *ngx_http_nb_maint_json_strn(u_char *s, size_t len);
 
 /* node ids: one grammar for every source; network bytes for logs */

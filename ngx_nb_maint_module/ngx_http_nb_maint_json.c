@@ -5,6 +5,8 @@
 #include "ngx_http_nb_maint.h"
 
 
+static u_char *ngx_http_nb_maint_time_rfc3339_ms(u_char *buf, ngx_msec_t ms);
+
 cJSON *
 ngx_http_nb_maint_json_strn(u_char *s, size_t len)
 {
@@ -71,22 +73,67 @@ ngx_http_nb_maint_state_to_json(ngx_http_nb_maint_state_t *st)
                       ngx_http_nb_maint_json_strn(st->reason, st->reason_len));
     cJSON_AddNumberToObject(obj, "retry_after", (double) st->retry_after);
 
+    /* every gateway gates the restore on the same instant (issue 9, 4) */
+    if (st->mode == NB_MODE_RESTORING) {
+        p = ngx_http_nb_maint_time_rfc3339_ms(since, st->restore_started);
+        *p = '\0';
+        cJSON_AddStringToObject(obj, "restore_started", (char *) since);
+
+    } else {
+        cJSON_AddNullToObject(obj, "restore_started");
+    }
+
     return obj;
 }
 
 
-static time_t
-ngx_http_nb_maint_parse_rfc3339(const char *s)
+/* "2026-11-27T06:00:00.123Z"; buf needs 25 bytes, returns the end */
+
+static u_char *
+ngx_http_nb_maint_time_rfc3339_ms(u_char *buf, ngx_msec_t ms)
 {
+    u_char  *p;
+
+    p = ngx_http_nb_maint_time_rfc3339(buf, (time_t) (ms / 1000));
+
+    /* replace the "Z" */
+    return ngx_sprintf(p - 1, ".%03uiZ", (ngx_uint_t) (ms % 1000));
+}
+
+
+static time_t
+ngx_http_nb_maint_parse_rfc3339(const char *s, ngx_uint_t *ms)
+{
+    int       n;
     ngx_tm_t  tm;
 
     ngx_memzero(&tm, sizeof(ngx_tm_t));
+    n = 0;
 
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ", &tm.ngx_tm_year, &tm.ngx_tm_mon,
-               &tm.ngx_tm_mday, &tm.ngx_tm_hour, &tm.ngx_tm_min,
-               &tm.ngx_tm_sec)
-        != 6)
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.ngx_tm_year,
+               &tm.ngx_tm_mon, &tm.ngx_tm_mday, &tm.ngx_tm_hour,
+               &tm.ngx_tm_min, &tm.ngx_tm_sec, &n)
+        != 6 || n == 0)
     {
+        return NGX_ERROR;
+    }
+
+    s += n;
+    *ms = 0;
+
+    /* optional milliseconds */
+    if (s[0] == '.') {
+        if (!isdigit((u_char) s[1]) || !isdigit((u_char) s[2])
+            || !isdigit((u_char) s[3]))
+        {
+            return NGX_ERROR;
+        }
+
+        *ms = (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+        s += 4;
+    }
+
+    if (s[0] != 'Z' || s[1] != '\0') {
         return NGX_ERROR;
     }
 
@@ -105,7 +152,9 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
 {
     size_t                     len;
     cJSON                     *item;
+    time_t                     t;
     ngx_int_t                  mode;
+    ngx_uint_t                 ms;
     ngx_http_nb_maint_state_t  s;
 
     ngx_memzero(&s, sizeof(ngx_http_nb_maint_state_t));
@@ -191,9 +240,29 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
     s.since = ngx_time();
     item = cJSON_GetObjectItemCaseSensitive(obj, "since");
     if (cJSON_IsString(item)) {
-        s.since = ngx_http_nb_maint_parse_rfc3339(item->valuestring);
+        s.since = ngx_http_nb_maint_parse_rfc3339(item->valuestring, &ms);
         if (s.since == NGX_ERROR) {
             *err = "bad \"since\"";
+            return NGX_ERROR;
+        }
+    }
+
+    /* the restore's start; a state written before it was stored: "since" */
+    if (s.mode == NB_MODE_RESTORING) {
+        s.restore_started = (ngx_msec_t) s.since * 1000;
+
+        item = cJSON_GetObjectItemCaseSensitive(obj, "restore_started");
+        if (cJSON_IsString(item)) {
+            t = ngx_http_nb_maint_parse_rfc3339(item->valuestring, &ms);
+            if (t == NGX_ERROR) {
+                *err = "bad \"restore_started\"";
+                return NGX_ERROR;
+            }
+
+            s.restore_started = (ngx_msec_t) t * 1000 + ms;
+
+        } else if (item && !cJSON_IsNull(item)) {
+            *err = "bad \"restore_started\"";
             return NGX_ERROR;
         }
     }
@@ -238,7 +307,7 @@ ngx_http_nb_maint_state_serialize(ngx_http_nb_maint_state_t *st,
     ngx_uint_t with_secret)
 {
     char                     *s;
-    u_char                    hex[NB_SECRET_LEN * 2 + 1];
+    u_char                    hex[NB_SECRET_LEN * 2 + 1], *p, *end, *nl;
     cJSON                    *json, *drain;
     ngx_uint_t                i;
     ngx_http_nb_maint_shm_t  *sh;
@@ -265,6 +334,21 @@ ngx_http_nb_maint_state_serialize(ngx_http_nb_maint_state_t *st,
         }
     }
 
+    /* and those of nodes other gateways know (issue 9, defect 15) */
+
+    p = st->drain_other;
+    end = st->drain_other + st->drain_other_len;
+
+    while (drain && p < end) {
+        nl = ngx_strlchr(p, end, '\n');
+        if (nl == NULL) {
+            nl = end;
+        }
+
+        cJSON_AddItemToArray(drain, ngx_http_nb_maint_json_strn(p, nl - p));
+        p = nl + 1;
+    }
+
     s = cJSON_PrintUnformatted(json);
     cJSON_Delete(json);
 
@@ -276,6 +360,7 @@ ngx_int_t
 ngx_http_nb_maint_state_parse(cJSON *json, ngx_http_nb_maint_shm_t *sh,
     ngx_http_nb_maint_state_t *st, const char **err, ngx_log_t *log)
 {
+    size_t      len;
     cJSON      *item;
     ngx_int_t   i;
 
@@ -294,17 +379,120 @@ ngx_http_nb_maint_state_parse(cJSON *json, ngx_http_nb_maint_shm_t *sh,
             continue;
         }
 
+        len = ngx_strlen(item->valuestring);
         i = ngx_http_nb_maint_node_find(sh, (u_char *) item->valuestring,
-                                        ngx_strlen(item->valuestring));
-        if (i == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "nb_maint: drained node \"%s\" is in no "
-                          "upstream any more", item->valuestring);
+                                        len);
+
+        if (i != NGX_ERROR) {
+            st->drain[i / 8] |= (u_char) (1 << (i % 8));
             continue;
         }
 
-        st->drain[i / 8] |= (u_char) (1 << (i % 8));
+        /* a node of another gateway (or of a later configuration): kept */
+
+        if (ngx_http_nb_maint_drain_other_add(st, (u_char *) item->valuestring,
+                                              len)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "nb_maint: drained node \"%*s\" unknown here "
+                          "cannot be kept (malformed, or over %d bytes of "
+                          "such ids)", ngx_min(len, 64), item->valuestring,
+                          NB_DRAIN_OTHER_LEN);
+        }
     }
 
     return NGX_OK;
+}
+
+
+/* the drained ids of nodes unknown here, kept as they are */
+
+ngx_int_t
+ngx_http_nb_maint_drain_other_add(ngx_http_nb_maint_state_t *st, u_char *id,
+    size_t len)
+{
+    u_char  *p, *end, *nl;
+    size_t   i;
+
+    if (len == 0) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (id[i] < 0x21 || id[i] == 0x7f) {
+            return NGX_ERROR;
+        }
+    }
+
+    /* once */
+
+    p = st->drain_other;
+    end = st->drain_other + st->drain_other_len;
+
+    while (p < end) {
+        nl = ngx_strlchr(p, end, '\n');
+        if (nl == NULL) {
+            nl = end;
+        }
+
+        if ((size_t) (nl - p) == len && ngx_memcmp(p, id, len) == 0) {
+            return NGX_OK;
+        }
+
+        p = nl + 1;
+    }
+
+    if (st->drain_other_len + (st->drain_other_len ? 1 : 0) + len
+        > NB_DRAIN_OTHER_LEN)
+    {
+        return NGX_ERROR;
+    }
+
+    p = st->drain_other + st->drain_other_len;
+
+    if (st->drain_other_len) {
+        *p++ = '\n';
+    }
+
+    st->drain_other_len = ngx_cpymem(p, id, len) - st->drain_other;
+
+    return NGX_OK;
+}
+
+
+/* after a reload: ids that became nodes here turn into drain flags */
+
+void
+ngx_http_nb_maint_drain_resolve(ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st)
+{
+    u_char     *p, *end, *nl, buf[NB_DRAIN_OTHER_LEN];
+    size_t      len;
+    ngx_int_t   i;
+
+    len = st->drain_other_len;
+    ngx_memcpy(buf, st->drain_other, len);
+    st->drain_other_len = 0;
+
+    p = buf;
+    end = buf + len;
+
+    while (p < end) {
+        nl = ngx_strlchr(p, end, '\n');
+        if (nl == NULL) {
+            nl = end;
+        }
+
+        i = ngx_http_nb_maint_node_find(sh, p, nl - p);
+
+        if (i != NGX_ERROR) {
+            st->drain[i / 8] |= (u_char) (1 << (i % 8));
+
+        } else {
+            (void) ngx_http_nb_maint_drain_other_add(st, p, nl - p);
+        }
+
+        p = nl + 1;
+    }
 }
