@@ -121,7 +121,8 @@ typedef struct {
 #else
 #define NB_OWNER_PID_BITS       22
 #endif
-#define NB_OWNER_PID_MASK       (((ngx_atomic_uint_t) 1 << NB_OWNER_PID_BITS) - 1)
+#define NB_OWNER_PID_MASK                                                    \
+    (((ngx_atomic_uint_t) 1 << NB_OWNER_PID_BITS) - 1)
 #define nb_owner_word(gen, pid)                                              \
     (((ngx_atomic_uint_t) (gen) << NB_OWNER_PID_BITS)                         \
      | ((ngx_atomic_uint_t) (pid) & NB_OWNER_PID_MASK))
