@@ -720,7 +720,7 @@ ngx_http_nb_maint_admin_body(ngx_http_request_t *r)
     cJSON                          *json;
     ngx_int_t                       rc;
     ngx_str_t                       body;
-    const char                     *rest;
+    const char                     *rest, *err;
     ngx_pool_cleanup_t             *cln;
     ngx_http_nb_maint_route_t      *rt;
     ngx_http_nb_maint_admin_ctx_t  *ctx;
@@ -762,8 +762,9 @@ ngx_http_nb_maint_admin_body(ngx_http_request_t *r)
             goto done;
         }
 
-        json = cJSON_ParseWithLengthOpts((char *) body.data, body.len,
-                                         &rest, 0);
+        err = "not an object";
+        json = ngx_http_nb_maint_json_parse((char *) body.data, body.len,
+                                            &rest, &err);
 
         while (json && rest < (const char *) body.data + body.len
                && (*rest == ' ' || *rest == '\t' || *rest == '\r'
@@ -778,7 +779,7 @@ ngx_http_nb_maint_admin_body(ngx_http_request_t *r)
             cJSON_Delete(json);
             rc = ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
                                                "bad_json", "the body is not "
-                                               "a JSON object");
+                                               "a JSON object (%s)", err);
             goto done;
         }
     }
@@ -1441,8 +1442,10 @@ ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
 {
     cJSON                    *root, *list, *ev, *item;
+    uint64_t                  version;
     ngx_str_t                 arg, *e;
     ngx_int_t                 since;
+    const char               *err;
     ngx_uint_t                i, n;
     ngx_http_nb_maint_shm_t  *sh;
 
@@ -1476,10 +1479,15 @@ ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
     for ( /* void */ ; n; n--, i = (i + 1) % NB_EVENTS_MAX) {
         e = &sh->events[i];
 
-        ev = cJSON_ParseWithLength((char *) e->data, e->len);
+        ev = ngx_http_nb_maint_json_parse((char *) e->data, e->len, NULL,
+                                          &err);
         item = cJSON_GetObjectItemCaseSensitive(ev, "version");
 
-        if (!cJSON_IsNumber(item) || item->valuedouble <= since) {
+        if (ngx_http_nb_maint_json_u64(item, NB_VERSION_MAX, &version)
+            != NGX_OK
+            || version <= (uint64_t) since
+            || ngx_http_nb_maint_json_keep_version(ev) != NGX_OK)
+        {
             cJSON_Delete(ev);
             continue;
         }

@@ -219,7 +219,8 @@ ngx_http_nb_maint_secret_init(ngx_http_nb_maint_main_conf_t *nmcf,
 
     sh->secret_set = 1;
 
-    if (ngx_http_nb_maint_file_write(&nmcf->store, &sh->state, NULL, 1, log)
+    if (!sh->store_readonly
+        && ngx_http_nb_maint_file_write(&nmcf->store, &sh->state, NULL, 1, log)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ALERT, log, 0,

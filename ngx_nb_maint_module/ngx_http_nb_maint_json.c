@@ -63,7 +63,8 @@ ngx_http_nb_maint_state_to_json(ngx_http_nb_maint_state_t *st)
         cJSON_AddNullToObject(obj, "restoring_from");
     }
 
-    cJSON_AddNumberToObject(obj, "version", (double) st->version);
+    cJSON_AddItemToObject(obj, "version",
+                          ngx_http_nb_maint_json_version(st->version));
 
     p = ngx_http_nb_maint_time_rfc3339(since, st->since);
     *p = '\0';
@@ -164,12 +165,15 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
         return NGX_ERROR;
     }
 
+    /* exact 64-bit text: out of range is corrupt, never rounded or reset */
+
     item = cJSON_GetObjectItemCaseSensitive(obj, "version");
-    if (!cJSON_IsNumber(item) || item->valuedouble < 0) {
-        *err = "bad \"version\"";
+    if (ngx_http_nb_maint_json_u64(item, NB_VERSION_MAX, &s.version)
+        != NGX_OK)
+    {
+        *err = "bad \"version\" (not an integer from 0 to 2^63-1)";
         return NGX_ERROR;
     }
-    s.version = (uint64_t) item->valuedouble;
 
     item = cJSON_GetObjectItemCaseSensitive(obj, "mode");
     mode = NGX_ERROR;
@@ -406,6 +410,92 @@ ngx_http_nb_maint_state_parse(cJSON *json, ngx_http_nb_maint_shm_t *sh,
 }
 
 
+/*
+ * cJSON keeps numbers as doubles only, and cuts a string at "\u0000".
+ * Every JSON text the module reads (admin bodies, the state file, events,
+ * Redis) goes through this: after cJSON's parse the text is walked once
+ * more; a "\u0000" escape rejects the whole text, and the exact text of
+ * each number is kept in its item's valuestring (cJSON_Delete() frees it)
+ * for ngx_http_nb_maint_json_u64().
+ */
+
+static const char *
+ngx_http_nb_maint_json_next_number(const char *p, const char *end,
+    size_t *len)
+{
+    const char  *q;
+
+    while (p < end) {
+
+        if (*p == '"') {
+            for (p++; p < end && *p != '"'; p++) {
+                if (*p == '\\') {
+                    p++;
+                }
+            }
+
+            p++;
+            continue;
+        }
+
+        if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            for (q = p; q < end; q++) {
+                if (!((*q >= '0' && *q <= '9') || *q == '-' || *q == '+'
+                      || *q == '.' || *q == 'e' || *q == 'E'))
+                {
+                    break;
+                }
+            }
+
+            *len = q - p;
+            return p;
+        }
+
+        p++;
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_json_numbers(cJSON *item, const char **p, const char *end)
+{
+    char        *s;
+    size_t       len;
+    const char  *n;
+
+    for ( /* void */ ; item; item = item->next) {
+
+        if (cJSON_IsNumber(item)) {
+            n = ngx_http_nb_maint_json_next_number(*p, end, &len);
+            if (n == NULL) {
+                return NGX_ERROR;
+            }
+
+            s = cJSON_malloc(len + 1);
+            if (s == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(s, n, len);
+            s[len] = '\0';
+
+            item->valuestring = s;
+            *p = n + len;
+        }
+
+        if (item->child
+            && ngx_http_nb_maint_json_numbers(item->child, p, end) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 /* the drained ids of nodes unknown here, kept as they are */
 
 ngx_int_t
@@ -456,6 +546,132 @@ ngx_http_nb_maint_drain_other_add(ngx_http_nb_maint_state_t *st, u_char *id,
     }
 
     st->drain_other_len = ngx_cpymem(p, id, len) - st->drain_other;
+
+    return NGX_OK;
+}
+
+
+cJSON *
+ngx_http_nb_maint_json_parse(const char *s, size_t len, const char **rest,
+    const char **err)
+{
+    cJSON       *json;
+    const char  *p, *end;
+
+    json = cJSON_ParseWithLengthOpts(s, len, &end, 0);
+
+    if (rest) {
+        *rest = end;
+    }
+
+    if (json == NULL) {
+        *err = "invalid JSON";
+        return NULL;
+    }
+
+    /* backslashes are only valid inside strings: each starts an escape */
+
+    for (p = s; p < end; p++) {
+        if (*p != '\\') {
+            continue;
+        }
+
+        if (end - p >= 6 && ngx_strncmp(p + 1, "u0000", 5) == 0) {
+            cJSON_Delete(json);
+            *err = "a string holds a NUL character (\\u0000)";
+            return NULL;
+        }
+
+        p++;
+    }
+
+    p = s;
+
+    if (ngx_http_nb_maint_json_numbers(json, &p, end) != NGX_OK) {
+        cJSON_Delete(json);
+        *err = "cannot keep the numbers' text";
+        return NULL;
+    }
+
+    return json;
+}
+
+
+/* an unsigned integer up to max, exactly as written (no sign, fraction,
+ * exponent); items from ngx_http_nb_maint_json_parse() only */
+
+ngx_int_t
+ngx_http_nb_maint_json_u64(cJSON *item, uint64_t max, uint64_t *out)
+{
+    u_char    *p;
+    uint64_t   v, d;
+
+    if (!cJSON_IsNumber(item) || item->valuestring == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = (u_char *) item->valuestring;
+
+    if (*p == '\0' || (*p == '0' && p[1] != '\0')) {
+        return NGX_ERROR;
+    }
+
+    for (v = 0; *p; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        d = *p - '0';
+
+        if (v > (max - d) / 10) {
+            return NGX_ERROR;
+        }
+
+        v = v * 10 + d;
+    }
+
+    *out = v;
+
+    return NGX_OK;
+}
+
+
+/* a version as a JSON number written as integer text, never as a double */
+
+cJSON *
+ngx_http_nb_maint_json_version(uint64_t version)
+{
+    u_char  buf[NGX_INT64_LEN + 1];
+
+    *ngx_sprintf(buf, "%uL", version) = '\0';
+
+    return cJSON_CreateRaw((char *) buf);
+}
+
+
+/* an object's integer member re-made from its exact text (for printing) */
+
+ngx_int_t
+ngx_http_nb_maint_json_keep_version(cJSON *obj)
+{
+    cJSON     *item;
+    uint64_t   v;
+
+    item = cJSON_GetObjectItemCaseSensitive(obj, "version");
+
+    if (ngx_http_nb_maint_json_u64(item, NB_VERSION_MAX, &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    item = ngx_http_nb_maint_json_version(v);
+    if (item == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(obj, "version", item)) {
+        cJSON_Delete(item);
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }

@@ -58,6 +58,13 @@ ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
          * for new nodes are only added, under the next generation's mark */
         sh = shpool->data;
 
+        /* a reload fails on a file store the workers cannot write */
+        if (ngx_http_nb_maint_file_check(&nmcf->store, sh, shm_zone->shm.log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         return ngx_http_nb_maint_nodes_init(nmcf, sh, sh->generation + 1,
                                             shm_zone->shm.log);
     }
@@ -91,6 +98,13 @@ ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     if (ngx_http_nb_maint_nodes_init(nmcf, sh, 1, shm_zone->shm.log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* so do nginx -t and a start; and the file becomes ours, or not */
+    if (ngx_http_nb_maint_file_check(&nmcf->store, sh, shm_zone->shm.log)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -201,10 +215,52 @@ ngx_http_nb_maint_designated(void)
 }
 
 
+/*
+ * The write mutex guards a few memory accesses only, never I/O.  A holder
+ * that died with it (kill -9) cannot wedge the others: its pid is the
+ * lock's value, and a dead pid's lock is taken back.
+ */
+
 void
 ngx_http_nb_maint_state_lock_write(void)
 {
-    ngx_shmtx_lock(&ngx_http_nb_maint_sh->write_lock);
+    ngx_pid_t     pid;
+    ngx_uint_t    n;
+    ngx_shmtx_t  *mtx;
+
+    mtx = &ngx_http_nb_maint_sh->write_lock;
+
+    for (n = 1; /* void */ ; n++) {
+
+        if (ngx_shmtx_trylock(mtx)) {
+            return;
+        }
+
+        pid = (ngx_pid_t) *mtx->lock;
+
+        if (pid && pid != ngx_pid && !ngx_http_nb_maint_pid_alive(pid)
+            && ngx_shmtx_force_unlock(mtx, pid))
+        {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "nb_maint: took back the write lock of process "
+                          "%P, which died holding it", pid);
+            continue;
+        }
+
+        if (n % 64 == 0) {
+            ngx_sched_yield();
+
+        } else {
+            ngx_cpu_pause();
+        }
+    }
+}
+
+
+ngx_uint_t
+ngx_http_nb_maint_pid_alive(ngx_pid_t pid)
+{
+    return kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH;
 }
 
 
@@ -270,7 +326,8 @@ ngx_http_nb_maint_event(ngx_http_nb_maint_state_t *old,
     p = ngx_http_nb_maint_time_rfc3339(t, ngx_time());
     *p = '\0';
 
-    cJSON_AddNumberToObject(ev, "version", (double) st->version);
+    cJSON_AddItemToObject(ev, "version",
+                          ngx_http_nb_maint_json_version(st->version));
     cJSON_AddStringToObject(ev, "time", (char *) t);
     cJSON_AddItemToObject(ev, "actor",
                           ngx_http_nb_maint_json_strn(actor->data,
@@ -364,6 +421,12 @@ ngx_http_nb_maint_state_save(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_str_t                  event;
     ngx_http_nb_maint_save_t  *sv;
 
+    if (old->version >= NB_VERSION_MAX) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "nb_maint: version %uL is the last one", old->version);
+        return NGX_ERROR;
+    }
+
     st->version = old->version + 1;
 
     if (st->mode != old->mode) {
@@ -421,6 +484,12 @@ ngx_http_nb_maint_state_apply(ngx_http_nb_maint_store_t *store,
         return NGX_DECLINED;
     }
 
+    ngx_http_nb_maint_state_commit(st, event);
+
+    ngx_http_nb_maint_state_unlock_write();
+
+    /* the local cache, after the lock: no lock is ever held across I/O */
+
     if (store->path.len
         && ngx_http_nb_maint_file_write(store, st, event, 0, log) != NGX_OK)
     {
@@ -428,10 +497,6 @@ ngx_http_nb_maint_state_apply(ngx_http_nb_maint_store_t *store,
                       "nb_maint: cannot update the local cache \"%V\"",
                       &store->path);
     }
-
-    ngx_http_nb_maint_state_commit(st, event);
-
-    ngx_http_nb_maint_state_unlock_write();
 
     return NGX_OK;
 }

@@ -1553,8 +1553,7 @@ ngx_http_nb_maint_redis_parse_state(ngx_http_nb_maint_store_t *store,
     const char                      *err;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
 
-    json = cJSON_ParseWithLength(s, len);
-    err = "invalid JSON";
+    json = ngx_http_nb_maint_json_parse(s, len, NULL, &err);
 
     if (json == NULL
         || ngx_http_nb_maint_state_parse(json, ngx_http_nb_maint_shm(), st,
@@ -1642,14 +1641,15 @@ ngx_http_nb_maint_redis_apply_message(ngx_http_nb_maint_store_t *store,
     const char                 *err;
     ngx_http_nb_maint_state_t   st;
 
-    json = cJSON_ParseWithLength(s, len);
+    json = ngx_http_nb_maint_json_parse(s, len, NULL, &err);
     state = cJSON_GetObjectItemCaseSensitive(json, "state");
     event = cJSON_GetObjectItemCaseSensitive(json, "event");
 
     if (state == NULL
         || ngx_http_nb_maint_state_parse(state, ngx_http_nb_maint_shm(), &st,
                                          &err, log)
-           != NGX_OK)
+           != NGX_OK
+        || (event && ngx_http_nb_maint_json_keep_version(event) != NGX_OK))
     {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "nb_maint: ignoring a malformed change message");
