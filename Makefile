@@ -72,3 +72,7 @@ install: build
 
 clean:
 	rm -rf $(BUILD)
+
+# sanitizer build and suite (make test-asan), fuzzing (make fuzz)
+include mk/asan.mk
+include mk/fuzz.mk
