@@ -27,7 +27,7 @@ ASAN_SAN     := -fsanitize=address,undefined -fno-sanitize=alignment \
 ASAN_CCOPT   := -O1 -g $(ASAN_SAN) -Wno-unused-but-set-variable
 ASAN_LDOPT   := $(ASAN_SAN)
 ASAN_RUNOPTS := detect_leaks=0:abort_on_error=1:symbolize=1:detect_odr_violation=0
-UBSAN_RUNOPTS := print_stacktrace=1:halt_on_error=0
+UBSAN_RUNOPTS := print_stacktrace=1:halt_on_error=0:suppressions=$(CURDIR)/mk/ubsan.supp
 ASAN_DEB_PKGS := clang llvm libclang-rt-14-dev dpkg-dev
 
 DEB_PKGS += $(ASAN_DEB_PKGS)
@@ -65,8 +65,16 @@ $(ASAN_DIR)/src/.unpacked:
 	fi
 	touch $@
 
+# configure again in place when ./config changes (a new module file), and
+# keep the old timestamps of generated headers that did not change, so that
+# only the module is rebuilt, not nginx
+ASAN_KEEP := ngx_auto_config.h ngx_auto_headers.h ngx_modules.c
+
 $(ASAN_TREE)/objs/Makefile: config $(ASAN_DIR)/src/.unpacked
-	rm -rf $(ASAN_TREE) && cp -a $(ASAN_DIR)/src/nginx $(ASAN_TREE)
+	[ -d $(ASAN_TREE)/src ] || cp -a $(ASAN_DIR)/src/nginx $(ASAN_TREE)
+	rm -rf $(ASAN_DIR)/keep && mkdir -p $(ASAN_DIR)/keep
+	for f in $(ASAN_KEEP); do [ ! -f $(ASAN_TREE)/objs/$$f ] \
+	  || cp -p $(ASAN_TREE)/objs/$$f $(ASAN_DIR)/keep/; done
 	cd $(ASAN_TREE) && flags=(); \
 	  if [ -f $(NGINX_SRC)/conf_flags ]; then . $(NGINX_SRC)/conf_flags; \
 	    flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
@@ -77,6 +85,9 @@ $(ASAN_TREE)/objs/Makefile: config $(ASAN_DIR)/src/.unpacked
 	    --with-stream_realip_module --with-stream_ssl_preread_module \
 	    --add-dynamic-module=$(CURDIR) > ../configure.log 2>&1 \
 	  || { tail -30 ../configure.log; exit 1; }
+	for f in $(ASAN_KEEP); do ! cmp -s $(ASAN_DIR)/keep/$$f \
+	  $(ASAN_TREE)/objs/$$f || cp -p $(ASAN_DIR)/keep/$$f $(ASAN_TREE)/objs/; \
+	done
 
 $(ASAN_NGINX): $(ASAN_TREE)/objs/Makefile $(GEN_HDRS) $(SRCS)
 	$(MAKE) -j2 -C $(ASAN_TREE) -f objs/Makefile
@@ -86,7 +97,7 @@ $(ASAN_NGINX): $(ASAN_TREE)/objs/Makefile $(GEN_HDRS) $(SRCS)
 
 asan-build: $(ASAN_NGINX)
 
-test-asan: deps asan-build
+test-asan: deps asan-build fuzz-build
 	NB_SANITIZE=1 ASAN_OPTIONS=$(ASAN_RUNOPTS) UBSAN_OPTIONS=$(UBSAN_RUNOPTS) \
 	  NGINX_BIN=$(CURDIR)/$(ASAN_NGINX) \
 	  NB_MAINT_MODULE=$(CURDIR)/$(ASAN_MODULE) \
