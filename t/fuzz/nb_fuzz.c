@@ -161,8 +161,10 @@ __wrap_ngx_http_output_filter(ngx_http_request_t *r, ngx_chain_t *in)
             abort();
         }
 
-        ngx_memcpy(nb_out.body + nb_out.body_len, cl->buf->pos, n);
-        nb_out.body_len += n;
+        if (n) {
+            ngx_memcpy(nb_out.body + nb_out.body_len, cl->buf->pos, n);
+            nb_out.body_len += n;
+        }
 
         if (!cl->buf->last_buf) {
             continue;
@@ -271,6 +273,10 @@ nb_log_writer(ngx_log_t *log, ngx_uint_t level, u_char *buf, size_t len)
 
     if (!nb_checking_log) {
         return;
+    }
+
+    if (len && buf[len - 1] == '\n') {
+        len--;                  /* nginx's own line end */
     }
 
     for (i = 0; i < len; i++) {
@@ -902,7 +908,7 @@ nb_fuzz_admin_body(const uint8_t *data, size_t size)
 
     route = routes[data[0] % (sizeof(routes) / sizeof(routes[0]))];
 
-    buf = malloc(size + 64);
+    buf = malloc(size + 128);
     p = ngx_cpymem(buf, route, ngx_strlen(route));
     p = ngx_cpymem(p, "\nContent-Type: application/json\n\n",
                    sizeof("\nContent-Type: application/json\n\n") - 1);
