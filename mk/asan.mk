@@ -32,8 +32,7 @@ ASAN_SAN     := -fsanitize=address,undefined -fno-sanitize=alignment \
                 -fno-omit-frame-pointer
 ASAN_CCOPT   := -O1 -g $(ASAN_SAN) -Wno-unused-but-set-variable
 ASAN_LDOPT   := $(ASAN_SAN)
-ASAN_RUNOPTS := detect_leaks=0:abort_on_error=1:symbolize=1:detect_odr_violation=0:\
-                report_globals=0
+ASAN_RUNOPTS := detect_leaks=0:abort_on_error=1:symbolize=1:report_globals=0:detect_odr_violation=0
 UBSAN_RUNOPTS := print_stacktrace=1:halt_on_error=0:suppressions=$(CURDIR)/mk/ubsan.supp
 ASAN_DEB_PKGS := clang llvm libclang-rt-14-dev dpkg-dev
 

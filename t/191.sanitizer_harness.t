@@ -41,15 +41,18 @@ print $fh "x.c:1:2: runtime error: signed integer overflow\n";
 close $fh;
 is(scalar NbTest::sanitizer_reports($dir), 2, 'report file and error.log line found');
 
-# a real nginx started by the harness gets log_path in its prefix
+# what the harness starts gets log_path in the prefix (nginx itself
+# overwrites its environment with the process title: ask a shell)
+my ($rc, $out) = NbTest::run_cmd("$dir/logs/env.out", '/bin/sh', '-c',
+                                 'echo "$ASAN_OPTIONS|$UBSAN_OPTIONS"');
+like($out, qr{log_path=\Q$dir\E/logs/sanitizer.*\|.*log_path=\Q$dir\E/logs/sanitizer},
+     'ASan and UBSan report into the prefix');
+
 my $ng = NbTest::Nginx->new(http => "server { listen 127.0.0.1:%%PORT%%; location / { return 204; } }");
 $ng->start;
-my $pid = $ng->master_pid;
-my $env = '';
-if (open my $e, '<', "/proc/$pid/environ") { local $/; $env = <$e> // '' }
-like($env, qr/ASAN_OPTIONS=[^\0]*log_path=\Q$ng->{prefix}\E\/logs\/sanitizer/,
-     'nginx runs with log_path in its prefix');
 is($ng->get('/')->{status}, 204, 'instrumented nginx answers');
+$ng->reload;
+is($ng->get('/')->{status}, 204, 'and reloads (report_globals=0, see mk/asan.mk)');
 $ng->stop;
 
 done_testing();
