@@ -22,12 +22,16 @@
 #define NB_NODE_ID_LEN          128    /* "unix:" + a 107-byte path */
 #define NB_REASON_LEN           512
 #define NB_EVENTS_MAX           1024
+#define NB_EVENTS_MIN           1000    /* the zone must hold this many */
+#define NB_EVENT_RESERVE        1024    /* bytes per event, slab-rounded */
 #define NB_BODY_MAX             65536
 #define NB_RETRY_AFTER_DEFAULT  300
 #define NB_RETRY_AFTER_MAX      86400
 #define NB_STORE_ERROR_LEN      256
 #define NB_MAX_NODES            1024
 #define NB_SECRET_LEN           32
+#define NB_APP_COMMAND_LEN      30     /* command.name, e.g. pm.enable */
+#define NB_WS_DRAIN_GRACE       5000
 
 
 /* the cluster state of SPEC section 3: a plain value, copied around */
@@ -62,11 +66,29 @@ typedef struct {
     ngx_msec_t                  last_pass;   /* start of the last passed one */
     ngx_msec_t                  restore_mark;    /* restore being counted */
     ngx_uint_t                  restore_passes;  /* passes since then */
+    ngx_atomic_t                websockets;  /* open proxied WebSockets */
+    ngx_msec_t                  app_since;   /* commanding since (ms) */
+    u_char                      app_code;    /* NB_APP_*, when commanding */
+    u_char                      app_command_len;
+    u_char                      app_command[NB_APP_COMMAND_LEN];
+    ngx_uint_t                  gen_first;   /* generations using it: */
+    ngx_uint_t                  gen_last;    /* within [first, last] */
 } ngx_http_nb_maint_node_t;
+
+/* the NocoBase codes of a node that is alive but busy (SPEC section 3) */
+#define NB_APP_COMMANDING       1
+#define NB_APP_PREPARING        2
+#define NB_APP_INITIALIZING     3
 
 #define NB_HEALTH_UNKNOWN       0
 #define NB_HEALTH_UP            1
 #define NB_HEALTH_DOWN          2
+#define NB_HEALTH_COMMANDING    3      /* alive, running a NocoBase command */
+
+/* node_down[] values: what the balancer may do with a node */
+#define NB_NODE_OK              0
+#define NB_NODE_DOWN            1
+#define NB_NODE_BUSY            2      /* commanding: designated node only */
 
 
 /* requests by outcome (metrics), one row per worker: no shared counter */
@@ -78,6 +100,30 @@ typedef struct {
 #define NB_OUT_N                5
 #define NB_WORKER_ROWS          64
 
+/* a worker process, for the generations that may still run */
+#define NB_WORKER_SLOTS         256
+
+typedef struct {
+    ngx_atomic_t                pid;         /* 0: free */
+    uint64_t                    start;       /* /proc start time, 0: none */
+    ngx_uint_t                  gen;
+} ngx_http_nb_maint_worker_t;
+
+/* the owner claim: one word, (generation << 32) | pid; where the atomic
+ * word has 32 bits, (generation mod 1024) << 22 | pid (pids < 2^22) */
+#if (NGX_PTR_SIZE == 8)
+#define NB_OWNER_PID_BITS       32
+#else
+#define NB_OWNER_PID_BITS       22
+#endif
+#define NB_OWNER_PID_MASK       (((ngx_atomic_uint_t) 1 << NB_OWNER_PID_BITS) - 1)
+#define nb_owner_word(gen, pid)                                              \
+    (((ngx_atomic_uint_t) (gen) << NB_OWNER_PID_BITS)                         \
+     | ((ngx_atomic_uint_t) (pid) & NB_OWNER_PID_MASK))
+#define nb_owner_pid(w)   ((ngx_pid_t) ((w) & NB_OWNER_PID_MASK))
+#define nb_owner_gen(w)   ((ngx_uint_t) ((w) >> NB_OWNER_PID_BITS))
+
+
 #define nb_count(sh, what)                                                    \
     (sh)->counters[ngx_worker % NB_WORKER_ROWS][what]++
 
@@ -87,11 +133,13 @@ typedef struct {
     ngx_atomic_t                seq;         /* == state.version, lock-free */
     ngx_shmtx_sh_t              write_mtx;   /* serializes state writers */
     ngx_shmtx_t                 write_lock;  /* in shm: its semaphore too */
-    ngx_atomic_t                owner;       /* pid of the owner worker */
-    ngx_uint_t                  owner_gen;   /* its configuration */
-    ngx_uint_t                  generation;  /* +1 on every (re)load */
+    ngx_atomic_t                owner;       /* nb_owner_word() or 0 */
+    ngx_atomic_t                owner_beat;  /* the owner's heartbeat, ms */
+    ngx_uint_t                  generation;  /* +1 on every committed load */
 
     ngx_http_nb_maint_state_t   state;
+    ngx_int_t                   designated;  /* node index of state.node,
+                                                -1: none; with the state */
 
     ngx_uint_t                  store_ok;
     size_t                      store_error_len;
@@ -109,6 +157,8 @@ typedef struct {
     /* health == down, one byte a node: the balancer's loop reads these
      * few cache lines instead of every node entry */
     u_char                      node_down[NB_MAX_NODES];
+
+    ngx_http_nb_maint_worker_t  workers[NB_WORKER_SLOTS];
 
     ngx_uint_t                  nnodes;
     ngx_http_nb_maint_node_t    nodes[1];    /* nnodes entries */
@@ -167,7 +217,8 @@ typedef struct {
     ngx_str_t                   uri;
     ngx_uint_t                  status;
     ngx_regex_t                *body;
-    ngx_uint_t                  set;
+    ngx_uint_t                  set;         /* checks run */
+    ngx_uint_t                  off;         /* nb_maint_check off */
 } ngx_http_nb_maint_check_conf_t;
 
 
@@ -189,6 +240,7 @@ typedef struct {
     ngx_array_t                 upstreams;   /* ngx_http_nb_maint_srv_conf_t * */
     u_char                      secret[NB_SECRET_LEN];
     ngx_uint_t                  secret_set;  /* from nb_maint_secret */
+    ngx_msec_t                  ws_drain_grace;
 } ngx_http_nb_maint_main_conf_t;
 
 
@@ -197,8 +249,11 @@ typedef struct {
     ngx_flag_t                  admin;
     ngx_array_t                *bypass_allow;    /* ngx_cidr_t */
     ngx_array_t                *pass;            /* ngx_regex_t * */
+    ngx_uint_t                  pass_off;        /* nb_maint_pass off */
     ngx_array_t                *tokens;          /* token_t */
     ngx_str_t                   page;            /* template, "" = builtin */
+    ngx_str_t                   ws_path;         /* NocoBase's /ws */
+    ngx_str_t                   api_prefix;      /* NocoBase's /api/ */
 } ngx_http_nb_maint_loc_conf_t;
 
 
@@ -209,6 +264,8 @@ typedef struct {
     ngx_uint_t                  page_mode;   /* mode for the 503 page */
     ngx_int_t                   node;        /* node index in use, -1 */
     ngx_chain_t                *page;        /* 503 body replacing a 502 */
+    ngx_uint_t                  ws;          /* an upgraded proxied one */
+    void                       *wsock;       /* answered by the gateway */
 } ngx_http_nb_maint_ctx_t;
 
 
@@ -218,12 +275,22 @@ extern ngx_module_t  ngx_http_nb_maint_module;
 /* state: shm zone, snapshots, changes, events */
 ngx_int_t ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+ngx_int_t ngx_http_nb_maint_state_init_module(ngx_cycle_t *cycle,
+    ngx_http_nb_maint_main_conf_t *nmcf);
 ngx_http_nb_maint_shm_t *ngx_http_nb_maint_shm(void);
+ngx_int_t ngx_http_nb_maint_designated(void);
+uint64_t ngx_http_nb_maint_proc_start(ngx_pid_t pid);
+ngx_uint_t ngx_http_nb_maint_worker_alive(ngx_http_nb_maint_worker_t *w);
+ngx_int_t ngx_http_nb_maint_worker_register(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_nb_maint_live_gens(ngx_http_nb_maint_shm_t *sh,
+    ngx_uint_t newest, ngx_uint_t *gens, ngx_uint_t max);
+void ngx_http_nb_maint_worker_unregister(void);
 ngx_http_nb_maint_state_t *ngx_http_nb_maint_snapshot(void);
 void ngx_http_nb_maint_state_lock_write(void);
 void ngx_http_nb_maint_state_unlock_write(void);
 void ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
     ngx_str_t *event);
+size_t ngx_http_nb_maint_zone_min_size(void);
 ngx_int_t ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, u_char *data, size_t len);
 void ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...);
@@ -321,6 +388,7 @@ ngx_uint_t ngx_http_nb_maint_pending_count(
 
 /* health checks and the owner worker */
 ngx_int_t ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle);
+ngx_uint_t ngx_http_nb_maint_is_owner(void);
 void ngx_http_nb_maint_health_exit_process(ngx_cycle_t *cycle);
 
 /* bypass cookie */
@@ -331,7 +399,7 @@ void ngx_http_nb_maint_secret_init(ngx_http_nb_maint_main_conf_t *nmcf,
 
 /* upstream nodes: table, JSON */
 ngx_int_t ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
-    ngx_http_nb_maint_shm_t *sh, ngx_log_t *log);
+    ngx_http_nb_maint_shm_t *sh, ngx_uint_t mark, ngx_log_t *log);
 cJSON *ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
     ngx_http_nb_maint_state_t *st, ngx_uint_t i);
 cJSON *ngx_http_nb_maint_pending_json(ngx_http_nb_maint_main_conf_t *nmcf,
@@ -341,6 +409,17 @@ cJSON *ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
 
 /* metrics (Prometheus text) and the dashboard */
 ngx_int_t ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out);
+
+/* WebSockets: answered while gated, proxied ones counted and closed */
+ngx_int_t ngx_http_nb_maint_ws_gate(ngx_http_request_t *r,
+    ngx_http_nb_maint_loc_conf_t *nlcf, ngx_uint_t gated);
+ngx_int_t ngx_http_nb_maint_ws_upgraded(ngx_http_request_t *r,
+    ngx_http_nb_maint_ctx_t *ctx);
+void ngx_http_nb_maint_ws_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_nb_maint_ws_filter_init(ngx_conf_t *cf);
+ngx_uint_t ngx_http_nb_maint_public_node(void);
+const char *ngx_http_nb_maint_health_name(ngx_uint_t health);
+const char *ngx_http_nb_maint_app_code_name(ngx_uint_t code);
 
 /* variables */
 ngx_int_t ngx_http_nb_maint_add_variables(ngx_conf_t *cf);

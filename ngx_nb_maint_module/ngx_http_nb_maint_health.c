@@ -1,17 +1,25 @@
 /*
  * nb_maint: active health checks (nb_maint_check) and the owner worker.
  *
- * One worker, the first to claim the owner slot in shared memory, checks
+ * One worker, the first to claim the owner word in shared memory, checks
  * every node with nginx's non-blocking peer connections and timers, writes
  * the results to shared memory and turns "restoring" into "normal" once no
  * node is pending.  The other workers look now and then whether the owner
  * is still there (or belongs to an older configuration) and take over.
+ *
+ * The claim is one compare-and-swap of a word holding both pid and
+ * generation.  The owner refreshes a heartbeat every tick; an owner whose
+ * process is gone is replaced at once, one whose pid exists (perhaps reused
+ * by another process) only when its heartbeat stood still for
+ * NB_OWNER_DEAD.  A newer generation takes over from an older one, never
+ * the other way round while the newer owner lives.
  */
 
 #include "ngx_http_nb_maint.h"
 
 
 #define NB_OWNER_TICK    500
+#define NB_OWNER_DEAD    3000
 #define NB_CHECK_BUF     4096
 
 
@@ -25,6 +33,9 @@ typedef struct {
     ngx_str_t                        request;
     size_t                           sent;
     size_t                           len;
+    ngx_uint_t                       app_code;
+    size_t                           app_command_len;
+    u_char                           app_command[NB_APP_COMMAND_LEN];
     u_char                           buf[NB_CHECK_BUF];
 } ngx_http_nb_maint_check_t;
 
@@ -35,8 +46,9 @@ static void ngx_http_nb_maint_check_start(ngx_http_nb_maint_check_t *chk);
 static void ngx_http_nb_maint_check_write(ngx_event_t *wev);
 static void ngx_http_nb_maint_check_read(ngx_event_t *rev);
 static void ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
-    ngx_uint_t pass, const char *why);
+    ngx_uint_t result, const char *why);
 static void ngx_http_nb_maint_restore_finish(ngx_log_t *log);
+static void ngx_http_nb_maint_owner_release(void);
 
 
 static ngx_event_t                 ngx_http_nb_maint_owner_ev;
@@ -44,6 +56,11 @@ static ngx_connection_t            ngx_http_nb_maint_dummy;
 static ngx_array_t                 ngx_http_nb_maint_checks;
 static ngx_uint_t                  ngx_http_nb_maint_owner;   /* we own */
 static ngx_pool_t                 *ngx_http_nb_maint_pool;
+
+/* the owner word and heartbeat as last seen, and since when (local ms) */
+static ngx_atomic_uint_t           ngx_http_nb_maint_seen_word;
+static ngx_atomic_uint_t           ngx_http_nb_maint_seen_beat;
+static ngx_msec_t                  ngx_http_nb_maint_seen_at;
 
 
 ngx_int_t
@@ -58,6 +75,10 @@ ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle)
 
     nmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_nb_maint_module);
+
+    if (ngx_http_nb_maint_worker_register(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     ngx_http_nb_maint_pool = ngx_create_pool(4096, cycle->log);
     if (ngx_http_nb_maint_pool == NULL) {
@@ -159,33 +180,128 @@ ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_nb_maint_health_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_nb_maint_owner_release();
+    ngx_http_nb_maint_worker_unregister();
+}
+
+
+static void
+ngx_http_nb_maint_owner_release(void)
+{
     ngx_http_nb_maint_shm_t  *sh;
 
     sh = ngx_http_nb_maint_shm();
 
     if (sh && ngx_http_nb_maint_owner) {
-        (void) ngx_atomic_cmp_set(&sh->owner, ngx_pid, 0);
+        (void) ngx_atomic_cmp_set(&sh->owner,
+                                  nb_owner_word(ngx_http_nb_maint_generation(),
+                                                ngx_pid), 0);
         ngx_http_nb_maint_owner = 0;
     }
 }
 
 
-static ngx_uint_t
-ngx_http_nb_maint_owner_alive(ngx_pid_t pid)
+ngx_uint_t
+ngx_http_nb_maint_is_owner(void)
 {
-    if (pid == 0) {
+    ngx_http_nb_maint_shm_t  *sh;
+
+    sh = ngx_http_nb_maint_shm();
+
+    return sh != NULL
+           && sh->owner == nb_owner_word(ngx_http_nb_maint_generation(),
+                                         ngx_pid);
+}
+
+
+/* the owner in word w is gone: its process, or its heartbeat */
+
+static ngx_uint_t
+ngx_http_nb_maint_owner_gone(ngx_http_nb_maint_shm_t *sh,
+    ngx_atomic_uint_t w)
+{
+    ngx_atomic_uint_t  beat;
+
+    if (w == 0 || ngx_http_nb_maint_proc_start(nb_owner_pid(w)) == 0) {
+        return 1;
+    }
+
+    beat = sh->owner_beat;
+
+    if (w != ngx_http_nb_maint_seen_word
+        || beat != ngx_http_nb_maint_seen_beat)
+    {
+        ngx_http_nb_maint_seen_word = w;
+        ngx_http_nb_maint_seen_beat = beat;
+        ngx_http_nb_maint_seen_at = ngx_current_msec;
         return 0;
     }
 
-    return !(kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH);
+    return ngx_current_msec - ngx_http_nb_maint_seen_at >= NB_OWNER_DEAD;
+}
+
+
+/*
+ * Health that nothing in this configuration checks any more is not kept
+ * frozen: such nodes go back to "unknown" when this generation takes the
+ * checks over (an older owner no longer writes once it lost the claim).
+ */
+
+static void
+ngx_http_nb_maint_unchecked_reset(ngx_log_t *log)
+{
+    ngx_uint_t                      i, j, k, idx, checked;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_node_t       *node;
+    ngx_http_nb_maint_check_t     **chk;
+    ngx_http_nb_maint_srv_conf_t  **up;
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_nb_maint_module);
+    sh = ngx_http_nb_maint_shm();
+    up = nmcf->upstreams.elts;
+    chk = ngx_http_nb_maint_checks.elts;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        for (j = 0; j < up[i]->nnodes; j++) {
+            idx = up[i]->nodes[j];
+            checked = 0;
+
+            for (k = 0; k < ngx_http_nb_maint_checks.nelts; k++) {
+                if (chk[k]->node == idx) {
+                    checked = 1;
+                    break;
+                }
+            }
+
+            node = &sh->nodes[idx];
+
+            if (checked || node->health == NB_HEALTH_UNKNOWN) {
+                continue;
+            }
+
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "nb_maint: node %*s is not checked any more, "
+                          "its health is unknown", node->id_len, node->id);
+
+            node->health = NB_HEALTH_UNKNOWN;
+            node->rise_count = 0;
+            node->fall_count = 0;
+            node->app_code = 0;
+            node->app_command_len = 0;
+            node->app_since = 0;
+            sh->node_down[idx] = NB_NODE_OK;
+        }
+    }
 }
 
 
 static void
 ngx_http_nb_maint_owner_tick(ngx_event_t *ev)
 {
-    ngx_uint_t                      i;
-    ngx_pid_t                       owner;
+    ngx_uint_t                      i, gen;
+    ngx_atomic_uint_t               w, me;
     ngx_http_nb_maint_shm_t        *sh;
     ngx_http_nb_maint_check_t     **chk;
     ngx_http_nb_maint_main_conf_t  *nmcf;
@@ -193,31 +309,39 @@ ngx_http_nb_maint_owner_tick(ngx_event_t *ev)
     sh = ngx_http_nb_maint_shm();
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
-        ngx_http_nb_maint_health_exit_process((ngx_cycle_t *) ngx_cycle);
+        ngx_http_nb_maint_owner_release();
         return;
     }
 
-    owner = (ngx_pid_t) sh->owner;
+    gen = ngx_http_nb_maint_generation();
+    me = nb_owner_word(gen, ngx_pid);
+    w = sh->owner;
 
-    if (owner != ngx_pid) {
+    if (w == me) {
+        sh->owner_beat = ngx_http_nb_maint_now_ms();
+
+    } else {
 
         if (ngx_http_nb_maint_owner) {
             ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
-                          "nb_maint: worker %P took over the checks", owner);
+                          "nb_maint: worker %P took over the checks",
+                          nb_owner_pid(w));
             ngx_http_nb_maint_owner = 0;
         }
 
-        if ((!ngx_http_nb_maint_owner_alive(owner)
-             || sh->owner_gen != ngx_http_nb_maint_generation())
-            && ngx_atomic_cmp_set(&sh->owner, owner, ngx_pid))
+        if ((nb_owner_gen(w) < nb_owner_gen(me)
+             || ngx_http_nb_maint_owner_gone(sh, w))
+            && ngx_atomic_cmp_set(&sh->owner, w, me))
         {
-            sh->owner_gen = ngx_http_nb_maint_generation();
+            sh->owner_beat = ngx_http_nb_maint_now_ms();
             ngx_http_nb_maint_owner = 1;
 
             ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
                           "nb_maint: worker %P runs the health checks "
-                          "(%ui nodes)", ngx_pid,
-                          ngx_http_nb_maint_checks.nelts);
+                          "(%ui nodes, generation %ui)", ngx_pid,
+                          ngx_http_nb_maint_checks.nelts, gen);
+
+            ngx_http_nb_maint_unchecked_reset(ev->log);
 
             chk = ngx_http_nb_maint_checks.elts;
 
@@ -350,6 +474,108 @@ ngx_http_nb_maint_check_write(ngx_event_t *wev)
 }
 
 
+/* what a check found */
+#define NB_CHECK_FAIL        0
+#define NB_CHECK_PASS        1
+#define NB_CHECK_COMMANDING  2
+
+
+const char *
+ngx_http_nb_maint_app_code_name(ngx_uint_t code)
+{
+    switch (code) {
+    case NB_APP_COMMANDING:
+        return "APP_COMMANDING";
+    case NB_APP_PREPARING:
+        return "APP_PREPARING";
+    case NB_APP_INITIALIZING:
+        return "APP_INITIALIZING";
+    default:
+        return "";
+    }
+}
+
+
+const char *
+ngx_http_nb_maint_health_name(ngx_uint_t health)
+{
+    switch (health) {
+    case NB_HEALTH_UP:
+        return "up";
+    case NB_HEALTH_DOWN:
+        return "down";
+    case NB_HEALTH_COMMANDING:
+        return "commanding";
+    default:
+        return "unknown";
+    }
+}
+
+
+/*
+ * A node that answers NocoBase's envelope {"error":{"code":...,
+ * "command":{"name":...}}} with a busy code is alive and working: it is
+ * "commanding", not down.  APP_ERROR, APP_STOPPED and anything else fail.
+ */
+
+static ngx_uint_t
+ngx_http_nb_maint_check_envelope(ngx_http_nb_maint_check_t *chk,
+    ngx_str_t *body)
+{
+    size_t       len;
+    cJSON       *root, *err, *code, *cmd, *name;
+    ngx_uint_t   app;
+
+    root = cJSON_ParseWithLength((char *) body->data, body->len);
+    if (root == NULL) {
+        return 0;
+    }
+
+    err = cJSON_GetObjectItemCaseSensitive(root, "error");
+    code = cJSON_GetObjectItemCaseSensitive(err, "code");
+
+    app = 0;
+
+    if (cJSON_IsString(code)) {
+        if (ngx_strcmp(code->valuestring, "APP_COMMANDING") == 0) {
+            app = NB_APP_COMMANDING;
+
+        } else if (ngx_strcmp(code->valuestring, "APP_PREPARING") == 0) {
+            app = NB_APP_PREPARING;
+
+        } else if (ngx_strcmp(code->valuestring, "APP_INITIALIZING") == 0) {
+            app = NB_APP_INITIALIZING;
+        }
+    }
+
+    chk->app_code = app;
+    chk->app_command_len = 0;
+
+    cmd = cJSON_GetObjectItemCaseSensitive(err, "command");
+    name = cJSON_GetObjectItemCaseSensitive(cmd, "name");
+
+    if (app && cJSON_IsString(name)) {
+        len = ngx_strlen(name->valuestring);
+        len = ngx_min(len, NB_APP_COMMAND_LEN);
+
+        /* printable ASCII only: it reaches logs, JSON and the CLI */
+        for (chk->app_command_len = 0;
+             chk->app_command_len < len
+             && (u_char) name->valuestring[chk->app_command_len] > ' '
+             && (u_char) name->valuestring[chk->app_command_len] < 0x7f;
+             chk->app_command_len++)
+        {
+            chk->app_command[chk->app_command_len] =
+                               (u_char) name->valuestring[chk->app_command_len];
+        }
+    }
+
+    cJSON_Delete(root);
+
+    return app != 0;
+}
+
+
 /* "HTTP/1.x NNN ...\r\n...\r\n\r\nbody" against status= and body= */
 
 static ngx_uint_t
@@ -365,35 +591,46 @@ ngx_http_nb_maint_check_eval(ngx_http_nb_maint_check_t *chk,
 
     if (chk->len < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ') {
         *why = "not an HTTP response";
-        return 0;
+        return NB_CHECK_FAIL;
     }
 
     status = ngx_atoi(p + 9, 3);
 
+    body = ngx_strlcasestrn(p, end, (u_char *) "\r\n\r\n", 4 - 1);
+
+    if (body) {
+        b.data = body + 4;
+        b.len = end - b.data;
+    }
+
     if (status != (ngx_int_t) chk->conf->check.status) {
+
+        if (status == NGX_HTTP_SERVICE_UNAVAILABLE && body
+            && ngx_http_nb_maint_check_envelope(chk, &b))
+        {
+            *why = ngx_http_nb_maint_app_code_name(chk->app_code);
+            return NB_CHECK_COMMANDING;
+        }
+
         *why = "unexpected status";
-        return 0;
+        return NB_CHECK_FAIL;
     }
 
     if (chk->conf->check.body == NULL) {
-        return 1;
+        return NB_CHECK_PASS;
     }
 
-    body = ngx_strlcasestrn(p, end, (u_char *) "\r\n\r\n", 4 - 1);
     if (body == NULL) {
         *why = "no body";
-        return 0;
+        return NB_CHECK_FAIL;
     }
-
-    b.data = body + 4;
-    b.len = end - b.data;
 
     if (ngx_regex_exec(chk->conf->check.body, &b, NULL, 0) < 0) {
         *why = "body does not match";
-        return 0;
+        return NB_CHECK_FAIL;
     }
 
-    return 1;
+    return NB_CHECK_PASS;
 }
 
 
@@ -401,7 +638,7 @@ static void
 ngx_http_nb_maint_check_read(ngx_event_t *rev)
 {
     ssize_t                     n;
-    ngx_uint_t                  pass;
+    ngx_uint_t                  result;
     const char                 *why;
     ngx_connection_t           *c;
     ngx_http_nb_maint_check_t  *chk;
@@ -436,17 +673,17 @@ ngx_http_nb_maint_check_read(ngx_event_t *rev)
     }
 
     why = "";
-    pass = ngx_http_nb_maint_check_eval(chk, &why);
+    result = ngx_http_nb_maint_check_eval(chk, &why);
 
-    ngx_http_nb_maint_check_done(chk, pass, why);
+    ngx_http_nb_maint_check_done(chk, result, why);
 }
 
 
 static void
 ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
-    ngx_uint_t pass, const char *why)
+    ngx_uint_t result, const char *why)
 {
-    ngx_uint_t                      old;
+    ngx_uint_t                      old, pass;
     ngx_http_nb_maint_shm_t        *sh;
     ngx_http_nb_maint_node_t       *node;
     ngx_http_nb_maint_state_t      *st;
@@ -461,11 +698,17 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
         ngx_del_timer(&chk->timer);
     }
 
+    if (!ngx_http_nb_maint_is_owner()) {
+        /* another worker took the checks over: its results count */
+        return;
+    }
+
     sh = ngx_http_nb_maint_shm();
     node = &sh->nodes[chk->node];
     ck = &chk->conf->check;
     st = ngx_http_nb_maint_snapshot();
     old = node->health;
+    pass = (result == NB_CHECK_PASS);
 
     node->last_check = ngx_http_nb_maint_now_ms();
 
@@ -485,7 +728,7 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
             && (old == NB_HEALTH_UNKNOWN || node->rise_count >= ck->rise))
         {
             node->health = NB_HEALTH_UP;
-            sh->node_down[chk->node] = 0;
+            sh->node_down[chk->node] = NB_NODE_OK;
         }
 
         if (st->mode == NB_MODE_RESTORING
@@ -493,6 +736,34 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
         {
             node->restore_passes++;
         }
+
+    } else if (result == NB_CHECK_COMMANDING) {
+
+        /*
+         * alive and busy at once: no public traffic but the designated
+         * node's, not healthy for restore, never counted as a failure
+         */
+        node->rise_count = 0;
+        node->fall_count = 0;
+        node->restore_passes = 0;
+
+        if (old != NB_HEALTH_COMMANDING
+            || node->app_code != chk->app_code
+            || node->app_command_len != chk->app_command_len
+            || ngx_memcmp(node->app_command, chk->app_command,
+                          chk->app_command_len) != 0)
+        {
+            node->app_since = node->last_check;
+        }
+
+        node->app_code = (u_char) chk->app_code;
+        ngx_memcpy(node->app_command, chk->app_command, chk->app_command_len);
+        node->app_command_len = (u_char) chk->app_command_len;
+
+        ngx_memory_barrier();
+
+        node->health = NB_HEALTH_COMMANDING;
+        sh->node_down[chk->node] = NB_NODE_BUSY;
 
     } else {
         node->fall_count++;
@@ -503,14 +774,21 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
             && (old == NB_HEALTH_UNKNOWN || node->fall_count >= ck->fall))
         {
             node->health = NB_HEALTH_DOWN;
-            sh->node_down[chk->node] = 1;
+            sh->node_down[chk->node] = NB_NODE_DOWN;
         }
     }
 
-    if (node->health != old) {
+    if (node->health != old && result == NB_CHECK_COMMANDING) {
+        ngx_log_error(NGX_LOG_NOTICE, chk->timer.log, 0,
+                      "nb_maint: node %V is commanding: %s%s%*s",
+                      &chk->peer->name, why,
+                      node->app_command_len ? " " : "",
+                      (size_t) node->app_command_len, node->app_command);
+
+    } else if (node->health != old) {
         ngx_log_error(NGX_LOG_NOTICE, chk->timer.log, 0,
                       "nb_maint: node %V is %s%s%s", &chk->peer->name,
-                      node->health == NB_HEALTH_UP ? "up" : "down",
+                      ngx_http_nb_maint_health_name(node->health),
                       pass ? "" : ": ", pass ? "" : why);
     }
 

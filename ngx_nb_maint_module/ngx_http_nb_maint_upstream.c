@@ -2,8 +2,9 @@
  * nb_maint: upstream nodes (SPEC section 3): the node table in shared
  * memory, "nb_maint;" in an upstream block, and nodes as JSON.
  *
- * Node entries are keyed by id and only ever appended, so that workers of
- * an older configuration keep valid indexes across a reload.
+ * Node entries are keyed by id and keep their index while any generation
+ * that may still run uses them, so that workers of an older configuration
+ * keep valid indexes across a reload; unused ones are reused.
  */
 
 #include "ngx_http_nb_maint.h"
@@ -27,6 +28,10 @@ static ngx_int_t ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
+static void ngx_http_nb_maint_nodes_reclaim(ngx_http_nb_maint_shm_t *sh,
+    ngx_uint_t *live, ngx_uint_t nlive, ngx_log_t *log);
+static ngx_int_t ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh,
+    ngx_str_t *id, ngx_uint_t *from);
 
 
 /*
@@ -127,12 +132,21 @@ ngx_http_nb_maint_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ck = &nscf->check;
 
-    if (ck->set) {
+    if (ck->set || ck->off) {
         return "is duplicate";
     }
 
-    ck->set = 1;
     value = cf->args->elts;
+
+    /* checks are on by default: "off" is the only way to have none */
+    if (cf->args->nelts == 2 && value[1].len == 3
+        && ngx_strncmp(value[1].data, "off", 3) == 0)
+    {
+        ck->off = 1;
+        return NGX_CONF_OK;
+    }
+
+    ck->set = 1;
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -227,6 +241,34 @@ invalid:
 }
 
 
+/* the default body=~^ok\s*$ of an upstream without nb_maint_check */
+
+static ngx_int_t
+ngx_http_nb_maint_check_default(ngx_conf_t *cf,
+    ngx_http_nb_maint_srv_conf_t *nscf)
+{
+    u_char               errstr[NGX_MAX_CONF_ERRSTR];
+    ngx_regex_compile_t  rc;
+
+    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+
+    ngx_str_set(&rc.pattern, "^ok\\s*$");
+    rc.pool = cf->pool;
+    rc.err.len = NGX_MAX_CONF_ERRSTR;
+    rc.err.data = errstr;
+
+    if (ngx_regex_compile(&rc) != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "nb_maint: default check regex: %V", &rc.err);
+        return NGX_ERROR;
+    }
+
+    nscf->check.body = rc.regex;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_nb_maint_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us)
@@ -269,7 +311,16 @@ ngx_http_nb_maint_init_upstream(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
-    if (nscf->check.set) {
+    /* SPEC section 4: on by default, NocoBase's own readiness test */
+    if (!nscf->check.off) {
+        if (nscf->check.body == NULL
+            && ngx_http_nb_maint_check_default(cf, nscf) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        nscf->check.set = 1;
+
         ngx_conf_init_msec_value(nscf->check.interval, 2000);
         ngx_conf_init_msec_value(nscf->check.timeout, 1000);
         ngx_conf_init_uint_value(nscf->check.rise, 2);
@@ -316,7 +367,7 @@ ngx_http_nb_maint_upstreams_verify(ngx_conf_t *cf)
         nscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
                                                ngx_http_nb_maint_module);
 
-        if (nscf->check.set && !nscf->enabled) {
+        if ((nscf->check.set || nscf->check.off) && !nscf->enabled) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "\"nb_maint_check\" in upstream \"%V\" needs "
                           "\"nb_maint;\" there", &uscfp[i]->host);
@@ -387,7 +438,14 @@ ngx_http_nb_maint_node_allowed(ngx_http_nb_maint_peer_data_t *pd,
         return 0;
     }
 
-    return !sh->node_down[n] && !nb_drained(st, n);
+    /* a commanding node serves only as the designated node */
+    if (sh->node_down[n] == NB_NODE_DOWN
+        || (sh->node_down[n] == NB_NODE_BUSY && pd->want < 0))
+    {
+        return 0;
+    }
+
+    return !nb_drained(st, n);
 }
 
 
@@ -410,7 +468,7 @@ ngx_http_nb_maint_peer_usable(ngx_http_nb_maint_peer_data_t *pd,
         && peer->fails >= peer->max_fails
         && now - peer->checked <= peer->fail_timeout
         && !(pd->conf->check.set
-             && (time_t) (sh->nodes[n].last_pass / 1000) >= peer->checked))
+             && (time_t) (sh->nodes[n].last_pass / 1000) > peer->checked))
     {
         return 0;
     }
@@ -625,8 +683,9 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
     if (mode == NB_MODE_MAINTENANCE
         || (mode == NB_MODE_UPGRADE && st->node_len))
     {
-        pd->want = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
-        if (pd->want == NGX_ERROR) {
+        /* kept with the state: no search per request */
+        pd->want = ngx_http_nb_maint_designated();
+        if (pd->want < 0) {
             return ngx_http_nb_maint_no_peer(pc, pd, NB_PAGE_NO_NODE);
         }
     }
@@ -715,7 +774,17 @@ ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc, void *data,
 
     if (pd->node >= 0) {
         sh = ngx_http_nb_maint_shm();
-        (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].active, -1);
+        ctx = ngx_http_get_module_ctx(pd->request, ngx_http_nb_maint_module);
+
+        /* an upgraded connection was moved from active to websockets */
+        if (ctx && ctx->ws) {
+            ctx->ws = 0;
+            (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].websockets, -1);
+
+        } else {
+            (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].active, -1);
+        }
+
         pd->node = -1;
     }
 
@@ -743,58 +812,34 @@ ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc, void *data,
 }
 
 
-/* the node entry of one configured peer, added if its id is new */
+/* a configured peer's name must be a valid node id */
 
 static ngx_int_t
-ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh,
-    ngx_http_upstream_rr_peer_t *peer, ngx_str_t *upstream, ngx_log_t *log)
+ngx_http_nb_maint_peer_id_check(ngx_http_upstream_rr_peer_t *peer,
+    ngx_str_t *upstream, ngx_log_t *log)
 {
-    ngx_int_t                  idx;
-    ngx_str_t                  name;
-    ngx_http_nb_maint_node_t  *node;
+    ngx_str_t  name;
 
-    if (!ngx_http_nb_maint_node_id_valid(peer->name.data, peer->name.len)) {
-        name.len = ngx_http_nb_maint_escape_log(NULL, peer->name.data,
-                                                ngx_min(peer->name.len, 256));
-        name.data = ngx_alloc(name.len, log);
-
-        if (name.data) {
-            (void) ngx_http_nb_maint_escape_log(name.data, peer->name.data,
-                                                ngx_min(peer->name.len, 256));
-            ngx_log_error(NGX_LOG_EMERG, log, 0,
-                          "nb_maint: server \"%V\" of upstream \"%V\" is "
-                          "not a valid node id (at most %d bytes, no "
-                          "control characters, quotes or backslashes)",
-                          &name, upstream, NB_NODE_ID_LEN - 1);
-            ngx_free(name.data);
-        }
-
-        return NGX_ERROR;
+    if (ngx_http_nb_maint_node_id_valid(peer->name.data, peer->name.len)) {
+        return NGX_OK;
     }
 
-    idx = ngx_http_nb_maint_node_find(sh, peer->name.data, peer->name.len);
+    name.len = ngx_http_nb_maint_escape_log(NULL, peer->name.data,
+                                            ngx_min(peer->name.len, 256));
+    name.data = ngx_alloc(name.len, log);
 
-    if (idx != NGX_ERROR) {
-        return idx;
-    }
-
-    if (sh->nnodes == NB_MAX_NODES) {
+    if (name.data) {
+        (void) ngx_http_nb_maint_escape_log(name.data, peer->name.data,
+                                            ngx_min(peer->name.len, 256));
         ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "nb_maint: more than %d nodes", NB_MAX_NODES);
-        return NGX_ERROR;
+                      "nb_maint: server \"%V\" of upstream \"%V\" is "
+                      "not a valid node id (at most %d bytes, no "
+                      "control characters, quotes or backslashes)",
+                      &name, upstream, NB_NODE_ID_LEN - 1);
+        ngx_free(name.data);
     }
 
-    idx = sh->nnodes;
-    node = &sh->nodes[idx];
-    ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
-    node->id_len = peer->name.len;
-    ngx_memcpy(node->id, peer->name.data, peer->name.len);
-    node->health = NB_HEALTH_UNKNOWN;
-
-    ngx_memory_barrier();
-    sh->nnodes++;
-
-    return idx;
+    return NGX_ERROR;
 }
 
 
@@ -818,39 +863,180 @@ ngx_http_nb_maint_peer(ngx_http_nb_maint_srv_conf_t *up, ngx_uint_t j)
 }
 
 
-/* match every configured peer (primary, then backup) to a node entry */
+/*
+ * Match every configured peer to a node entry (master, at zone init).
+ *
+ * Entries carry the range of generations that use them (the newest one is
+ * "mark", the one being loaded).  Workers of older generations keep their
+ * indexes until they exit, so an entry is freed only when no generation
+ * that may still run falls in its range, and it is not drained or
+ * designated (the state refers to it).  New ids take a free entry, or one
+ * more at the end.  Ranges only grow, so a configuration that nginx rolls
+ * back frees nothing early.
+ */
 
 ngx_int_t
 ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
-    ngx_http_nb_maint_shm_t *sh, ngx_log_t *log)
+    ngx_http_nb_maint_shm_t *sh, ngx_uint_t mark, ngx_log_t *log)
 {
     ngx_int_t                       idx;
-    ngx_uint_t                      i, j;
+    ngx_int_t                       nlive;
+    ngx_uint_t                      i, j, pass, free;
+    ngx_uint_t                      live[NB_WORKER_SLOTS + 1];
     ngx_http_upstream_rr_peer_t    *peer;
     ngx_http_upstream_rr_peers_t   *peers;
+    ngx_http_nb_maint_node_t       *node;
     ngx_http_nb_maint_srv_conf_t  **up;
 
     up = nmcf->upstreams.elts;
 
-    for (i = 0; i < nmcf->upstreams.nelts; i++) {
-        j = 0;
+    /* pass 0: mark the entries this configuration keeps; pass 1: add */
 
-        for (peers = up[i]->uscf->peer.data; peers; peers = peers->next) {
-            for (peer = peers->peer; peer; peer = peer->next, j++) {
+    for (pass = 0; pass < 2; pass++) {
 
-                idx = ngx_http_nb_maint_node_add(sh, peer,
-                                                 &up[i]->uscf->host, log);
-                if (idx == NGX_ERROR) {
-                    return NGX_ERROR;
+        if (pass == 1) {
+            nlive = ngx_http_nb_maint_live_gens(sh, mark, live,
+                                                NB_WORKER_SLOTS + 1);
+            if (nlive > 0) {
+                ngx_http_nb_maint_nodes_reclaim(sh, live, nlive, log);
+            }
+        }
+
+        free = 0;
+
+        for (i = 0; i < nmcf->upstreams.nelts; i++) {
+            j = 0;
+
+            for (peers = up[i]->uscf->peer.data; peers; peers = peers->next) {
+                for (peer = peers->peer; peer; peer = peer->next, j++) {
+
+                    if (pass == 0
+                        && ngx_http_nb_maint_peer_id_check(peer,
+                                                  &up[i]->uscf->host, log)
+                           != NGX_OK)
+                    {
+                        return NGX_ERROR;
+                    }
+
+                    idx = ngx_http_nb_maint_node_find(sh, peer->name.data,
+                                                      peer->name.len);
+
+                    if (idx == NGX_ERROR) {
+                        if (pass == 0) {
+                            continue;
+                        }
+
+                        idx = ngx_http_nb_maint_node_add(sh, &peer->name,
+                                                         &free);
+                        if (idx == NGX_ERROR) {
+                            ngx_log_error(NGX_LOG_EMERG, log, 0,
+                                          "nb_maint: more than %d nodes in "
+                                          "use (old configurations' workers "
+                                          "may still hold some)",
+                                          NB_MAX_NODES);
+                            return NGX_ERROR;
+                        }
+                    }
+
+                    node = &sh->nodes[idx];
+
+                    if (node->gen_first == 0) {
+                        node->gen_first = mark;
+                    }
+
+                    if (node->gen_last < mark) {
+                        node->gen_last = mark;
+                    }
+
+                    up[i]->nodes[j] = idx;
+                    up[i]->down[j] = peer->down;
                 }
-
-                up[i]->nodes[j] = idx;
-                up[i]->down[j] = peer->down;
             }
         }
     }
 
     return NGX_OK;
+}
+
+
+/* free the entries that nothing uses or refers to any more */
+
+static void
+ngx_http_nb_maint_nodes_reclaim(ngx_http_nb_maint_shm_t *sh,
+    ngx_uint_t *live, ngx_uint_t nlive, ngx_log_t *log)
+{
+    ngx_uint_t                 i, k;
+    ngx_http_nb_maint_node_t  *node;
+
+    for (i = 0; i < sh->nnodes; i++) {
+        node = &sh->nodes[i];
+
+        for (k = 0; k < nlive; k++) {
+            if (live[k] >= node->gen_first && live[k] <= node->gen_last) {
+                break;
+            }
+        }
+
+        if (node->id_len == 0
+            || k < nlive
+            || nb_drained(&sh->state, i)
+            || (sh->state.node_len == node->id_len
+                && ngx_memcmp(sh->state.node, node->id, node->id_len) == 0))
+        {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "nb_maint: node %*s is in no configuration any more, "
+                      "its entry is free", node->id_len, node->id);
+
+        node->id_len = 0;
+        ngx_memory_barrier();
+
+        ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
+        sh->node_down[i] = NB_NODE_OK;
+    }
+}
+
+
+/* an entry for a new id: a free one, else one more; the id is complete
+ * before a lookup can match it */
+
+static ngx_int_t
+ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh, ngx_str_t *id,
+    ngx_uint_t *from)
+{
+    ngx_uint_t                 i;
+    ngx_http_nb_maint_node_t  *node;
+
+    for (i = *from; i < sh->nnodes; i++) {
+        if (sh->nodes[i].id_len == 0) {
+            break;
+        }
+    }
+
+    *from = i;
+
+    if (i == NB_MAX_NODES) {
+        return NGX_ERROR;
+    }
+
+    node = &sh->nodes[i];
+
+    ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
+    ngx_memcpy(node->id, id->data, id->len);
+    node->health = NB_HEALTH_UNKNOWN;
+    sh->node_down[i] = NB_NODE_OK;
+
+    ngx_memory_barrier();
+    node->id_len = id->len;
+
+    if (i == sh->nnodes) {
+        ngx_memory_barrier();
+        sh->nnodes++;
+    }
+
+    return i;
 }
 
 
