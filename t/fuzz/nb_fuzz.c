@@ -494,6 +494,8 @@ nb_setup(void)
 
     nb_nlcf.gate = 1;
     nb_nlcf.admin = 1;
+    ngx_str_set(&nb_nlcf.api_prefix, "/api/");
+    ngx_str_set(&nb_nlcf.ws_path, "/ws");
     nb_setup_tokens();
 
     nb_nmcf.shm_zone = &nb_zone;
@@ -527,6 +529,11 @@ nb_setup(void)
 
     if (ngx_http_nb_maint_state_init_zone(&nb_zone, NULL) != NGX_OK) {
         fprintf(stderr, "nb_fuzz: init_zone failed\n");
+        abort();
+    }
+
+    /* the cycle is committed */
+    if (ngx_http_nb_maint_state_init_module(&nb_cycle, &nb_nmcf) != NGX_OK) {
         abort();
     }
 
@@ -1038,7 +1045,7 @@ nb_fuzz_accept(const uint8_t *data, size_t size)
     }
 
     (void) ngx_http_nb_maint_page_lang(r);
-    (void) ngx_http_nb_maint_wants_json(r);
+    (void) ngx_http_nb_maint_wants_json(r, &nb_nlcf);
 
     /* the whole page, in the mode the first byte says, with a reason that
      * needs escaping */
