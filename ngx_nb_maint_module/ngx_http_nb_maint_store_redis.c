@@ -20,6 +20,8 @@
 #define NB_REDIS_BACKOFF_MAX   5000
 #define NB_REDIS_EVENTS_KEEP   "-5000"
 #define NB_REDIS_EVENTS_READ   "-1000"
+#define NB_SENTINELS_MAX       8
+#define NB_SENTINEL_BACKOFF    1000
 
 
 typedef struct {
@@ -36,6 +38,20 @@ typedef struct {
     ngx_str_t                      channel;
     ngx_str_t                      key_gateways;
     ngx_str_t                      key_active;   /* "P:active:" */
+
+    /* redis-sentinel:// */
+    ngx_uint_t                     sentinel;
+    ngx_uint_t                     nsentinels;
+    u_char                         sentinel_host[NB_SENTINELS_MAX]
+                                                [NGX_SOCKADDR_STRLEN];
+    int                            sentinel_port[NB_SENTINELS_MAX];
+    ngx_str_t                      master_name;
+    ngx_str_t                      sentinel_password;
+    ngx_uint_t                     known;        /* host:port found */
+
+    /* WAIT after every write (issue 12) */
+    ngx_uint_t                     min_replicas;
+    ngx_msec_t                     wait_ms;
 } ngx_http_nb_maint_redis_conf_t;
 
 
@@ -47,6 +63,10 @@ typedef struct {
     ngx_uint_t                     ready;
     ngx_uint_t                     wanted;
     ngx_uint_t                     subscriber;
+    ngx_uint_t                     refused;     /* said why already */
+    ngx_uint_t                     sentinel;    /* 1: asks a sentinel */
+    ngx_uint_t                     awaiting;    /* the primary's address */
+    ngx_uint_t                     primary_ok;  /* found for this connect */
     ngx_http_nb_maint_store_t     *store;
     ngx_log_t                     *log;
     const char                    *name;
@@ -65,6 +85,7 @@ struct ngx_http_nb_maint_redis_op_s {
     ngx_http_nb_maint_store_done_pt   done;
     void                             *data;
     ngx_uint_t                        finished;
+    uint64_t                          expected;
     ngx_http_nb_maint_state_t         st;
     ngx_str_t                         event;      /* malloc'ed */
 };
@@ -87,6 +108,11 @@ typedef struct {
 
 static ngx_http_nb_maint_redis_conn_t  ngx_http_nb_maint_redis_cmd;
 static ngx_http_nb_maint_redis_conn_t  ngx_http_nb_maint_redis_sub;
+static ngx_http_nb_maint_redis_conn_t  ngx_http_nb_maint_redis_sen;
+static ngx_event_t                     ngx_http_nb_maint_sentinel_ev;
+static ngx_uint_t                      ngx_http_nb_maint_sentinel_busy;
+static ngx_uint_t                      ngx_http_nb_maint_sentinel_next;
+static ngx_uint_t                      ngx_http_nb_maint_sentinel_found;
 static ngx_uint_t                      ngx_http_nb_maint_redis_ticks;
 static ngx_uint_t                      ngx_http_nb_maint_redis_syncing;
 
@@ -111,11 +137,13 @@ ngx_http_nb_maint_redis_log_str(const char *s, size_t len)
 
 
 /* KEYS: version, state, events; ARGV: expected, new version, state, event,
- * channel, message */
+ * channel, message.  A conflict answers {0, version, state}: the writer
+ * catches up and, without If-Match, tries again (issue 9, defect 16) */
 static const char  ngx_http_nb_maint_redis_cas[] =
-    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') "
-    "if cur == nil then return redis.error_reply('bad version key') end "
-    "if cur ~= tonumber(ARGV[1]) then return {0, cur} end "
+    "local cur = redis.call('GET', KEYS[1]) or '0' "
+    "if cur ~= ARGV[1] then "
+    "  return {0, cur, redis.call('GET', KEYS[2]) or ''} "
+    "end "
     "redis.call('SET', KEYS[1], ARGV[2]) "
     "redis.call('SET', KEYS[2], ARGV[3]) "
     "if ARGV[4] ~= '' then "
@@ -151,12 +179,30 @@ static const char  ngx_http_nb_maint_redis_active_lua[] =
     "for k, v in pairs(sum) do r[#r + 1] = k; r[#r + 1] = tostring(v) end "
     "return r";
 
-/* KEYS: version, state; ARGV: version, state, channel, message */
+/*
+ * Redis lost our state (restarted empty, or from an old snapshot): put it
+ * back, highest version wins, with the events Redis lacks.
+ * KEYS: version, state, events; ARGV: version, state, channel, message,
+ * event, ... (oldest first)
+ */
 static const char  ngx_http_nb_maint_redis_republish_lua[] =
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "
     "if tonumber(ARGV[1]) <= cur then return 0 end "
     "redis.call('SET', KEYS[1], ARGV[1]) "
     "redis.call('SET', KEYS[2], ARGV[2]) "
+    "local function ver(s) "
+    "  local ok, e = pcall(cjson.decode, s) "
+    "  if ok and type(e) == 'table' then return tonumber(e.version) or 0 end "
+    "  return 0 "
+    "end "
+    "local last = 0 "
+    "local tail = redis.call('LINDEX', KEYS[3], -1) "
+    "if tail then last = ver(tail) end "
+    "for i = 5, #ARGV do "
+    "  local v = ver(ARGV[i]) "
+    "  if v > last then redis.call('RPUSH', KEYS[3], ARGV[i]); last = v end "
+    "end "
+    "redis.call('LTRIM', KEYS[3], " NB_REDIS_EVENTS_KEEP ", -1) "
     "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
     "return 1";
 
@@ -172,6 +218,15 @@ static void ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
 static void ngx_http_nb_maint_redis_connect(
     ngx_http_nb_maint_redis_conn_t *conn);
 static void ngx_http_nb_maint_redis_sync(ngx_http_nb_maint_store_t *store);
+static void ngx_http_nb_maint_sentinel_ask(ngx_http_nb_maint_store_t *store);
+static void ngx_http_nb_maint_redis_primary(
+    ngx_http_nb_maint_redis_conf_t *rcf, ngx_log_t *log);
+static ngx_int_t ngx_http_nb_maint_redis_open(
+    ngx_http_nb_maint_redis_conn_t *conn, u_char *host, int port);
+static void ngx_http_nb_maint_redis_ignore(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply);
+static void ngx_http_nb_maint_redis_role(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply);
 
 
 /* at zone creation (master): the local cache; Redis is the owner's job */
@@ -212,12 +267,157 @@ ngx_http_nb_maint_redis_key(ngx_conf_t *cf, ngx_str_t *key, ngx_str_t *prefix,
 }
 
 
+/* "redis://user:secret@h:p" -> "redis://user:***@h:p" */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_redact(ngx_pool_t *pool, ngx_str_t *url,
+    ngx_str_t *out)
+{
+    u_char  *p, *end, *at, *colon, *q;
+
+    p = url->data;
+    end = url->data + url->len;
+
+    q = ngx_strlchr(p, end, '?');
+    if (q) {
+        end = q;
+    }
+
+    p = ngx_strnstr(p, (char *) "://", end - p);
+    p = p ? p + 3 : url->data;
+
+    at = NULL;
+    for (q = p; q < end; q++) {
+        if (*q == '@') {
+            at = q;
+        }
+    }
+
+    colon = at ? ngx_strlchr(p, at, ':') : NULL;
+
+    if (colon == NULL) {
+        *out = *url;
+        return NGX_OK;
+    }
+
+    out->data = ngx_pnalloc(pool, url->len + 3);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    q = ngx_cpymem(out->data, url->data, colon + 1 - url->data);
+    q = ngx_cpymem(q, "***", 3);
+    q = ngx_cpymem(q, at, url->data + url->len - at);
+    out->len = q - out->data;
+
+    return NGX_OK;
+}
+
+
+/* "h1:p1,h2:p2/master[/db]": resolved here, in the master */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_sentinels(ngx_conf_t *cf,
+    ngx_http_nb_maint_redis_conf_t *rcf, u_char *p, u_char *end,
+    ngx_str_t *shown)
+{
+    u_char     *slash, *comma, *q;
+    ngx_url_t   u;
+
+    slash = ngx_strlchr(p, end, '/');
+
+    if (slash == NULL || slash + 1 >= end) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_store\": no master name in \"%V\", "
+                           "expected redis-sentinel://host:port[,host:port...]"
+                           "/master-name[/db]", shown);
+        return NGX_ERROR;
+    }
+
+    /* the master's name and the database */
+
+    q = ngx_strlchr(slash + 1, end, '/');
+
+    rcf->master_name.data = slash + 1;
+    rcf->master_name.len = (q ? q : end) - (slash + 1);
+
+    if (q && q + 1 < end) {
+        rcf->db = ngx_atoi(q + 1, end - (q + 1));
+        if (rcf->db == NGX_ERROR || rcf->db > 1000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"nb_maint_store\": bad database in \"%V\"",
+                               shown);
+            return NGX_ERROR;
+        }
+    }
+
+    if (rcf->master_name.len == 0) {
+        return NGX_ERROR;
+    }
+
+    /* the sentinels */
+
+    for ( /* void */ ; p < slash; p = comma + 1) {
+        comma = ngx_strlchr(p, slash, ',');
+        if (comma == NULL) {
+            comma = slash;
+        }
+
+        if (rcf->nsentinels == NB_SENTINELS_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"nb_maint_store\": more than %d sentinels",
+                               NB_SENTINELS_MAX);
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url.data = p;
+        u.url.len = comma - p;
+        u.default_port = 26379;
+
+        if (u.url.len == 0
+            || ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"nb_maint_store\": %s in \"%V\"",
+                               u.err ? u.err : "bad sentinel address", shown);
+            return NGX_ERROR;
+        }
+
+        q = rcf->sentinel_host[rcf->nsentinels];
+        q += ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, q,
+                           NGX_SOCKADDR_STRLEN - 1, 0);
+        *q = '\0';
+        rcf->sentinel_port[rcf->nsentinels++] =
+                                     ngx_inet_get_port(u.addrs[0].sockaddr);
+    }
+
+    if (rcf->nsentinels == 0) {
+        return NGX_ERROR;
+    }
+
+    rcf->url.data = ngx_pnalloc(cf->pool, 64 + rcf->master_name.len);
+    if (rcf->url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    rcf->url.len = ngx_sprintf(rcf->url.data, "redis-sentinel://%V/%i",
+                               &rcf->master_name,
+                               rcf->db < 0 ? 0 : rcf->db)
+                   - rcf->url.data;
+
+    return NGX_OK;
+}
+
+
 char *
 ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
     ngx_http_nb_maint_store_t *store, ngx_str_t *url)
 {
     u_char                          *p, *end, *at, *host, *q, *amp;
-    ngx_str_t                        prefix, cache, name, value, *v;
+    ngx_int_t                        n;
+    ngx_str_t                        prefix, cache, name, value, *v, shown;
     ngx_url_t                        u;
     ngx_http_nb_maint_redis_conf_t  *rcf;
 
@@ -226,12 +426,25 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    p = url->data + sizeof("redis://") - 1;
+    /* every message names the URL without its password */
+    if (ngx_http_nb_maint_redis_redact(cf->pool, url, &shown) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (url->data[5] == '-') {
+        rcf->sentinel = 1;
+        p = url->data + sizeof("redis-sentinel://") - 1;
+
+    } else {
+        p = url->data + sizeof("redis://") - 1;
+    }
+
     end = url->data + url->len;
 
     ngx_str_set(&prefix, "nb_maint");
     ngx_str_set(&cache, "nb_maint_redis_cache.json");
     rcf->db = -1;
+    rcf->wait_ms = 1000;
 
     /* the query */
 
@@ -262,6 +475,32 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
             {
                 v = &cache;
 
+            } else if (name.len == 17
+                       && ngx_strncmp(name.data, "sentinel_password", 17) == 0)
+            {
+                v = &rcf->sentinel_password;
+
+            } else if (name.len == 12
+                       && ngx_strncmp(name.data, "min_replicas", 12) == 0)
+            {
+                n = ngx_atoi(value.data, value.len);
+                if (n == NGX_ERROR || n > 100) {
+                    goto invalid;
+                }
+
+                rcf->min_replicas = n;
+                continue;
+
+            } else if (name.len == 7 && ngx_strncmp(name.data, "wait_ms", 7) == 0)
+            {
+                n = ngx_atoi(value.data, value.len);
+                if (n == NGX_ERROR || n < 1 || n > 60000) {
+                    goto invalid;
+                }
+
+                rcf->wait_ms = n;
+                continue;
+
             } else {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "\"nb_maint_store\": unknown parameter "
@@ -290,27 +529,38 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
 
     if (at) {
         q = ngx_strlchr(p, at, ':');
-        if (q == NULL) {
+        if (q == NULL || q + 1 == at) {
             goto invalid;
         }
 
-        rcf->user.len = q - p;
-        rcf->user.data = ngx_pstrdup(cf->pool, &rcf->user);
-        ngx_memcpy(rcf->user.data, p, rcf->user.len);
+        /* "user:pass@" (Redis 6 ACL user) or ":pass@" (requirepass) */
 
+        rcf->user.len = q - p;
+        rcf->user.data = ngx_pnalloc(cf->pool, rcf->user.len + 1);
         rcf->password.len = at - (q + 1);
         rcf->password.data = ngx_pnalloc(cf->pool, rcf->password.len + 1);
+
         if (rcf->user.data == NULL || rcf->password.data == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        ngx_memcpy(rcf->password.data, q + 1, rcf->password.len);
-        rcf->password.data[rcf->password.len] = '\0';
+        *ngx_cpymem(rcf->user.data, p, rcf->user.len) = '\0';
+        *ngx_cpymem(rcf->password.data, q + 1, rcf->password.len) = '\0';
 
         p = at + 1;
     }
 
     host = p;
+
+    if (rcf->sentinel) {
+        if (ngx_http_nb_maint_redis_sentinels(cf, rcf, host, end, &shown)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        goto keys;
+    }
 
     /* the database */
 
@@ -336,7 +586,7 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
     if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"nb_maint_store\": %s in \"%V\"",
-                           u.err ? u.err : "bad address", url);
+                           u.err ? u.err : "bad address", &shown);
         return NGX_CONF_ERROR;
     }
 
@@ -348,6 +598,8 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
     *p = '\0';
     rcf->port = ngx_inet_get_port(u.addrs[0].sockaddr);
 
+    rcf->known = 1;
+
     rcf->url.data = ngx_pnalloc(cf->pool, 64 + NGX_SOCKADDR_STRLEN);
     if (rcf->url.data == NULL) {
         return NGX_CONF_ERROR;
@@ -357,6 +609,8 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
                                rcf->host, rcf->port,
                                rcf->db < 0 ? 0 : rcf->db)
                    - rcf->url.data;
+
+keys:
 
     if (ngx_http_nb_maint_redis_key(cf, &rcf->key_version, &prefix, "version")
         != NGX_OK
@@ -418,8 +672,8 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "\"nb_maint_store\": invalid redis URL \"%V\", "
-                       "expected redis://[:password@]host:port[/db]"
-                       "[?prefix=name]", url);
+                       "expected redis://[[user]:password@]host:port[/db]"
+                       "[?prefix=name]", &shown);
     return NGX_CONF_ERROR;
 }
 
@@ -678,13 +932,18 @@ ngx_http_nb_maint_redis_retry(ngx_event_t *ev)
 static void
 ngx_http_nb_maint_redis_schedule(ngx_http_nb_maint_redis_conn_t *conn)
 {
+    ngx_msec_t  max;
+
     if (!conn->wanted || conn->retry.timer_set || ngx_exiting || ngx_quit) {
         return;
     }
 
     ngx_add_timer(&conn->retry, conn->backoff);
 
-    conn->backoff = ngx_min(conn->backoff * 2, NB_REDIS_BACKOFF_MAX);
+    max = ((ngx_http_nb_maint_redis_conf_t *) conn->store->data)->sentinel
+          ? NB_SENTINEL_BACKOFF : NB_REDIS_BACKOFF_MAX;
+
+    conn->backoff = ngx_min(conn->backoff * 2, max);
 }
 
 
@@ -755,6 +1014,41 @@ ngx_http_nb_maint_redis_message(redisAsyncContext *ac, void *r,
     void *privdata);
 
 
+/* AUTH: a refusal names the user, never the password */
+
+static void
+ngx_http_nb_maint_redis_authed(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    u_char                           why[NB_STORE_ERROR_LEN], *p;
+    ngx_http_nb_maint_redis_conn_t  *conn = op->conn;
+    ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR || conn->refused) {
+        return;
+    }
+
+    conn->refused = 1;
+
+    p = ngx_snprintf(why, sizeof(why) - 1,
+                     "authentication as %s%V%s failed (check the user and "
+                     "password in nb_maint_store): %s",
+                     rcf->user.len ? "user \"" : "the default user",
+                     &rcf->user, rcf->user.len ? "\"" : "", reply->str);
+    *p = '\0';
+
+    ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+                  "nb_maint: redis refused the %s connection: %s",
+                  conn->name, why);
+
+    ngx_http_nb_maint_redis_store_down(conn, (char *) why);
+
+    if (conn->ac) {
+        redisAsyncDisconnect(conn->ac);
+    }
+}
+
+
 /* the answer to AUTH / SELECT / PING: the connection is usable */
 
 static void
@@ -769,6 +1063,12 @@ ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
+        if (conn->refused) {
+            return;     /* the first refusal said why */
+        }
+
+        conn->refused = 1;
+
         ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                       "nb_maint: redis refused the %s connection: %V",
                       conn->name,
@@ -792,6 +1092,10 @@ ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
     conn->ready = 1;
     conn->backoff = NB_REDIS_BACKOFF_MIN;
 
+    if (!conn->subscriber && ngx_http_nb_maint_is_owner()) {
+        ngx_http_nb_maint_redis_primary(rcf, conn->log);
+    }
+
     ngx_log_error(NGX_LOG_INFO, conn->log, 0,
                   "nb_maint: redis %s connection to %V ready", conn->name,
                   &rcf->url);
@@ -806,21 +1110,282 @@ ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
 }
 
 
+/* the owner: which server is the primary now, and when it changed */
+
 static void
-ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
+ngx_http_nb_maint_redis_primary(ngx_http_nb_maint_redis_conf_t *rcf,
+    ngx_log_t *log)
 {
-    u_char                           db[NGX_INT_T_LEN];
-    redisAsyncContext               *ac;
-    ngx_connection_t                *c;
-    ngx_http_nb_maint_redis_op_t    *op;
-    ngx_http_nb_maint_redis_args_t   a;
+    u_char                   now[NGX_SOCKADDR_STRLEN + 8], *p;
+    size_t                   len;
+    ngx_http_nb_maint_shm_t *sh;
+
+    sh = ngx_http_nb_maint_shm();
+
+    p = ngx_snprintf(now, sizeof(now), "%s:%d", rcf->host, rcf->port);
+    len = p - now;
+
+    if (sh->store_primary_len == len
+        && ngx_memcmp(sh->store_primary, now, len) == 0)
+    {
+        return;
+    }
+
+    if (sh->store_primary_len && rcf->sentinel) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "nb_maint: store_failover: the redis primary of \"%V\" "
+                      "moved from %*s to %*s", &rcf->master_name,
+                      sh->store_primary_len, sh->store_primary, len, now);
+        sh->store_last_failover = ngx_time();
+    }
+
+    ngx_rwlock_wlock(&sh->lock);
+    sh->store_primary_len = ngx_cpymem(sh->store_primary, now, len)
+                            - sh->store_primary;
+    ngx_rwlock_unlock(&sh->lock);
+}
+
+
+/* ROLE on the server the sentinels named: it must be the primary */
+
+static void
+ngx_http_nb_maint_redis_role(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    u_char                           why[128], *p;
+    ngx_http_nb_maint_redis_conn_t  *conn = op->conn;
     ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
 
-    ac = redisAsyncConnect((char *) rcf->host, rcf->port);
+    if (reply == NULL || conn->refused) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && ngx_strcmp(reply->element[0]->str, "master") == 0)
+    {
+        return;
+    }
+
+    conn->refused = 1;
+
+    p = ngx_snprintf(why, sizeof(why) - 1, "%s:%d is not the primary (yet), "
+                     "asking the sentinels again", rcf->host, rcf->port);
+    *p = '\0';
+
+    ngx_log_error(NGX_LOG_WARN, conn->log, 0, "nb_maint: redis %s connection: "
+                  "%s", conn->name, why);
+
+    ngx_http_nb_maint_redis_store_down(conn, (char *) why);
+
+    if (conn->ac) {
+        redisAsyncDisconnect(conn->ac);
+    }
+}
+
+
+/*
+ * redis-sentinel://: before every connection to the primary, ask the
+ * sentinels in turn (SENTINEL get-master-addr-by-name); all through
+ * hiredis' async API, one question at a time per worker.
+ */
+
+static void ngx_http_nb_maint_sentinel_try(ngx_http_nb_maint_store_t *store);
+
+
+static void
+ngx_http_nb_maint_sentinel_done(ngx_http_nb_maint_store_t *store)
+{
+    u_char                           why[NB_STORE_ERROR_LEN], *p;
+    ngx_uint_t                       i;
+    ngx_http_nb_maint_redis_conn_t  *conn, *conns[2];
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    ngx_http_nb_maint_sentinel_busy = 0;
+
+    if (ngx_http_nb_maint_is_owner()) {
+        ngx_http_nb_maint_shm()->store_sentinels_ok =
+                                          ngx_http_nb_maint_sentinel_found;
+    }
+
+    if (!ngx_http_nb_maint_sentinel_found) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "nb_maint: no sentinel answered for \"%V\"%s",
+                      &rcf->master_name,
+                      rcf->known ? ", using the primary known before" : "");
+    }
+
+    conns[0] = &ngx_http_nb_maint_redis_cmd;
+    conns[1] = &ngx_http_nb_maint_redis_sub;
+
+    for (i = 0; i < 2; i++) {
+        conn = conns[i];
+
+        if (!conn->awaiting) {
+            continue;
+        }
+
+        conn->awaiting = 0;
+
+        if (rcf->known) {
+            conn->primary_ok = 1;
+            ngx_http_nb_maint_redis_connect(conn);
+            continue;
+        }
+
+        p = ngx_snprintf(why, sizeof(why) - 1, "sentinels unreachable, no "
+                         "primary known for \"%V\"", &rcf->master_name);
+        *p = '\0';
+
+        ngx_http_nb_maint_redis_store_down(conn, (char *) why);
+        ngx_http_nb_maint_redis_schedule(conn);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_sentinel_step(ngx_event_t *ev)
+{
+    ngx_http_nb_maint_store_t *store = ev->data;
+
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    if (ngx_http_nb_maint_sentinel_found
+        || ngx_http_nb_maint_sentinel_next >= rcf->nsentinels)
+    {
+        ngx_http_nb_maint_sentinel_done(store);
+        return;
+    }
+
+    ngx_http_nb_maint_sentinel_try(store);
+}
+
+
+static void
+ngx_http_nb_maint_sentinel_answer(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    ngx_int_t                        port;
+    ngx_http_nb_maint_redis_conn_t  *conn = op->conn;
+    ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
+    ngx_uint_t                       i = ngx_http_nb_maint_sentinel_next;
+
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_STRING
+        && reply->element[0]->len < NGX_SOCKADDR_STRLEN
+        && (port = ngx_atoi((u_char *) reply->element[1]->str,
+                            reply->element[1]->len))
+           > 0 && port < 65536)
+    {
+        ngx_memcpy(rcf->host, reply->element[0]->str,
+                   reply->element[0]->len + 1);
+        rcf->port = port;
+        rcf->known = 1;
+        ngx_http_nb_maint_sentinel_found = 1;
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, conn->log, 0,
+                      "nb_maint: sentinel %s:%d: %s", rcf->sentinel_host[i],
+                      rcf->sentinel_port[i],
+                      reply == NULL ? "no answer"
+                      : reply->type == REDIS_REPLY_ERROR ? reply->str
+                      : "does not know the master");
+
+        ngx_http_nb_maint_sentinel_next++;
+    }
+
+    if (conn->ac) {
+        redisAsyncDisconnect(conn->ac);
+    }
+
+    /* the next step outside of hiredis' callback */
+    ngx_add_timer(&ngx_http_nb_maint_sentinel_ev, 1);
+}
+
+
+static void
+ngx_http_nb_maint_sentinel_try(ngx_http_nb_maint_store_t *store)
+{
+    ngx_uint_t                       i;
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_args_t   a;
+    ngx_http_nb_maint_redis_conn_t  *conn = &ngx_http_nb_maint_redis_sen;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    i = ngx_http_nb_maint_sentinel_next;
+
+    if (conn->ac) {
+        /* the last question's connection is still closing */
+        ngx_add_timer(&ngx_http_nb_maint_sentinel_ev, 50);
+        return;
+    }
+
+    if (ngx_http_nb_maint_redis_open(conn, rcf->sentinel_host[i],
+                                     rcf->sentinel_port[i])
+        != NGX_OK)
+    {
+        ngx_http_nb_maint_sentinel_next++;
+        ngx_add_timer(&ngx_http_nb_maint_sentinel_ev, 1);
+        return;
+    }
+
+    if (rcf->sentinel_password.len) {
+        op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_redis_ignore);
+        if (op) {
+            a.n = 0;
+            nb_arg_lit(&a, "AUTH");
+            nb_arg_str(&a, &rcf->sentinel_password);
+            (void) ngx_http_nb_maint_redis_send(op, &a);
+        }
+    }
+
+    op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_sentinel_answer);
+    if (op == NULL) {
+        return;
+    }
+
+    a.n = 0;
+    nb_arg_lit(&a, "SENTINEL");
+    nb_arg_lit(&a, "get-master-addr-by-name");
+    nb_arg_str(&a, &rcf->master_name);
+
+    if (ngx_http_nb_maint_redis_send(op, &a) != NGX_OK) {
+        ngx_http_nb_maint_sentinel_next++;
+        ngx_add_timer(&ngx_http_nb_maint_sentinel_ev, 1);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_sentinel_ask(ngx_http_nb_maint_store_t *store)
+{
+    if (ngx_http_nb_maint_sentinel_busy) {
+        return;
+    }
+
+    ngx_http_nb_maint_sentinel_busy = 1;
+    ngx_http_nb_maint_sentinel_next = 0;
+    ngx_http_nb_maint_sentinel_found = 0;
+
+    ngx_http_nb_maint_sentinel_try(store);
+}
+
+
+/* a hiredis context on nginx's event loop */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_open(ngx_http_nb_maint_redis_conn_t *conn,
+    u_char *host, int port)
+{
+    redisAsyncContext  *ac;
+    ngx_connection_t   *c;
+
+    ac = redisAsyncConnect((char *) host, port);
 
     if (ac == NULL || ac->err) {
         ngx_log_error(NGX_LOG_ERR, conn->log, 0,
-                      "nb_maint: cannot connect to %V: %s", &rcf->url,
+                      "nb_maint: cannot connect to %s:%d: %s", host, port,
                       ac ? ac->errstr : "out of memory");
         if (ac) {
             ngx_http_nb_maint_redis_store_down(conn, ac->errstr);
@@ -828,14 +1393,14 @@ ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
         }
 
         ngx_http_nb_maint_redis_schedule(conn);
-        return;
+        return NGX_ERROR;
     }
 
     c = ngx_get_connection(ac->c.fd, conn->log);
     if (c == NULL) {
         redisAsyncFree(ac);
         ngx_http_nb_maint_redis_schedule(conn);
-        return;
+        return NGX_ERROR;
     }
 
     c->data = conn;
@@ -861,10 +1426,39 @@ ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
     (void) redisAsyncSetDisconnectCallback(ac,
                                         ngx_http_nb_maint_redis_on_disconnect);
 
+    conn->refused = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
+{
+    u_char                           db[NGX_INT_T_LEN];
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_args_t   a;
+    ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
+
+    if (rcf->sentinel && !conn->primary_ok) {
+        /* every (re)connection asks the sentinels for the primary first */
+        conn->awaiting = 1;
+        ngx_http_nb_maint_sentinel_ask(conn->store);
+        return;
+    }
+
+    conn->primary_ok = 0;
+
+    if (ngx_http_nb_maint_redis_open(conn, rcf->host, rcf->port) != NGX_OK) {
+        return;
+    }
+
     /* queued until connected: AUTH, SELECT, then a PING that says "ready" */
 
+    conn->refused = 0;
+
     if (rcf->password.len) {
-        op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_redis_ready);
+        op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_redis_authed);
         if (op == NULL) {
             return;
         }
@@ -890,6 +1484,19 @@ ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
         a.n = 0;
         nb_arg_lit(&a, "SELECT");
         nb_arg(&a, db, ngx_sprintf(db, "%i", rcf->db) - db);
+
+        (void) ngx_http_nb_maint_redis_send(op, &a);
+    }
+
+    if (rcf->sentinel) {
+        /* what the sentinels said, checked with the server itself */
+        op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_redis_role);
+        if (op == NULL) {
+            return;
+        }
+
+        a.n = 0;
+        nb_arg_lit(&a, "ROLE");
 
         (void) ngx_http_nb_maint_redis_send(op, &a);
     }
@@ -930,10 +1537,23 @@ static ngx_int_t
 ngx_http_nb_maint_redis_init_process(ngx_http_nb_maint_store_t *store,
     ngx_cycle_t *cycle)
 {
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
     ngx_http_nb_maint_redis_conn_init(&ngx_http_nb_maint_redis_cmd, store,
                                       cycle->log, "command", 0);
     ngx_http_nb_maint_redis_conn_init(&ngx_http_nb_maint_redis_sub, store,
                                       cycle->log, "subscriber", 1);
+    ngx_http_nb_maint_redis_conn_init(&ngx_http_nb_maint_redis_sen, store,
+                                      cycle->log, "sentinel", 0);
+    ngx_http_nb_maint_redis_sen.sentinel = 1;
+
+    ngx_http_nb_maint_sentinel_ev.handler = ngx_http_nb_maint_sentinel_step;
+    ngx_http_nb_maint_sentinel_ev.data = store;
+    ngx_http_nb_maint_sentinel_ev.log = cycle->log;
+    ngx_http_nb_maint_sentinel_ev.cancelable = 1;
+
+    ngx_http_nb_maint_shm()->store_sentinel = rcf->sentinel;
+    ngx_http_nb_maint_shm()->store_replicas_wanted = rcf->min_replicas;
 
     ngx_http_nb_maint_redis_cmd.wanted = 1;
     ngx_http_nb_maint_redis_connect(&ngx_http_nb_maint_redis_cmd);
@@ -953,8 +1573,7 @@ ngx_http_nb_maint_redis_parse_state(ngx_http_nb_maint_store_t *store,
     const char                      *err;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
 
-    json = cJSON_ParseWithLength(s, len);
-    err = "invalid JSON";
+    json = ngx_http_nb_maint_json_parse(s, len, NULL, &err);
 
     if (json == NULL
         || ngx_http_nb_maint_state_parse(json, ngx_http_nb_maint_shm(), st,
@@ -1042,14 +1661,15 @@ ngx_http_nb_maint_redis_apply_message(ngx_http_nb_maint_store_t *store,
     const char                 *err;
     ngx_http_nb_maint_state_t   st;
 
-    json = cJSON_ParseWithLength(s, len);
+    json = ngx_http_nb_maint_json_parse(s, len, NULL, &err);
     state = cJSON_GetObjectItemCaseSensitive(json, "state");
     event = cJSON_GetObjectItemCaseSensitive(json, "event");
 
     if (state == NULL
         || ngx_http_nb_maint_state_parse(state, ngx_http_nb_maint_shm(), &st,
                                          &err, log)
-           != NGX_OK)
+           != NGX_OK
+        || (event && ngx_http_nb_maint_json_keep_version(event) != NGX_OK))
     {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "nb_maint: ignoring a malformed change message");
@@ -1116,11 +1736,13 @@ static void
 ngx_http_nb_maint_redis_republish(ngx_http_nb_maint_store_t *store,
     ngx_http_nb_maint_state_t *st)
 {
-    u_char                          *msg, ver[NGX_INT64_LEN];
+    u_char                          *msg, *buf, *p, ver[NGX_INT64_LEN];
     char                            *state;
-    size_t                           slen;
+    size_t                           slen, evlen, *argvlen;
+    ngx_uint_t                       i, k, n, argc;
+    const char                     **argv;
+    ngx_http_nb_maint_shm_t         *sh;
     ngx_http_nb_maint_redis_op_t    *op;
-    ngx_http_nb_maint_redis_args_t   a;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
 
     state = ngx_http_nb_maint_state_serialize(st, 0);
@@ -1129,28 +1751,80 @@ ngx_http_nb_maint_redis_republish(ngx_http_nb_maint_store_t *store,
     }
 
     slen = ngx_strlen(state);
+    sh = ngx_http_nb_maint_shm();
 
     op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
                                     ngx_http_nb_maint_redis_ignore);
     msg = ngx_alloc(slen + sizeof("{\"state\":,\"event\":null}"),
                     ngx_cycle->log);
+    argv = ngx_alloc((9 + NB_EVENTS_MAX) * (sizeof(char *) + sizeof(size_t)),
+                     ngx_cycle->log);
+    buf = NULL;
 
-    if (op && msg) {
-        a.n = 0;
-        nb_arg_lit(&a, "EVAL");
-        nb_arg_lit(&a, ngx_http_nb_maint_redis_republish_lua);
-        nb_arg_lit(&a, "2");
-        nb_arg_str(&a, &rcf->key_version);
-        nb_arg_str(&a, &rcf->key_state);
-        nb_arg(&a, ver, ngx_sprintf(ver, "%uL", st->version) - ver);
-        nb_arg(&a, state, slen);
-        nb_arg_str(&a, &rcf->channel);
-        nb_arg(&a, msg, ngx_sprintf(msg, "{\"state\":%s,\"event\":null}",
-                                    state) - msg);
-
-        (void) ngx_http_nb_maint_redis_send(op, &a);
-        op = NULL;
+    if (op == NULL || msg == NULL || argv == NULL) {
+        goto done;
     }
+
+    argvlen = (size_t *) (argv + 9 + NB_EVENTS_MAX);
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_http_nb_maint_redis_republish_lua;
+    argvlen[1] = sizeof(ngx_http_nb_maint_redis_republish_lua) - 1;
+    argv[2] = "3";
+    argvlen[2] = 1;
+    argv[3] = (char *) rcf->key_version.data;
+    argvlen[3] = rcf->key_version.len;
+    argv[4] = (char *) rcf->key_state.data;
+    argvlen[4] = rcf->key_state.len;
+    argv[5] = (char *) rcf->key_events.data;
+    argvlen[5] = rcf->key_events.len;
+    argv[6] = (char *) ver;
+    argvlen[6] = ngx_sprintf(ver, "%uL", st->version) - ver;
+    argv[7] = state;
+    argvlen[7] = slen;
+    argv[8] = (char *) rcf->channel.data;
+    argvlen[8] = rcf->channel.len;
+    argv[9] = (char *) msg;
+    argvlen[9] = ngx_sprintf(msg, "{\"state\":%s,\"event\":null}", state)
+                 - msg;
+    argc = 10;
+
+    /* the audit events we hold, copied out of the ring (oldest first) */
+
+    ngx_rwlock_rlock(&sh->lock);
+
+    n = ngx_min(sh->ev_count, NB_EVENTS_MAX - 1);
+    i = (sh->ev_next + NB_EVENTS_MAX - n) % NB_EVENTS_MAX;
+
+    for (evlen = 0, k = 0; k < n; k++) {
+        evlen += sh->events[(i + k) % NB_EVENTS_MAX].len;
+    }
+
+    buf = ngx_alloc(evlen + 1, ngx_cycle->log);
+    p = buf;
+
+    for (k = 0; buf && k < n; k++, i = (i + 1) % NB_EVENTS_MAX) {
+        argv[argc] = (char *) p;
+        argvlen[argc++] = sh->events[i].len;
+        p = ngx_cpymem(p, sh->events[i].data, sh->events[i].len);
+    }
+
+    ngx_rwlock_unlock(&sh->lock);
+
+    if (buf == NULL) {
+        goto done;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "nb_maint: re-publishing version %uL and %ui events to %V",
+                  st->version, argc - 10, &rcf->url);
+
+    /* hiredis copies the arguments at once; on failure op is freed */
+    (void) ngx_http_nb_maint_redis_send_argv(op, argc, argv, argvlen);
+    op = NULL;
+
+done:
 
     if (op) {
         ngx_free(op);
@@ -1158,6 +1832,14 @@ ngx_http_nb_maint_redis_republish(ngx_http_nb_maint_store_t *store,
 
     if (msg) {
         ngx_free(msg);
+    }
+
+    if (argv) {
+        ngx_free(argv);
+    }
+
+    if (buf) {
+        ngx_free(buf);
     }
 
     cJSON_free(state);
@@ -1190,11 +1872,65 @@ ngx_http_nb_maint_redis_keep_secret(ngx_http_nb_maint_store_t *store)
 }
 
 
+/*
+ * The cookie key as Redis has it: decoded and checked whole on the side,
+ * then published at once (issue 9, defect 14); a malformed one changes
+ * nothing.
+ */
+
+static void
+ngx_http_nb_maint_redis_take_secret(ngx_http_nb_maint_store_t *store,
+    redisReply *secret, ngx_log_t *log)
+{
+    u_char                          *p, key[NB_SECRET_LEN], have[NB_SECRET_LEN];
+    ngx_int_t                        b;
+    ngx_uint_t                       i;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    p = (u_char *) secret->str;
+
+    if (secret->len != NB_SECRET_LEN * 2) {
+        goto malformed;
+    }
+
+    for (i = 0; i < NB_SECRET_LEN; i++) {
+        b = ngx_hextoi(p + 2 * i, 2);
+
+        if (b == NGX_ERROR) {
+            goto malformed;
+        }
+
+        key[i] = (u_char) b;
+    }
+
+    ngx_http_nb_maint_secret_copy(have);
+
+    if (!ngx_http_nb_maint_shm()->secret_set
+        || ngx_memcmp(have, key, NB_SECRET_LEN) != 0)
+    {
+        ngx_http_nb_maint_secret_publish(key);
+    }
+
+    ngx_explicit_memzero(key, NB_SECRET_LEN);
+    ngx_explicit_memzero(have, NB_SECRET_LEN);
+
+    return;
+
+malformed:
+
+    ngx_explicit_memzero(key, NB_SECRET_LEN);
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "nb_maint: malformed cookie key in redis key \"%V\" "
+                  "(not %d hex digits), keeping ours", &rcf->key_secret,
+                  NB_SECRET_LEN * 2);
+}
+
+
 static void
 ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply)
 {
-    u_char                          *p;
     redisReply                      *ver, *state, *secret;
     ngx_int_t                        v;
     ngx_http_nb_maint_shm_t         *sh;
@@ -1230,20 +1966,8 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
 
     /* the cookie key: Redis' wins, ours fills an empty Redis */
 
-    if (secret->type == REDIS_REPLY_STRING
-        && secret->len == NB_SECRET_LEN * 2)
-    {
-        p = (u_char *) secret->str;
-
-        for (v = 0; v < NB_SECRET_LEN; v++) {
-            ngx_int_t  b = ngx_hextoi(p + 2 * v, 2);
-
-            if (b == NGX_ERROR) {
-                break;
-            }
-
-            sh->secret[v] = (u_char) b;
-        }
+    if (secret->type == REDIS_REPLY_STRING) {
+        ngx_http_nb_maint_redis_take_secret(store, secret, log);
 
     } else if (secret->type == REDIS_REPLY_NIL && sh->secret_set) {
         ngx_http_nb_maint_redis_keep_secret(store);
@@ -1517,10 +2241,130 @@ ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
 
 /* writes: compare-and-set on the version, answered by Redis */
 
+/*
+ * Another writer was first: take the state Redis has now, so that the
+ * caller can build its change again on top of it.  NGX_ERROR when Redis
+ * is behind us (it lost data; the owner re-publishes ours).
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_conflict(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    off_t                            cur;
+    redisReply                      *ver, *state;
+    ngx_http_nb_maint_state_t        st;
+    ngx_http_nb_maint_store_t       *store = op->conn->store;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+    ngx_log_t                       *log = op->conn->log;
+
+    ver = reply->element[1];
+    state = (reply->elements > 2) ? reply->element[2] : NULL;
+
+    cur = (ver->type == REDIS_REPLY_STRING)
+          ? ngx_atoof((u_char *) ver->str, ver->len) : NGX_ERROR;
+
+    if (cur == NGX_ERROR || (uint64_t) cur < op->expected) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "nb_maint: redis %V is at version %O, behind this "
+                      "gateway's %uL (it lost data?): the change waits for "
+                      "the state to be re-published", &rcf->url,
+                      cur == NGX_ERROR ? (off_t) -1 : cur, op->expected);
+        return NGX_ERROR;
+    }
+
+    if ((uint64_t) cur <= ngx_http_nb_maint_snapshot()->version) {
+        return NGX_DECLINED;    /* we have it already */
+    }
+
+    if (state == NULL || state->type != REDIS_REPLY_STRING
+        || ngx_http_nb_maint_redis_parse_state(store, state->str, state->len,
+                                               &st, log)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    st.version = (uint64_t) cur;
+
+    if (ngx_http_nb_maint_state_apply(store, &st, NULL, log) == NGX_OK) {
+        /* its audit line comes with the list */
+        ngx_http_nb_maint_redis_fetch_events(store);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * min_replicas: the write answers 200 only once WAIT says it reached
+ * enough replicas; else 503 store_unreplicated (NGX_ABORT).
+ */
+
+static void
+ngx_http_nb_maint_redis_waited(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    ngx_int_t                        acked;
+    ngx_http_nb_maint_redis_conf_t  *rcf = op->conn->store->data;
+
+    acked = (reply && reply->type == REDIS_REPLY_INTEGER)
+            ? (ngx_int_t) reply->integer : -1;
+
+    ngx_http_nb_maint_shm()->store_replicas_acked = acked;
+
+    if (acked < (ngx_int_t) rcf->min_replicas) {
+        ngx_log_error(NGX_LOG_ERR, op->conn->log, 0,
+                      "nb_maint: version %uL reached %i of %ui replicas "
+                      "within %M ms: it may or may not survive a failover",
+                      op->st.version, acked, rcf->min_replicas,
+                      rcf->wait_ms);
+        op->done(op->data, NGX_ABORT);
+        return;
+    }
+
+    op->done(op->data, NGX_OK);
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_redis_wait(ngx_http_nb_maint_redis_op_t *op)
+{
+    u_char                           n[NGX_INT_T_LEN], ms[NGX_INT_T_LEN];
+    ngx_http_nb_maint_redis_op_t    *w;
+    ngx_http_nb_maint_redis_args_t   a;
+    ngx_http_nb_maint_redis_conf_t  *rcf = op->conn->store->data;
+
+    w = ngx_http_nb_maint_redis_op(op->conn, ngx_http_nb_maint_redis_waited);
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->done = op->done;
+    w->data = op->data;
+    w->st.version = op->st.version;
+
+    a.n = 0;
+    nb_arg_lit(&a, "WAIT");
+    nb_arg(&a, n, ngx_sprintf(n, "%ui", rcf->min_replicas) - n);
+    nb_arg(&a, ms, ngx_sprintf(ms, "%M", rcf->wait_ms) - ms);
+
+    if (ngx_http_nb_maint_redis_send(w, &a) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* WAIT itself takes up to wait_ms */
+    ngx_add_timer(&w->timer, rcf->wait_ms + NB_REDIS_TIMEOUT);
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_nb_maint_redis_saved(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply)
 {
+    uint64_t    have;
     ngx_int_t   rc;
     ngx_log_t  *log = op->conn->log;
 
@@ -1533,16 +2377,37 @@ ngx_http_nb_maint_redis_saved(ngx_http_nb_maint_redis_op_t *op,
                       ngx_http_nb_maint_redis_log_str(reply->str, reply->len));
         rc = NGX_ERROR;
 
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+        if (ngx_strncmp(reply->str, "READONLY", 8) == 0 && op->conn->ac) {
+            /* a replica now: find the primary again */
+            redisAsyncDisconnect(op->conn->ac);
+        }
+
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2
                && reply->element[0]->type == REDIS_REPLY_INTEGER)
     {
         if (reply->element[0]->integer == 1) {
-            (void) ngx_http_nb_maint_state_apply(op->conn->store, &op->st,
-                                                 &op->event, log);
+            have = ngx_http_nb_maint_snapshot()->version;
+
+            if (ngx_http_nb_maint_state_apply(op->conn->store, &op->st,
+                                              &op->event, log)
+                == NGX_OK
+                && op->st.version > have + 1)
+            {
+                /* changes in between reached Redis before us */
+                ngx_http_nb_maint_redis_fetch_events(op->conn->store);
+            }
+
             rc = NGX_OK;
 
+            if (((ngx_http_nb_maint_redis_conf_t *) op->conn->store->data)
+                ->min_replicas
+                && ngx_http_nb_maint_redis_wait(op) == NGX_OK)
+            {
+                return;     /* WAIT answers */
+            }
+
         } else {
-            rc = NGX_DECLINED;
+            rc = ngx_http_nb_maint_redis_conflict(op, reply);
         }
 
     } else {
@@ -1595,6 +2460,7 @@ ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
     /* kept for our own apply once Redis has taken it */
     op->done = done;
     op->data = data;
+    op->expected = expected;
     op->st = *st;
     op->event.data = ev;
     op->event.len = ngx_cpymem(ev, event->data, event->len) - ev;
