@@ -25,6 +25,10 @@
 #include "nb_fuzz.h"
 
 
+#if (NGX_THREADS)
+extern ngx_module_t  ngx_thread_pool_module;
+#endif
+
 #define NB_FUZZ_ZONE_SIZE   (4 * 1024 * 1024)
 #define NB_FUZZ_TOKEN       "test-token-123"
 #define NB_FUZZ_ADMIN       "/_nb_maint/"
@@ -62,6 +66,7 @@ static void                           *nb_stream_srv_conf[1];
 static nb_fuzz_out_t                   nb_out;
 static char                            nb_dir[] = "/tmp/nb_fuzz.XXXXXX";
 static ngx_uint_t                      nb_checking_log;
+static ngx_conf_file_t                 nb_conf_file;
 
 static const char  *nb_nodes[] = {
     "127.0.0.1:13001", "127.0.0.1:13002", "[::1]:13003",
@@ -411,6 +416,7 @@ nb_setup_redis(void)
     cf.temp_pool = nb_pool;
     cf.log = &nb_log;
     cf.cycle = &nb_cycle;
+    cf.conf_file = &nb_conf_file;
 
     url.data = ngx_pnalloc(nb_pool, 256);
     url.len = ngx_sprintf(url.data, "redis://127.0.0.1:6379/0?cache=%s/"
@@ -461,6 +467,7 @@ nb_setup(void)
         abort();
     }
 
+    ngx_str_set(&nb_conf_file.file.name, "nb_fuzz.conf");
     nb_log_file.fd = ngx_stderr;
     nb_log.file = &nb_log_file;
     nb_log.log_level = NGX_LOG_INFO;
@@ -474,6 +481,25 @@ nb_setup(void)
     ngx_str_set(&nb_cycle.conf_prefix, "/tmp/");
     nb_cycle.conf_ctx = ngx_pcalloc(nb_pool, ngx_max_module * sizeof(void *));
     ngx_cycle = &nb_cycle;
+
+    /* the core module's configuration (the file store reads "user") */
+    {
+        ngx_core_conf_t    *ccf;
+        ngx_core_module_t  *cm = ngx_core_module.ctx;
+
+        ccf = cm->create_conf(&nb_cycle);     /* "user" unset */
+        nb_cycle.conf_ctx[ngx_core_module.index] = (void ***) ccf;
+    }
+
+#if (NGX_THREADS)
+    /* the file store asks for nginx's "default" thread pool */
+    {
+        ngx_core_module_t  *tp = ngx_thread_pool_module.ctx;
+
+        nb_cycle.conf_ctx[ngx_thread_pool_module.index] =
+                                                  tp->create_conf(&nb_cycle);
+    }
+#endif
 
     /* the module's indices, as ngx_cycle_modules() would set them */
     ngx_http_core_module.ctx_index = 0;
@@ -510,6 +536,8 @@ nb_setup(void)
         cf.pool = nb_pool;
         cf.log = &nb_log;
         cf.cycle = &nb_cycle;
+        cf.conf_file = &nb_conf_file;
+    cf.conf_file = &nb_conf_file;
 
         if (ngx_http_nb_maint_store_file_init(&cf, &nb_nmcf.store, &path)
             != NGX_CONF_OK)
