@@ -13,6 +13,9 @@ DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
 
 SHELL := /bin/bash
 
+# NGINX_VERSION=x.y.z: another nginx from ../shared/nginx-src (mk/versions.mk)
+include mk/versions.mk
+
 .PHONY: all deps build test demo bench install clean
 
 all: build
@@ -38,6 +41,7 @@ $(GEN)/ngx_http_nb_maint_%_html.h: static/%.html scripts/embed
 	@mkdir -p $(GEN)
 	perl scripts/embed ngx_http_nb_maint_$*_html $< > $@.tmp && mv $@.tmp $@
 
+ifeq ($(NGINX_VERSION),)
 $(NGX_TREE)/objs/Makefile: config
 	rm -rf $(NGX_TREE) && mkdir -p $(BUILD) && cp -a $(NGINX_SRC) $(NGX_TREE)
 	cd $(NGX_TREE) && flags=(--with-compat); \
@@ -45,6 +49,7 @@ $(NGX_TREE)/objs/Makefile: config
 	  NB_MAINT_GEN=$(CURDIR)/$(GEN) ./configure "$${flags[@]}" --with-cc-opt="-O2 -g" --with-stream=dynamic \
 	    --add-dynamic-module=$(CURDIR) > ../configure.log 2>&1 \
 	  || { tail -30 ../configure.log; exit 1; }
+endif
 
 GEN_HDRS   := $(GEN)/ngx_http_nb_maint_page_html.h \
               $(GEN)/ngx_http_nb_maint_dashboard_html.h
