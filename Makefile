@@ -9,14 +9,14 @@ STREAM_SO  := $(BUILD)/ngx_stream_nb_maint_module.so
 SRCS       := $(wildcard ngx_nb_maint_module/*.c ngx_nb_maint_module/*.h)
 DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
               libpcre2-dev libssl-dev zlib1g-dev redis-server haproxy wrk curl \
-              perl gcc make
+              perl gcc make chromium
 
 SHELL := /bin/bash
 
 # NGINX_VERSION=x.y.z: another nginx from ../shared/nginx-src (mk/versions.mk)
 include mk/versions.mk
 
-.PHONY: all deps build test demo bench install clean
+.PHONY: all deps deps-browser build test demo bench install clean
 
 all: build
 
@@ -35,6 +35,19 @@ deps:
 	else echo "deps: all present"; fi
 	@# the Debian package enables and starts system services; tests run their own
 	@if [ -d /run/systemd/system ]; then true; fi
+	@$(MAKE) -s deps-browser
+
+# playwright-core (no browser download: it drives Debian's chromium) for the
+# browser tests, from t/browser/package-lock.json; node/npm from Debian if absent
+deps-browser:
+	@command -v npm >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	@if [ -f t/browser/node_modules/.package-lock.json ] && \
+	    cmp -s t/browser/package-lock.json t/browser/node_modules/.nb-lock; then \
+	  echo "deps: playwright-core present"; \
+	else echo "deps: npm ci in t/browser"; \
+	  cd t/browser && npm ci --no-audit --no-fund --loglevel=error && \
+	  cp package-lock.json node_modules/.nb-lock; fi
 
 # static/*.html become C headers: static/page.html -> ngx_http_nb_maint_page_html.h
 $(GEN)/ngx_http_nb_maint_%_html.h: static/%.html scripts/embed

@@ -21,7 +21,7 @@
 #define NB_MODE_RESTORING       3
 #define NB_MODE_NONE            4      /* restoring_from when not restoring */
 
-#define NB_NODE_ID_LEN          64
+#define NB_NODE_ID_LEN          128    /* "unix:" + a 107-byte path */
 #define NB_REASON_LEN           512
 #define NB_EVENTS_MAX           1024
 #define NB_BODY_MAX             65536
@@ -246,6 +246,12 @@ ngx_int_t ngx_http_nb_maint_json_str(ngx_pool_t *pool, cJSON *json,
     ngx_str_t *out);
 cJSON *ngx_http_nb_maint_json_strn(u_char *s, size_t len);
 
+/* node ids: one grammar for every source; network bytes for logs */
+ngx_uint_t ngx_http_nb_maint_node_id_valid(u_char *id, size_t len);
+size_t ngx_http_nb_maint_escape_log(u_char *dst, u_char *src, size_t len);
+ngx_int_t ngx_http_nb_maint_escape_log_str(ngx_pool_t *pool, u_char *src,
+    size_t len, ngx_str_t *out);
+
 /* file store, and the file half of the redis store (its local cache) */
 char *ngx_http_nb_maint_store_file_init(ngx_conf_t *cf,
     ngx_http_nb_maint_store_t *store, ngx_str_t *path);
@@ -284,6 +290,8 @@ char *ngx_http_nb_maint_admin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_nb_maint_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_nb_maint_admin_error_body(ngx_http_request_t *r,
+    ngx_str_t *out);
 
 /* state changes through the store, from the API or the owner worker */
 ngx_int_t ngx_http_nb_maint_state_save(ngx_http_nb_maint_main_conf_t *nmcf,
@@ -306,6 +314,8 @@ char *ngx_http_nb_maint_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_nb_maint_check(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_nb_maint_upstreams_verify(ngx_conf_t *cf);
+ngx_http_upstream_rr_peer_t *ngx_http_nb_maint_peer(
+    ngx_http_nb_maint_srv_conf_t *up, ngx_uint_t j);
 ngx_uint_t ngx_http_nb_maint_node_pending(ngx_http_nb_maint_srv_conf_t *up,
     ngx_uint_t j, ngx_http_nb_maint_state_t *st);
 ngx_uint_t ngx_http_nb_maint_pending_count(

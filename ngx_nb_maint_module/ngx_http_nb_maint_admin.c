@@ -79,6 +79,10 @@ static ngx_int_t ngx_http_nb_maint_admin_dashboard(ngx_http_request_t *r,
 static ngx_int_t ngx_http_nb_maint_admin_output(ngx_http_request_t *r,
     ngx_uint_t status, const char *type, ngx_str_t *body);
 static ngx_int_t ngx_http_nb_maint_admin_challenge(ngx_http_request_t *r);
+static ngx_int_t ngx_http_nb_maint_admin_early(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *fmt, ...);
+static ngx_int_t ngx_http_nb_maint_admin_send_status(ngx_http_request_t *r,
+    ngx_uint_t status);
 
 
 static ngx_http_nb_maint_route_t  ngx_http_nb_maint_routes[] = {
@@ -452,21 +456,24 @@ ngx_http_nb_maint_admin_handler(ngx_http_request_t *r)
     nlcf = ngx_http_get_module_loc_conf(r, ngx_http_nb_maint_module);
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
+    /* conditional requests are ours to answer, never nginx's 412/304 */
+    r->disable_not_modified = 1;
+
     token = ngx_http_nb_maint_admin_auth(r, nlcf);
 
     if (token == NULL) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
         if (ngx_http_nb_maint_admin_is_root(r, clcf)
             && (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)))
         {
+            if (ngx_http_discard_request_body(r) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
             /* a browser: 401 still, with the page that asks for a token */
             return ngx_http_nb_maint_admin_dashboard(r, NULL, NULL);
         }
 
-        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_UNAUTHORIZED,
+        return ngx_http_nb_maint_admin_early(r, NGX_HTTP_UNAUTHORIZED,
                                  "unauthorized",
                                  r->headers_in.authorization
                                  ? "invalid bearer token"
@@ -510,24 +517,25 @@ ngx_http_nb_maint_admin_handler(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_http_nb_maint_module);
 
     if (ngx_http_nb_maint_admin_route(r, ctx) != NGX_OK) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_NOT_FOUND,
+        return ngx_http_nb_maint_admin_early(r, NGX_HTTP_NOT_FOUND,
                                              "not_found", "no such endpoint "
                                              "\"%V\"", &r->uri);
     }
 
     rt = &ngx_http_nb_maint_routes[ctx->route];
 
+    /* an unknown node is not found, whatever the method */
+
+    if (rt->node && ctx->node < 0) {
+        return ngx_http_nb_maint_admin_early(r, NGX_HTTP_NOT_FOUND,
+                                             "unknown_node", "no node with "
+                                             "this id in any nb_maint "
+                                             "upstream");
+    }
+
     if (!(r->method & rt->method)
         && !(rt->method == NGX_HTTP_GET && r->method == NGX_HTTP_HEAD))
     {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
         allow = (rt->method == NGX_HTTP_GET)
                 ? nb_add_header_lit(r, "Allow", "GET, HEAD")
                 : nb_add_header_lit(r, "Allow", "POST");
@@ -536,21 +544,17 @@ ngx_http_nb_maint_admin_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_NOT_ALLOWED,
+        return ngx_http_nb_maint_admin_early(r, NGX_HTTP_NOT_ALLOWED,
                                              "method_not_allowed",
                                              "use %V for \"%V\"",
                                              &allow->value, &ctx->path);
     }
 
-    if (rt->node && ctx->node < 0) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_NOT_FOUND,
-                                             "unknown_node", "no node with "
-                                             "this id in any nb_maint "
-                                             "upstream");
+    if (ngx_http_nb_maint_admin_if_match(r, &ctx->if_match) != NGX_OK) {
+        return ngx_http_nb_maint_admin_early(r, NGX_HTTP_BAD_REQUEST,
+                                             "bad_header",
+                                             "If-Match must be "
+                                             "\"<version>\"");
     }
 
     if (rt->method == NGX_HTTP_GET) {
@@ -558,21 +562,27 @@ ngx_http_nb_maint_admin_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        if (ctx->if_match >= 0
+            && (uint64_t) ctx->if_match
+               != ngx_http_nb_maint_snapshot()->version)
+        {
+            return ngx_http_nb_maint_admin_error(r,
+                                        NGX_HTTP_PRECONDITION_FAILED,
+                                        "version_conflict",
+                                        "the state is at version %uL, "
+                                        "not %i",
+                                        ngx_http_nb_maint_snapshot()->version,
+                                        ctx->if_match);
+        }
+
         return rt->handler(r, ctx, NULL);
     }
 
     /* a write: headers first, then the body */
 
-    if (ngx_http_nb_maint_admin_if_match(r, &ctx->if_match) != NGX_OK) {
-        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "bad_header",
-                                             "If-Match must be "
-                                             "\"<version>\"");
-    }
-
     if (r->headers_in.content_length_n > NB_BODY_MAX) {
         r->keepalive = 0;
-        return ngx_http_nb_maint_admin_error(r,
+        return ngx_http_nb_maint_admin_early(r,
                                              NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                              "body_too_large",
                                              "the body is over %d bytes",
@@ -588,11 +598,7 @@ ngx_http_nb_maint_admin_handler(ngx_http_request_t *r)
                 && r->headers_in.content_type->value.data[16] != ';'
                 && r->headers_in.content_type->value.data[16] != ' '))
         {
-            if (ngx_http_discard_request_body(r) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            return ngx_http_nb_maint_admin_error(r,
+            return ngx_http_nb_maint_admin_early(r,
                                         NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                         "unsupported_media_type",
                                         "the body must be application/json");
@@ -886,6 +892,116 @@ ngx_http_nb_maint_admin_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/*
+ * An error that nginx itself produced in the admin location (a body over
+ * client_max_body_size, a client timeout, a 500): the header filter gives
+ * it the API's JSON error format instead of nginx's HTML page.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_admin_error_body(ngx_http_request_t *r, ngx_str_t *out)
+{
+    cJSON       *root, *err;
+    ngx_uint_t   status;
+    const char  *code, *msg;
+
+    status = r->headers_out.status;
+
+    switch (status) {
+    case NGX_HTTP_BAD_REQUEST:
+        code = "bad_request";
+        msg = "the request is malformed";
+        break;
+    case NGX_HTTP_NOT_FOUND:
+        code = "not_found";
+        msg = "no such endpoint";
+        break;
+    case NGX_HTTP_NOT_ALLOWED:
+        code = "method_not_allowed";
+        msg = "method not allowed here";
+        break;
+    case NGX_HTTP_REQUEST_TIME_OUT:
+        code = "request_timeout";
+        msg = "the request was not received in time";
+        break;
+    case NGX_HTTP_LENGTH_REQUIRED:
+        code = "length_required";
+        msg = "the body needs a length";
+        break;
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        code = "body_too_large";
+        msg = "the body is too large";
+        break;
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        code = "unavailable";
+        msg = "the service is unavailable";
+        break;
+    default:
+        code = (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) ? "internal_error"
+                                                          : "http_error";
+        msg = (status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+              ? "the gateway could not answer this request; see its "
+                "error log"
+              : "the request was refused";
+    }
+
+    root = cJSON_CreateObject();
+    err = cJSON_AddObjectToObject(root, "error");
+
+    if (err == NULL
+        || cJSON_AddStringToObject(err, "code", code) == NULL
+        || cJSON_AddStringToObject(err, "message", msg) == NULL
+        || ngx_http_nb_maint_json_str(r->pool, root, out) != NGX_OK)
+    {
+        cJSON_Delete(root);
+        return NGX_ERROR;
+    }
+
+    cJSON_Delete(root);
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = out->len;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    if (nb_add_header_lit(r, "Cache-Control", "no-store") == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * An answer before the body is read: the body is discarded first, so that
+ * on a keep-alive connection it is never taken for the next request.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_admin_early(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *fmt, ...)
+{
+    u_char   msg[512], *p;
+    va_list  args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(msg, msg + sizeof(msg) - 1, fmt, args);
+    va_end(args);
+    *p = '\0';
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    return ngx_http_nb_maint_admin_error(r, status, code, "%s", msg);
+}
+
+
 /* GET status, GET nodes/{id} */
 
 cJSON *
@@ -933,7 +1049,7 @@ ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
 
 
 static cJSON *
-ngx_http_nb_maint_status_json(ngx_http_request_t *r)
+ngx_http_nb_maint_status_json(ngx_http_request_t *r, uint64_t *version)
 {
     cJSON                          *root, *store, *restore, *pending, *ups;
     ngx_http_nb_maint_shm_t        *sh;
@@ -946,6 +1062,8 @@ ngx_http_nb_maint_status_json(ngx_http_request_t *r)
     ngx_rwlock_rlock(&sh->lock);
     st = sh->state;
     ngx_rwlock_unlock(&sh->lock);
+
+    *version = st.version;
 
     root = ngx_http_nb_maint_state_to_json(&st);
     if (root == NULL) {
@@ -993,12 +1111,132 @@ ngx_http_nb_maint_status_json(ngx_http_request_t *r)
 }
 
 
+/* ETag: "<version>", the state's version (SPEC section 5) */
+
+static ngx_int_t
+ngx_http_nb_maint_admin_etag(ngx_http_request_t *r, uint64_t version)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 2);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_nb_maint_add_header(r, "ETag", p,
+                                     ngx_sprintf(p, "\"%uL\"", version) - p)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* If-None-Match: "*", or a list of (weak) tags one of which is "version" */
+
+static ngx_uint_t
+ngx_http_nb_maint_admin_none_match(ngx_http_request_t *r, uint64_t version)
+{
+    u_char     *p, *end, *q;
+    ngx_int_t   n;
+
+    if (r->headers_in.if_none_match == NULL) {
+        return 0;
+    }
+
+    p = r->headers_in.if_none_match->value.data;
+    end = p + r->headers_in.if_none_match->value.len;
+
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        if (p == end) {
+            break;
+        }
+
+        if (*p == '*') {
+            return 1;
+        }
+
+        if (end - p >= 2 && p[0] == 'W' && p[1] == '/') {
+            p += 2;
+        }
+
+        if (p == end || *p != '"') {
+            return 0;
+        }
+
+        q = ngx_strlchr(++p, end, '"');
+        if (q == NULL) {
+            return 0;
+        }
+
+        n = ngx_atoi(p, q - p);
+
+        if (n != NGX_ERROR && (uint64_t) n == version) {
+            return 1;
+        }
+
+        p = q + 1;
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_send_status(ngx_http_request_t *r, ngx_uint_t status)
+{
+    cJSON     *json;
+    uint64_t   version;
+
+    json = ngx_http_nb_maint_status_json(r, &version);
+
+    if (json == NULL || ngx_http_nb_maint_admin_etag(r, version) != NGX_OK) {
+        cJSON_Delete(json);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_nb_maint_admin_send(r, status, json);
+}
+
+
 static ngx_int_t
 ngx_http_nb_maint_admin_status(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
 {
-    return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK,
-                                        ngx_http_nb_maint_status_json(r));
+    ngx_int_t  rc;
+    uint64_t   version;
+
+    version = ngx_http_nb_maint_snapshot()->version;
+
+    if (!ngx_http_nb_maint_admin_none_match(r, version)) {
+        return ngx_http_nb_maint_admin_send_status(r, NGX_HTTP_OK);
+    }
+
+    /* not modified: headers only, the ETag again */
+
+    if (ngx_http_nb_maint_admin_etag(r, version) != NGX_OK
+        || nb_add_header_lit(r, "Cache-Control", "no-store") == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.status = NGX_HTTP_NOT_MODIFIED;
+    r->headers_out.content_length_n = -1;
+    r->header_only = 1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_send_special(r, NGX_HTTP_LAST);
 }
 
 
@@ -1088,8 +1326,7 @@ ngx_http_nb_maint_admin_result(ngx_http_request_t *r, ngx_int_t rc)
     switch (rc) {
 
     case NGX_OK:
-        return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK,
-                                            ngx_http_nb_maint_status_json(r));
+        return ngx_http_nb_maint_admin_send_status(r, NGX_HTTP_OK);
 
     case NGX_DECLINED:
         return ngx_http_nb_maint_admin_error(r, NGX_HTTP_CONFLICT,
@@ -1156,8 +1393,7 @@ ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
 
     if (rc == NGX_DECLINED) {
         /* nothing to change */
-        return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK,
-                                            ngx_http_nb_maint_status_json(r));
+        return ngx_http_nb_maint_admin_send_status(r, NGX_HTTP_OK);
     }
 
     rc = ngx_http_nb_maint_state_save(nmcf, &old, &st, ch->action,
@@ -1175,49 +1411,6 @@ ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
 
 #define nb_refuse(ch, st, c, m)                                               \
     (ch)->status = st; (ch)->code = c; (ch)->message = m; return NGX_ERROR
-
-
-/* node id syntax: what $upstream_addr writes, e.g. 127.0.0.1:13001 */
-
-static ngx_int_t
-ngx_http_nb_maint_node_id_valid(const char *s)
-{
-    size_t       len;
-    ngx_int_t    port;
-    const char  *p, *colon;
-
-    len = ngx_strlen(s);
-
-    if (len == 0 || len >= NB_NODE_ID_LEN) {
-        return 0;
-    }
-
-    if (len > 6 && ngx_strncmp(s, "unix:/", 6) == 0) {
-        return 1;
-    }
-
-    /* host:port or [v6]:port */
-
-    colon = strrchr(s, ':');
-
-    if (colon == NULL || colon == s || colon[1] == '\0') {
-        return 0;
-    }
-
-    port = ngx_atoi((u_char *) colon + 1, len - (colon + 1 - s));
-
-    if (port < 1 || port > 65535) {
-        return 0;
-    }
-
-    for (p = s; p < colon; p++) {
-        if (!(isalnum((u_char) *p) || ngx_strchr(".:[]-_", *p))) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
 
 
 static ngx_int_t
@@ -1238,6 +1431,11 @@ ngx_http_nb_maint_restore_apply(ngx_http_request_t *r,
         st->mode = NB_MODE_NORMAL;
         st->restoring_from = NB_MODE_NONE;
         st->node_len = 0;
+
+        /* normal mode has its own (empty) reason and the default */
+        st->reason_len = 0;
+        st->retry_after = NB_RETRY_AFTER_DEFAULT;
+
         return NGX_OK;
     }
 
@@ -1257,7 +1455,7 @@ ngx_http_nb_maint_mode_apply(ngx_http_request_t *r,
     size_t       len;
     cJSON       *item, *body;
     ngx_int_t    mode, node;
-    ngx_uint_t   same;
+    ngx_uint_t   same, force;
     const char  *s;
 
     body = ch->body;
@@ -1266,13 +1464,23 @@ ngx_http_nb_maint_mode_apply(ngx_http_request_t *r,
         if (ngx_strcmp(item->string, "mode") != 0
             && ngx_strcmp(item->string, "node") != 0
             && ngx_strcmp(item->string, "reason") != 0
-            && ngx_strcmp(item->string, "retry_after") != 0)
+            && ngx_strcmp(item->string, "retry_after") != 0
+            && ngx_strcmp(item->string, "force") != 0)
         {
             nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "bad_field",
                       "unknown field; allowed: mode, node, reason, "
-                      "retry_after");
+                      "retry_after, force");
         }
     }
+
+    item = cJSON_GetObjectItemCaseSensitive(body, "force");
+
+    if (item && !cJSON_IsBool(item)) {
+        nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "bad_field",
+                  "\"force\" must be true or false");
+    }
+
+    force = cJSON_IsTrue(item);
 
     item = cJSON_GetObjectItemCaseSensitive(body, "mode");
     mode = NGX_ERROR;
@@ -1296,7 +1504,8 @@ ngx_http_nb_maint_mode_apply(ngx_http_request_t *r,
 
     if (item && !cJSON_IsNull(item)) {
         if (!cJSON_IsString(item)
-            || !ngx_http_nb_maint_node_id_valid(item->valuestring))
+            || !ngx_http_nb_maint_node_id_valid((u_char *) item->valuestring,
+                                                ngx_strlen(item->valuestring)))
         {
             nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "bad_field",
                       "\"node\" must be a node id like \"10.0.0.5:13000\"");
@@ -1316,6 +1525,19 @@ ngx_http_nb_maint_mode_apply(ngx_http_request_t *r,
                 nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "unknown_node",
                           "\"node\" is not a server of any nb_maint "
                           "upstream");
+            }
+
+            /* everyone would be sent to a node that does not answer */
+
+            if (!force
+                && ngx_http_nb_maint_shm()->nodes[node].health
+                   == NB_HEALTH_DOWN)
+            {
+                nb_refuse(ch, NGX_HTTP_CONFLICT, "node_unhealthy",
+                          "\"node\" is down: its health checks fail, so "
+                          "every request would get the no-node 503 page; "
+                          "start it first, or send \"force\": true to "
+                          "designate it anyway");
             }
         }
     }
@@ -1348,16 +1570,17 @@ ngx_http_nb_maint_mode_apply(ngx_http_request_t *r,
     }
 
     if (mode == NB_MODE_NORMAL) {
-        ch->flag = 0;
+        ch->flag = force;
         return ngx_http_nb_maint_restore_apply(r, ch, st);
     }
 
-    /* the change itself */
+    /* the change itself: a new mode has its own reason and retry_after */
 
     same = ((ngx_uint_t) mode == st->mode);
 
     if (!same) {
         st->reason_len = 0;
+        st->retry_after = NB_RETRY_AFTER_DEFAULT;
         st->node_len = 0;
         st->restoring_from = NB_MODE_NONE;
     }

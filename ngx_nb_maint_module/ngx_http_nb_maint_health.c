@@ -52,7 +52,6 @@ ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle)
     u_char                          *p;
     ngx_uint_t                       i, j, k, dup;
     ngx_http_upstream_rr_peer_t     *peer;
-    ngx_http_upstream_rr_peers_t    *peers;
     ngx_http_nb_maint_check_t       *chk, *c, **slot;
     ngx_http_nb_maint_srv_conf_t   **up;
     ngx_http_nb_maint_main_conf_t   *nmcf;
@@ -81,9 +80,8 @@ ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle)
             continue;
         }
 
-        peers = up[i]->uscf->peer.data;
-
-        for (j = 0, peer = peers->peer; peer; j++, peer = peer->next) {
+        for (j = 0; j < up[i]->nnodes; j++) {
+            peer = ngx_http_nb_maint_peer(up[i], j);   /* backups too */
             dup = 0;
 
             for (k = 0; k < ngx_http_nb_maint_checks.nelts; k++) {
@@ -573,6 +571,8 @@ ngx_http_nb_maint_restore_finish(ngx_log_t *log)
     st.mode = NB_MODE_NORMAL;
     st.restoring_from = NB_MODE_NONE;
     st.node_len = 0;
+    st.reason_len = 0;
+    st.retry_after = NB_RETRY_AFTER_DEFAULT;
 
     pool = ngx_create_pool(1024, log);
     if (pool == NULL) {

@@ -153,7 +153,9 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
     item = cJSON_GetObjectItemCaseSensitive(obj, "node");
     if (cJSON_IsString(item)) {
         len = ngx_strlen(item->valuestring);
-        if (len >= NB_NODE_ID_LEN) {
+        if (!ngx_http_nb_maint_node_id_valid((u_char *) item->valuestring,
+                                             len))
+        {
             *err = "bad \"node\"";
             return NGX_ERROR;
         }
@@ -282,7 +284,13 @@ ngx_http_nb_maint_state_parse(cJSON *json, ngx_http_nb_maint_shm_t *sh,
     }
 
     cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(json, "drain")) {
-        if (!cJSON_IsString(item)) {
+        if (!cJSON_IsString(item)
+            || !ngx_http_nb_maint_node_id_valid((u_char *) item->valuestring,
+                                                ngx_strlen(item->valuestring)))
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "nb_maint: an invalid node id in \"drain\" is "
+                          "ignored");
             continue;
         }
 

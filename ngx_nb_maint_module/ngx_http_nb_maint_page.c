@@ -842,30 +842,68 @@ ngx_http_nb_maint_page_send(ngx_http_request_t *r, ngx_uint_t mode)
 
 /*
  * When the balancer finds no allowed node it answers NGX_BUSY and marks the
- * request; the 502 that nginx then produces is turned into our 503 here.
+ * request (so does a failed try that leaves no allowed node untried); the
+ * 502 or 504 that nginx then produces is turned into our 503 here.  An
+ * error nginx itself produces in the admin location gets the API's JSON
+ * error format.
  */
 
 static ngx_int_t
 ngx_http_nb_maint_header_filter(ngx_http_request_t *r)
 {
-    ngx_str_t                *body;
-    ngx_http_nb_maint_ctx_t  *ctx;
+    ngx_str_t                     *body, json;
+    ngx_http_nb_maint_ctx_t       *ctx;
+    ngx_http_nb_maint_loc_conf_t  *nlcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
 
-    if (ctx == NULL || !ctx->no_node || ctx->page != NULL
-        || r->headers_out.status != NGX_HTTP_BAD_GATEWAY)
-    {
+    if (ctx != NULL && ctx->page != NULL) {
         return ngx_http_next_header_filter(r);
     }
 
-    ngx_http_clean_header(r);
+    if (ctx != NULL && ctx->no_node
+        && (r->headers_out.status == NGX_HTTP_BAD_GATEWAY
+            || r->headers_out.status == NGX_HTTP_GATEWAY_TIME_OUT))
+    {
+        ngx_http_clean_header(r);
 
-    if (ngx_http_nb_maint_page_prepare(r, ctx->page_mode, &body) != NGX_OK) {
+        if (ngx_http_nb_maint_page_prepare(r, ctx->page_mode, &body)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ctx->page = ngx_http_nb_maint_page_chain(r, body);
+        if (ctx->page == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* the access log shows what was sent */
+        r->err_status = NGX_HTTP_SERVICE_UNAVAILABLE;
+
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (r->err_status < NGX_HTTP_BAD_REQUEST || r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_http_nb_maint_module);
+
+    if (!nlcf->admin) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_nb_maint_get_ctx(r);
+    if (ctx == NULL) {
         return NGX_ERROR;
     }
 
-    ctx->page = ngx_http_nb_maint_page_chain(r, body);
+    if (ngx_http_nb_maint_admin_error_body(r, &json) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->page = ngx_http_nb_maint_page_chain(r, &json);
     if (ctx->page == NULL) {
         return NGX_ERROR;
     }

@@ -221,9 +221,16 @@ ngx_http_nb_maint_event(ngx_http_nb_maint_state_t *old,
         cJSON_AddNullToObject(ev, "node");
     }
 
-    cJSON_AddItemToObject(ev, "reason",
-                          ngx_http_nb_maint_json_strn(st->reason,
-                                                      st->reason_len));
+    /* a drain is no mode change: the mode's reason is not its own */
+
+    if (node >= 0) {
+        cJSON_AddNullToObject(ev, "reason");
+
+    } else {
+        cJSON_AddItemToObject(ev, "reason",
+                              ngx_http_nb_maint_json_strn(st->reason,
+                                                          st->reason_len));
+    }
 
     rc = ngx_http_nb_maint_json_str(pool, ev, out);
     cJSON_Delete(ev);

@@ -15,6 +15,7 @@ typedef struct {
     ngx_http_nb_maint_srv_conf_t      *conf;
     ngx_http_request_t                *request;
     ngx_int_t                          node;      /* counted in active */
+    ngx_int_t                          want;      /* designated node, -1 */
 } ngx_http_nb_maint_peer_data_t;
 
 
@@ -92,12 +93,15 @@ ngx_http_nb_maint_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     uscf->peer.init_upstream = ngx_http_nb_maint_init_upstream;
 
+    /* every server parameter that round robin takes */
+
     uscf->flags = NGX_HTTP_UPSTREAM_CREATE
                   |NGX_HTTP_UPSTREAM_WEIGHT
                   |NGX_HTTP_UPSTREAM_MAX_CONNS
                   |NGX_HTTP_UPSTREAM_MAX_FAILS
                   |NGX_HTTP_UPSTREAM_FAIL_TIMEOUT
-                  |NGX_HTTP_UPSTREAM_DOWN;
+                  |NGX_HTTP_UPSTREAM_DOWN
+                  |NGX_HTTP_UPSTREAM_BACKUP;
 
     nscf->enabled = 1;
     nscf->uscf = uscf;
@@ -247,16 +251,14 @@ ngx_http_nb_maint_init_upstream(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
-    peers = us->peer.data;
+    /* nodes: the primary servers, then the backup ones */
 
-    if (peers->next) {
-        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
-                      "\"nb_maint\": backup servers of upstream \"%V\" "
-                      "are not used", &us->host);
-    }
+    n = 0;
 
-    for (n = 0, peer = peers->peer; peer; peer = peer->next) {
-        n++;
+    for (peers = us->peer.data; peers; peers = peers->next) {
+        for (peer = peers->peer; peer; peer = peer->next) {
+            n++;
+        }
     }
 
     nscf->nnodes = n;
@@ -361,10 +363,217 @@ ngx_http_nb_maint_init_peer(ngx_http_request_t *r,
 }
 
 
+/* the node index of peer i of "peers" (the primary or the backup list) */
+
+static ngx_uint_t
+ngx_http_nb_maint_peer_node(ngx_http_nb_maint_peer_data_t *pd,
+    ngx_http_upstream_rr_peers_t *peers, ngx_uint_t i)
+{
+    ngx_http_upstream_rr_peers_t  *primary;
+
+    primary = pd->conf->uscf->peer.data;
+
+    return pd->conf->nodes[(peers == primary) ? i : primary->number + i];
+}
+
+
+/* what the state allows: the designated node only, not down, not drained */
+
+static ngx_uint_t
+ngx_http_nb_maint_node_allowed(ngx_http_nb_maint_peer_data_t *pd,
+    ngx_http_nb_maint_shm_t *sh, ngx_http_nb_maint_state_t *st, ngx_uint_t n)
+{
+    if (pd->want >= 0 && (ngx_int_t) n != pd->want) {
+        return 0;
+    }
+
+    return !sh->node_down[n] && !nb_drained(st, n);
+}
+
+
 /*
- * Smooth weighted round robin over the peers the state allows: as nginx's
- * own, but a peer that the mode, drain or health forbids is never a
- * candidate, so proxy_next_upstream cannot reach it either.
+ * What round robin would consider, less what the state forbids.  nginx's
+ * passive marks (max_fails) hold until fail_timeout, or until a health
+ * check that started after the failure has passed.
+ */
+
+static ngx_uint_t
+ngx_http_nb_maint_peer_usable(ngx_http_nb_maint_peer_data_t *pd,
+    ngx_http_nb_maint_shm_t *sh, ngx_http_nb_maint_state_t *st,
+    ngx_http_upstream_rr_peer_t *peer, ngx_uint_t n, time_t now)
+{
+    if (peer->down || !ngx_http_nb_maint_node_allowed(pd, sh, st, n)) {
+        return 0;
+    }
+
+    if (peer->max_fails
+        && peer->fails >= peer->max_fails
+        && now - peer->checked <= peer->fail_timeout
+        && !(pd->conf->check.set
+             && (time_t) (sh->nodes[n].last_pass / 1000) >= peer->checked))
+    {
+        return 0;
+    }
+
+    if (peer->max_conns && peer->conns >= peer->max_conns) {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+/* smooth weighted round robin over the usable peers of one list */
+
+static ngx_http_upstream_rr_peer_t *
+ngx_http_nb_maint_pick(ngx_http_nb_maint_peer_data_t *pd,
+    ngx_http_nb_maint_shm_t *sh, ngx_http_nb_maint_state_t *st,
+    ngx_uint_t *pi)
+{
+    time_t                         now;
+    uintptr_t                      m;
+    ngx_int_t                      total;
+    ngx_uint_t                     i, n, p;
+    ngx_http_upstream_rr_peer_t   *peer, *best;
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    now = ngx_time();
+    peers = pd->rrp.peers;
+    best = NULL;
+    total = 0;
+    p = 0;
+
+    for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
+
+        n = i / (8 * sizeof(uintptr_t));
+        m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
+
+        if (pd->rrp.tried[n] & m) {
+            continue;
+        }
+
+        if (!ngx_http_nb_maint_peer_usable(pd, sh, st, peer,
+                                 ngx_http_nb_maint_peer_node(pd, peers, i),
+                                 now))
+        {
+            continue;
+        }
+
+        peer->current_weight += peer->effective_weight;
+        total += peer->effective_weight;
+
+        if (peer->effective_weight < peer->weight) {
+            peer->effective_weight++;
+        }
+
+        if (best == NULL || peer->current_weight > best->current_weight) {
+            best = peer;
+            p = i;
+        }
+    }
+
+    if (best == NULL) {
+        return NULL;
+    }
+
+    pd->rrp.current = best;
+
+    n = p / (8 * sizeof(uintptr_t));
+    m = (uintptr_t) 1 << p % (8 * sizeof(uintptr_t));
+    pd->rrp.tried[n] |= m;
+
+    best->current_weight -= total;
+
+    if (now - best->checked > best->fail_timeout) {
+        best->checked = now;
+    }
+
+    *pi = p;
+
+    return best;
+}
+
+
+/*
+ * ngx_http_upstream_get_round_robin_peer(), restricted to the peers the
+ * state allows: the primary servers first, the backup ones once no primary
+ * is usable.  NGX_BUSY: no allowed peer is left.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_get_rr_peer(ngx_peer_connection_t *pc,
+    ngx_http_nb_maint_peer_data_t *pd, ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st)
+{
+    ngx_uint_t                     i, n, p;
+    ngx_http_upstream_rr_peer_t   *peer;
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    peers = pd->rrp.peers;
+    p = 0;
+
+    ngx_http_upstream_rr_peers_wlock(peers);
+
+    if (peers->single) {
+        peer = peers->peer;
+
+        if (peer->down
+            || !ngx_http_nb_maint_node_allowed(pd, sh, st,
+                                   ngx_http_nb_maint_peer_node(pd, peers, 0))
+            || (peer->max_conns && peer->conns >= peer->max_conns))
+        {
+            goto failed;
+        }
+
+        pd->rrp.current = peer;
+
+    } else {
+        peer = ngx_http_nb_maint_pick(pd, sh, st, &p);
+
+        if (peer == NULL) {
+            goto failed;
+        }
+    }
+
+    pc->sockaddr = peer->sockaddr;
+    pc->socklen = peer->socklen;
+    pc->name = &peer->name;
+
+    peer->conns++;
+
+    ngx_http_upstream_rr_peers_unlock(peers);
+
+    pd->node = ngx_http_nb_maint_peer_node(pd, peers, p);
+
+    return NGX_OK;
+
+failed:
+
+    ngx_http_upstream_rr_peers_unlock(peers);
+
+    if (peers->next == NULL) {
+        return NGX_BUSY;
+    }
+
+    /* the backup servers, as round robin does */
+
+    pd->rrp.peers = peers->next;
+
+    n = (pd->rrp.peers->number + (8 * sizeof(uintptr_t) - 1))
+            / (8 * sizeof(uintptr_t));
+
+    for (i = 0; i < n; i++) {
+        pd->rrp.tried[i] = 0;
+    }
+
+    return ngx_http_nb_maint_get_rr_peer(pc, pd, sh, st);
+}
+
+
+/*
+ * Round robin over the peers the state allows: a peer that the mode, drain
+ * or health forbids is never a candidate, so proxy_next_upstream cannot
+ * reach it either.
  */
 
 static ngx_int_t
@@ -372,21 +581,18 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_nb_maint_peer_data_t *pd = data;
 
-    time_t                          now;
-    uintptr_t                       m;
-    ngx_int_t                       want, total;
-    ngx_uint_t                      i, p, n, bypass, mode;
+    ngx_uint_t                      bypass, mode;
     ngx_http_request_t             *r;
     ngx_http_nb_maint_ctx_t        *ctx;
     ngx_http_nb_maint_shm_t        *sh;
     ngx_http_nb_maint_state_t      *st;
-    ngx_http_upstream_rr_peer_t    *peer, *best;
-    ngx_http_upstream_rr_peers_t   *peers;
 
     r = pd->request;
     sh = ngx_http_nb_maint_shm();
     st = ngx_http_nb_maint_snapshot();
-    peers = pd->rrp.peers;
+
+    pc->cached = 0;
+    pc->connection = NULL;
 
     mode = st->mode;
 
@@ -410,7 +616,7 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
 
     /* want: -1 any allowed node, else the designated node's index */
 
-    want = -1;
+    pd->want = -1;
 
     if (mode == NB_MODE_UPGRADE && !bypass) {
         return ngx_http_nb_maint_no_peer(pc, pd, st->mode);
@@ -419,92 +625,17 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
     if (mode == NB_MODE_MAINTENANCE
         || (mode == NB_MODE_UPGRADE && st->node_len))
     {
-        want = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
-        if (want == NGX_ERROR) {
+        pd->want = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
+        if (pd->want == NGX_ERROR) {
             return ngx_http_nb_maint_no_peer(pc, pd, NB_PAGE_NO_NODE);
         }
     }
 
-    now = ngx_time();
-    best = NULL;
-    total = 0;
-    p = 0;
-
-    ngx_http_upstream_rr_peers_wlock(peers);
-
-    for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
-
-        n = i / (8 * sizeof(uintptr_t));
-        m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
-
-        if (pd->rrp.tried[n] & m || peer->down) {
-            continue;
-        }
-
-        n = pd->conf->nodes[i];
-
-        if ((want >= 0 && (ngx_int_t) n != want)
-            || sh->node_down[n]
-            || nb_drained(st, n))
-        {
-            continue;
-        }
-
-        /*
-         * nginx's passive marks (max_fails) hold until fail_timeout, or
-         * until a health check that started after the failure has passed
-         */
-        if (peer->max_fails
-            && peer->fails >= peer->max_fails
-            && now - peer->checked <= peer->fail_timeout
-            && !(pd->conf->check.set
-                 && (time_t) (sh->nodes[n].last_pass / 1000) >= peer->checked))
-        {
-            continue;
-        }
-
-        if (peer->max_conns && peer->conns >= peer->max_conns) {
-            continue;
-        }
-
-        peer->current_weight += peer->effective_weight;
-        total += peer->effective_weight;
-
-        if (peer->effective_weight < peer->weight) {
-            peer->effective_weight++;
-        }
-
-        if (best == NULL || peer->current_weight > best->current_weight) {
-            best = peer;
-            p = i;
-        }
-    }
-
-    if (best == NULL) {
-        ngx_http_upstream_rr_peers_unlock(peers);
+    if (ngx_http_nb_maint_get_rr_peer(pc, pd, sh, st) != NGX_OK) {
+        pd->node = -1;
         return ngx_http_nb_maint_no_peer(pc, pd, NB_PAGE_NO_NODE);
     }
 
-    pd->rrp.current = best;
-    best->current_weight -= total;
-
-    if (now - best->checked > best->fail_timeout) {
-        best->checked = now;
-    }
-
-    pc->sockaddr = best->sockaddr;
-    pc->socklen = best->socklen;
-    pc->name = &best->name;
-
-    best->conns++;
-
-    n = p / (8 * sizeof(uintptr_t));
-    m = (uintptr_t) 1 << p % (8 * sizeof(uintptr_t));
-    pd->rrp.tried[n] |= m;
-
-    ngx_http_upstream_rr_peers_unlock(peers);
-
-    pd->node = pd->conf->nodes[p];
     (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].active, 1);
 
     nb_count(sh, NB_OUT_PROXIED);
@@ -522,12 +653,64 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
 }
 
 
+/* after a failed try: is any peer left that the next try could use? */
+
+static ngx_uint_t
+ngx_http_nb_maint_peer_left(ngx_http_nb_maint_peer_data_t *pd)
+{
+    time_t                          now;
+    uintptr_t                       m;
+    ngx_uint_t                      i, n, left;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_state_t      *st;
+    ngx_http_upstream_rr_peer_t    *peer;
+    ngx_http_upstream_rr_peers_t   *peers;
+
+    if (pd->rrp.peers->single) {
+        return 0;               /* round robin never tries it twice */
+    }
+
+    sh = ngx_http_nb_maint_shm();
+    st = ngx_http_nb_maint_snapshot();
+    now = ngx_time();
+    left = 0;
+
+    for (peers = pd->rrp.peers; peers && !left; peers = peers->next) {
+
+        ngx_http_upstream_rr_peers_rlock(peers);
+
+        for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
+
+            n = i / (8 * sizeof(uintptr_t));
+            m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
+
+            if (peers == pd->rrp.peers && (pd->rrp.tried[n] & m)) {
+                continue;
+            }
+
+            if (ngx_http_nb_maint_peer_usable(pd, sh, st, peer,
+                                  ngx_http_nb_maint_peer_node(pd, peers, i),
+                                  now))
+            {
+                left = 1;
+                break;
+            }
+        }
+
+        ngx_http_upstream_rr_peers_unlock(peers);
+    }
+
+    return left;
+}
+
+
 static void
 ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state)
 {
     ngx_http_nb_maint_peer_data_t *pd = data;
 
+    ngx_http_nb_maint_ctx_t  *ctx;
     ngx_http_nb_maint_shm_t  *sh;
 
     if (pd->node >= 0) {
@@ -537,10 +720,100 @@ ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     ngx_http_upstream_free_round_robin_peer(pc, data, state);
+
+    /*
+     * The last allowed node failed: the client gets the no-node 503 now,
+     * as every later request of the same outage does, never a 502 or 504.
+     */
+
+    if ((state & NGX_PEER_FAILED) && !ngx_http_nb_maint_peer_left(pd)) {
+        ctx = ngx_http_nb_maint_get_ctx(pd->request);
+
+        if (ctx && !ctx->no_node) {
+            ctx->no_node = 1;
+            ctx->page_mode = NB_PAGE_NO_NODE;
+            pd->request->error_page = 1;
+        }
+    }
 }
 
 
-/* match every configured peer to a node entry, adding new ids */
+/* the node entry of one configured peer, added if its id is new */
+
+static ngx_int_t
+ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh,
+    ngx_http_upstream_rr_peer_t *peer, ngx_str_t *upstream, ngx_log_t *log)
+{
+    ngx_int_t                  idx;
+    ngx_str_t                  name;
+    ngx_http_nb_maint_node_t  *node;
+
+    if (!ngx_http_nb_maint_node_id_valid(peer->name.data, peer->name.len)) {
+        name.len = ngx_http_nb_maint_escape_log(NULL, peer->name.data,
+                                                ngx_min(peer->name.len, 256));
+        name.data = ngx_alloc(name.len, log);
+
+        if (name.data) {
+            (void) ngx_http_nb_maint_escape_log(name.data, peer->name.data,
+                                                ngx_min(peer->name.len, 256));
+            ngx_log_error(NGX_LOG_EMERG, log, 0,
+                          "nb_maint: server \"%V\" of upstream \"%V\" is "
+                          "not a valid node id (at most %d bytes, no "
+                          "control characters, quotes or backslashes)",
+                          &name, upstream, NB_NODE_ID_LEN - 1);
+            ngx_free(name.data);
+        }
+
+        return NGX_ERROR;
+    }
+
+    idx = ngx_http_nb_maint_node_find(sh, peer->name.data, peer->name.len);
+
+    if (idx != NGX_ERROR) {
+        return idx;
+    }
+
+    if (sh->nnodes == NB_MAX_NODES) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "nb_maint: more than %d nodes", NB_MAX_NODES);
+        return NGX_ERROR;
+    }
+
+    idx = sh->nnodes;
+    node = &sh->nodes[idx];
+    ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
+    node->id_len = peer->name.len;
+    ngx_memcpy(node->id, peer->name.data, peer->name.len);
+    node->health = NB_HEALTH_UNKNOWN;
+
+    ngx_memory_barrier();
+    sh->nnodes++;
+
+    return idx;
+}
+
+
+/* configured peer j of an upstream: the primary ones, then the backups */
+
+ngx_http_upstream_rr_peer_t *
+ngx_http_nb_maint_peer(ngx_http_nb_maint_srv_conf_t *up, ngx_uint_t j)
+{
+    ngx_http_upstream_rr_peer_t   *peer;
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    for (peers = up->uscf->peer.data; peers; peers = peers->next) {
+        for (peer = peers->peer; peer; peer = peer->next) {
+            if (j-- == 0) {
+                return peer;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+/* match every configured peer (primary, then backup) to a node entry */
 
 ngx_int_t
 ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
@@ -550,48 +823,25 @@ ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_uint_t                      i, j;
     ngx_http_upstream_rr_peer_t    *peer;
     ngx_http_upstream_rr_peers_t   *peers;
-    ngx_http_nb_maint_node_t       *node;
     ngx_http_nb_maint_srv_conf_t  **up;
 
     up = nmcf->upstreams.elts;
 
     for (i = 0; i < nmcf->upstreams.nelts; i++) {
-        peers = up[i]->uscf->peer.data;
+        j = 0;
 
-        for (j = 0, peer = peers->peer; peer; j++, peer = peer->next) {
+        for (peers = up[i]->uscf->peer.data; peers; peers = peers->next) {
+            for (peer = peers->peer; peer; peer = peer->next, j++) {
 
-            if (peer->name.len >= NB_NODE_ID_LEN) {
-                ngx_log_error(NGX_LOG_EMERG, log, 0,
-                              "nb_maint: server name \"%V\" is too long",
-                              &peer->name);
-                return NGX_ERROR;
-            }
-
-            idx = ngx_http_nb_maint_node_find(sh, peer->name.data,
-                                              peer->name.len);
-
-            if (idx == NGX_ERROR) {
-                if (sh->nnodes == NB_MAX_NODES) {
-                    ngx_log_error(NGX_LOG_EMERG, log, 0,
-                                  "nb_maint: more than %d nodes",
-                                  NB_MAX_NODES);
+                idx = ngx_http_nb_maint_node_add(sh, peer,
+                                                 &up[i]->uscf->host, log);
+                if (idx == NGX_ERROR) {
                     return NGX_ERROR;
                 }
 
-                idx = sh->nnodes;
-                node = &sh->nodes[idx];
-                ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
-                node->id_len = peer->name.len;
-                ngx_memcpy(node->id, peer->name.data, peer->name.len);
-                node->health = NB_HEALTH_UNKNOWN;
-
-                ngx_memory_barrier();
-                sh->nnodes++;
+                up[i]->nodes[j] = idx;
+                up[i]->down[j] = peer->down;
             }
-
-            up[i]->nodes[j] = idx;
-            up[i]->down[j] = peer->down;
-
         }
     }
 
@@ -641,6 +891,12 @@ ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
 
             if (up[i]->down[j]) {
                 cJSON_AddBoolToObject(n, "config_down", 1);
+            }
+
+            if (j >= ((ngx_http_upstream_rr_peers_t *)
+                      up[i]->uscf->peer.data)->number)
+            {
+                cJSON_AddBoolToObject(n, "backup", 1);
             }
 
             cJSON_AddItemToArray(nodes, n);

@@ -93,6 +93,15 @@ ngx_http_nb_maint_variable_node(ngx_http_request_t *r,
 
     st = ngx_http_nb_maint_snapshot();
 
+    /* a header may hold it: only ids of the one grammar, never raw bytes */
+
+    if (st->node_len
+        && !ngx_http_nb_maint_node_id_valid(st->node, st->node_len))
+    {
+        *v = ngx_http_variable_null_value;
+        return NGX_OK;
+    }
+
     v->data = ngx_pnalloc(r->pool, st->node_len + 1);
     if (v->data == NULL) {
         return NGX_ERROR;

@@ -15,7 +15,7 @@
 #include <ngx_stream.h>
 
 
-#define NB_AGENT_LINE     128
+#define NB_AGENT_LINE     (NB_NODE_ID_LEN + 16)
 #define NB_AGENT_TIMEOUT  5000
 
 
@@ -141,6 +141,7 @@ ngx_stream_nb_maint_upstream(ngx_str_t *name)
 static const char *
 ngx_stream_nb_maint_answer(ngx_stream_session_t *s, u_char *id, size_t len)
 {
+    ngx_str_t                        esc;
     ngx_uint_t                       j, mode;
     ngx_http_nb_maint_shm_t         *sh;
     ngx_http_nb_maint_node_t        *node;
@@ -168,9 +169,16 @@ ngx_stream_nb_maint_answer(ngx_stream_session_t *s, u_char *id, size_t len)
         }
     }
 
-    ngx_log_error(NGX_LOG_WARN, s->connection->log, 0,
-                  "nb_maint_agent: \"%*s\" is not a server of upstream "
-                  "\"%V\"", len, id, &nscf->upstream);
+    /* the id comes from the network: escaped before it reaches the log */
+
+    if (ngx_http_nb_maint_escape_log_str(s->connection->pool, id, len, &esc)
+        == NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, s->connection->log, 0,
+                      "nb_maint_agent: \"%V\" is not a server of upstream "
+                      "\"%V\"", &esc, &nscf->upstream);
+    }
+
     return "down";
 
 found:

@@ -168,8 +168,8 @@ is(agent_ask($AP, undef, raw => "\n", timeout => 3), 'down', 'empty line: down')
 is(agent_ask($AP, undef, raw => "   \r\n", timeout => 3), 'down', 'blank line: down');
 is(agent_ask($AP, undef, raw => "hello world\n", timeout => 3), 'down', 'garbage line: down');
 is(agent_ask($AP, undef, raw => "\x00\xff\x01$aid\n", timeout => 3), 'down', 'binary junk: down');
-is(agent_ask($AP, undef, raw => ('x' x 128), timeout => 3), 'down',
-   '128 bytes without a newline: down (no waiting for more)');
+is(agent_ask($AP, undef, raw => ('x' x 160), timeout => 3), 'down',
+   '160 bytes (more than any node id) without a newline: down (no waiting for more)');
 my $got = agent_ask($AP, undef, raw => "$aid\r\n", timeout => 3);
 ok(defined $got && $valid{$got}, "id with CRLF: a valid answer (" . ($got // 'nothing') . ')');
 $got = agent_ask($AP, undef, raw => "$aid\n$bid\n", timeout => 3);

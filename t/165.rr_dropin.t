@@ -1,0 +1,145 @@
+# The balancer is a drop-in for nginx's round robin (issue 9, defects 21
+# and 27): backup servers (nb_maint before or after them) used as nginx uses
+# them, weight and down honoured, unix socket ids of 64+ bytes, a backup is
+# a node like any other for maintenance and drain; the same outage gives
+# the same answer (the no-node 503) on its first and later requests, and the
+# access log shows the 503 that was sent.
+use strict;
+use warnings;
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use NbTest;
+
+my ($A, $B, $C) = map { NbTest::Mock->new } 1 .. 3;
+my ($aid, $bid, $cid) = map { $_->id } $A, $B, $C;
+
+sub gateway {
+    my ($upstream, %o) = @_;
+    my $ng = NbTest::Nginx->new(http => NbTest::http_head() . <<"EOT");
+log_format st '\$status \$upstream_addr';
+upstream app {
+$upstream
+}
+server {
+    listen 127.0.0.1:%%PORT%%;
+    nb_maint_gate on;
+    access_log %%PREFIX%%/logs/st.log st;
+    location / { proxy_pass http://app; }
+    location /_nb_maint/ { nb_maint_admin; }
+}
+@{[ $o{servers} // "" ]}
+EOT
+    return $ng;
+}
+
+# ---- backup accepted whether nb_maint comes before or after ---------------------------
+for my $order (['nb_maint first' => "    nb_maint;\n    server $aid;\n    server $cid backup;\n"],
+               ['nb_maint last'  => "    server $aid;\n    server $cid backup;\n    nb_maint;\n"]) {
+    my $ng = gateway($order->[1]);
+    my ($rc, $out) = $ng->test_config;
+    is($rc, 0, "backup server with $order->[0]: nginx -t ok") or diag $out;
+    unlike($out, qr/not used/, '... no warning that backups are not used');
+}
+
+# ---- backups used as nginx uses them -------------------------------------------------
+my $ng = gateway("    nb_maint;\n    server $aid max_fails=1 fail_timeout=30s;\n    server $bid max_fails=1 fail_timeout=30s;\n    server $cid backup;\n");
+$ng->start;
+my $h = $ng->hit(20, '/x');
+is($h->{status}{200}, 20, 'primaries up: 20 of 20 200');
+ok(!$h->{node}{$cid}, '... the backup gets nothing') or diag explain $h->{node};
+
+my $st = $ng->status;
+my ($cn) = grep { $_->{id} eq $cid } @{ $st->{upstreams}[0]{nodes} };
+ok($cn, 'the backup is a node in status');
+ok($cn && $cn->{backup}, '... marked backup');
+
+$A->stop;
+$B->stop;
+$h = $ng->hit(10, '/x');
+is($h->{status}{200}, 10, 'primaries down: 10 of 10 still 200') or diag explain $h->{status};
+is($h->{node}{$cid}, 10, '... all from the backup');
+
+# a backup is a node like any other: maintenance on it, drain it
+my $r = $ng->admin(POST => 'mode', { mode => 'maintenance', node => $cid });
+is($r->{status}, 200, 'maintenance designating the backup') or diag $r->{content};
+$h = $ng->hit(5, '/x');
+is($h->{node}{$cid}, 5, '... all requests go to it');
+$ng->admin(POST => 'restore', { force => JSON::PP::true });
+$r = $ng->admin(POST => "nodes/$cid/drain");
+is($r->{status}, 200, 'drain the backup');
+$h = $ng->hit(3, '/api/x');
+is($h->{status}{503}, 3, 'primaries down, backup drained: 503') or diag explain $h->{status};
+is($h->{res}[0]{json}{error}{nb_maint}, 'no_healthy_node', '... no_healthy_node');
+$ng->admin(POST => "nodes/$cid/undrain");
+$A->start;
+$B->start;
+$ng->stop;
+
+# ---- the same outage, the same answer; the access log says 503 ----------------------------
+for my $case (['two nodes' => "    nb_maint;\n    server $aid;\n    server $bid;\n"],
+              ['one node'  => "    nb_maint;\n    server $aid;\n"],
+              ['with a backup' => "    nb_maint;\n    server $aid;\n    server $bid backup;\n"]) {
+    my $g = gateway($case->[1]);
+    $g->start;
+    $A->stop;
+    $B->stop;
+    my @got;
+    for my $i (1 .. 4) {
+        my $res = $g->get('/api/x');
+        push @got, $res->{status};
+        is($res->{status}, 503, "$case->[0], all down, request $i: 503");
+        is(($res->{json}{error} || {})->{nb_maint}, 'no_healthy_node', '... no_healthy_node');
+    }
+    my $log = $g->read_file('logs/st.log') // '';
+    my @codes = $log =~ /^(\d{3}) /mg;
+    is_deeply(\@codes, [(503) x 4], "$case->[0]: the access log says 503 every time") or diag $log;
+    $A->start;
+    $B->start;
+    $g->stop;
+}
+
+# ---- weight and down --------------------------------------------------------------------
+$ng = gateway("    nb_maint;\n    server $aid weight=3;\n    server $bid weight=1;\n    server $cid down;\n");
+$ng->start;
+$h = $ng->hit(40, '/x');
+is($h->{node}{$aid}, 30, 'weight=3: 30 of 40');
+is($h->{node}{$bid}, 10, 'weight=1: 10 of 40');
+ok(!$h->{node}{$cid}, 'down: none');
+$ng->stop;
+
+# ---- unix socket ids of 64+ bytes -----------------------------------------------------------
+$ng = NbTest::Nginx->new(http => '');
+my $sock = $ng->prefix . '/' . ('s' x (100 - length($ng->prefix) - 6)) . '.sock';
+my $uid = "unix:$sock";
+cmp_ok(length $uid, '>', 64, 'a unix id of ' . length($uid) . ' bytes');
+$ng->{http} = NbTest::http_head() . <<"EOT";
+upstream app {
+    nb_maint;
+    server $uid;
+}
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location / { proxy_pass http://app; }
+    location /_nb_maint/ { nb_maint_admin; }
+}
+server {
+    listen $uid;
+    location / { return 200 "unix\\n"; }
+}
+EOT
+$ng->write_conf;
+my ($rc, $out) = $ng->test_config;
+is($rc, 0, 'nginx -t accepts it') or diag $out;
+SKIP: {
+    skip 'config refused', 4 if $rc;
+    $ng->start;
+    is($ng->get('/x')->{content}, "unix\n", 'requests reach it');
+    is($ng->node($uid)->{id}, $uid, 'nodes/{id} knows it');
+    $r = $ng->admin(POST => 'mode', { mode => 'maintenance', node => $uid });
+    is($r->{status}, 200, 'maintenance designating it') or diag $r->{content};
+    is($ng->get('/x')->{content}, "unix\n", '... still served');
+}
+
+is($ng->crashes, 0, 'no worker crashed');
+done_testing;

@@ -1,0 +1,134 @@
+#!/usr/bin/env node
+// A headless Chromium that a test steers line by line (for scenarios where
+// the browser has to wait while the test changes the world around it).
+//
+//   node t/browser/driver.js        reads one JSON command a line on stdin,
+//                                   answers one JSON line on stdout
+//
+// Commands ({"cmd": ..., "tab": "a", ...}); every answer has "ok" (and
+// "error" when not ok):
+//   open   tab url [width height lang]  new context+page, goto url
+//   goto   tab url                      navigate an open tab
+//   wait   tab re [timeout_ms]          until body text matches the regex;
+//                                       answers ms waited and the text
+//   text   tab                          body text, url, navigations
+//   fill   tab selector value           type into an input
+//   click  tab selector                 click
+//   shot   tab path                     full-page screenshot
+//   close  tab
+//   quit
+// "navigations" counts the tab's main-frame loads since it was opened, so a
+// test can tell a reload the page did by itself.
+'use strict';
+
+const readline = require('readline');
+const { launch } = require('./lib');
+
+const tabs = new Map();
+
+async function bodyText(page) {
+    return page.evaluate(() => document.body ? document.body.innerText : '')
+        .catch(() => '');
+}
+
+function tab(c) {
+    const t = tabs.get(c.tab);
+    if (!t) throw new Error(`no tab ${c.tab}`);
+    return t;
+}
+
+async function run(b, c) {
+    switch (c.cmd) {
+    case 'open': {
+        const ctx = await b.context({
+            viewport: { width: c.width || 1280, height: c.height || 800 },
+            locale: c.lang || 'en-US',
+        });
+        const page = await ctx.newPage();
+        const t = { ctx, page, navigations: 0 };
+        page.on('framenavigated', (f) => {
+            if (f === page.mainFrame()) t.navigations++;
+        });
+        tabs.set(c.tab, t);
+        const r = await page.goto(c.url, { waitUntil: 'load',
+                                           timeout: c.timeout_ms || 60000 });
+        return { status: r ? r.status() : null, url: page.url() };
+    }
+    case 'goto': {
+        const t = tab(c);
+        const r = await t.page.goto(c.url, { waitUntil: 'load',
+                                             timeout: c.timeout_ms || 60000 });
+        return { status: r ? r.status() : null, url: t.page.url() };
+    }
+    case 'wait': {
+        const t = tab(c), re = new RegExp(c.re), start = Date.now();
+        const limit = start + (c.timeout_ms || 30000);
+        let text = '';
+        for (;;) {
+            text = await bodyText(t.page);
+            if (re.test(text)) break;
+            if (Date.now() > limit) {
+                return { ok: false, error: `no /${c.re}/ after `
+                         + `${Date.now() - start} ms`, text,
+                         url: t.page.url(), navigations: t.navigations };
+            }
+            await new Promise((r) => setTimeout(r, 200));
+        }
+        return { ms: Date.now() - start, text, url: t.page.url(),
+                 navigations: t.navigations };
+    }
+    case 'text': {
+        const t = tab(c);
+        return { text: await bodyText(t.page), url: t.page.url(),
+                 title: await t.page.title().catch(() => ''),
+                 navigations: t.navigations };
+    }
+    case 'fill':
+        await tab(c).page.fill(c.selector, c.value, { timeout: c.timeout_ms || 30000 });
+        return {};
+    case 'click':
+        await tab(c).page.click(c.selector, { timeout: c.timeout_ms || 30000 });
+        return {};
+    case 'shot':
+        await tab(c).page.screenshot({ path: c.path, fullPage: !!c.full });
+        return { path: c.path };
+    case 'close': {
+        const t = tab(c);
+        tabs.delete(c.tab);
+        await t.ctx.close();
+        return {};
+    }
+    default:
+        throw new Error(`unknown command ${c.cmd}`);
+    }
+}
+
+async function main() {
+    const b = await launch();
+    const rl = readline.createInterface({ input: process.stdin });
+    const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+    say({ ok: true, ready: true });
+    for await (const line of rl) {
+        if (!line.trim()) continue;
+        let c;
+        try {
+            c = JSON.parse(line);
+        } catch (e) {
+            say({ ok: false, error: `bad JSON: ${e.message}` });
+            continue;
+        }
+        if (c.cmd === 'quit') break;
+        try {
+            say({ ok: true, ...(await run(b, c)) });
+        } catch (e) {
+            say({ ok: false, error: String(e && e.message || e) });
+        }
+    }
+    await b.close();
+    say({ ok: true, bye: true });
+}
+
+main().catch((e) => {
+    process.stderr.write(`driver: ${e && e.stack || e}\n`);
+    process.exit(2);
+});
