@@ -9,7 +9,7 @@ STREAM_SO  := $(BUILD)/ngx_stream_nb_maint_module.so
 SRCS       := $(wildcard ngx_nb_maint_module/*.c ngx_nb_maint_module/*.h)
 DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
               libpcre2-dev libssl-dev zlib1g-dev redis-server haproxy wrk curl \
-              perl gcc make chromium
+              perl gcc make chromium openssl
 
 SHELL := /bin/bash
 
