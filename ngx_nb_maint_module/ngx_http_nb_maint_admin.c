@@ -861,6 +861,7 @@ ngx_http_nb_maint_admin_error(ngx_http_request_t *r, ngx_uint_t status,
     u_char            msg[512], *p;
     cJSON            *root, *err;
     va_list           args;
+    ngx_str_t         uri, text;
 
     va_start(args, fmt);
     p = ngx_vslprintf(msg, msg + sizeof(msg) - 1, fmt, args);
@@ -884,9 +885,18 @@ ngx_http_nb_maint_admin_error(ngx_http_request_t *r, ngx_uint_t status,
     cJSON_AddStringToObject(err, "code", code);
     cJSON_AddStringToObject(err, "message", (char *) msg);
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "nb_maint: admin %V: %ui %s: %s", &r->uri, status, code,
-                  msg);
+    /* the URI and the message may hold what the client sent: escaped */
+
+    if (ngx_http_nb_maint_escape_log_str(r->pool, r->uri.data, r->uri.len,
+                                         &uri)
+        == NGX_OK
+        && ngx_http_nb_maint_escape_log_str(r->pool, msg, p - msg, &text)
+           == NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "nb_maint: admin %V: %ui %s: %V", &uri, status, code,
+                      &text);
+    }
 
     return ngx_http_nb_maint_admin_send(r, status, root);
 }

@@ -722,11 +722,16 @@ ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_upstream_free_round_robin_peer(pc, data, state);
 
     /*
-     * The last allowed node failed: the client gets the no-node 503 now,
-     * as every later request of the same outage does, never a 502 or 504.
+     * The last allowed node could not be reached (refused, connect timed
+     * out): the client gets the no-node 503 now, as every later request of
+     * the same outage does, never a 502 or 504.  A node that took the
+     * request and then failed it keeps nginx's own answer.
      */
 
-    if ((state & NGX_PEER_FAILED) && !ngx_http_nb_maint_peer_left(pd)) {
+    if ((state & NGX_PEER_FAILED)
+        && pd->request->upstream && !pd->request->upstream->request_sent
+        && !ngx_http_nb_maint_peer_left(pd))
+    {
         ctx = ngx_http_nb_maint_get_ctx(pd->request);
 
         if (ctx && !ctx->no_node) {

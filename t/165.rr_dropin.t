@@ -10,6 +10,8 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use NbTest;
+use IO::Socket::INET;
+use Time::HiRes qw(sleep);
 
 my ($A, $B, $C) = map { NbTest::Mock->new } 1 .. 3;
 my ($aid, $bid, $cid) = map { $_->id } $A, $B, $C;
@@ -91,12 +93,50 @@ for my $case (['two nodes' => "    nb_maint;\n    server $aid;\n    server $bid;
         is($res->{status}, 503, "$case->[0], all down, request $i: 503");
         is(($res->{json}{error} || {})->{nb_maint}, 'no_healthy_node', '... no_healthy_node');
     }
-    my $log = $g->read_file('logs/st.log') // '';
+    my $log = '';
+    NbTest::wait_until(sub { $log = $g->read_file('logs/st.log') // ''; ($log =~ tr/\n//) >= 4 }, 5);
     my @codes = $log =~ /^(\d{3}) /mg;
     is_deeply(\@codes, [(503) x 4], "$case->[0]: the access log says 503 every time") or diag $log;
     $A->start;
     $B->start;
     $g->stop;
+}
+
+# ---- proxy_next_upstream_tries and timeouts as round robin --------------------------------
+{
+    # one worker: passive marks are per worker without a zone
+    my $g = NbTest::Nginx->new(workers => 1, http => NbTest::http_head() . <<"EOT");
+upstream app {
+    nb_maint;
+    server $aid max_fails=1 fail_timeout=30s;
+    server $bid max_fails=1 fail_timeout=30s;
+}
+server {
+    listen 127.0.0.1:%%PORT%%;
+    proxy_next_upstream_tries 1;
+    proxy_read_timeout 500ms;
+    location / { proxy_pass http://app; }
+    location /_nb_maint/ { nb_maint_admin; }
+}
+EOT
+    $g->start;
+    $A->stop;
+    my @st = map { $g->get('/x')->{status} } 1 .. 4;
+    is($st[0], 502, 'tries=1, the first peer refuses, another is left: 502 as round robin');
+    is_deeply([@st[1 .. 3]], [200, 200, 200], '... then the other one serves');
+    $A->start;
+    $g->stop;
+
+    my $g1 = gateway("    nb_maint;
+    server $bid;
+", servers => '');
+    $g1->{http} =~ s/location \/ \{ proxy_pass/location \/ { proxy_read_timeout 500ms; proxy_pass/;
+    $g1->write_conf;
+    $g1->start;
+    my $res = $g1->get('/slow?sleep_ms=2000');
+    is($res->{status}, 504, 'a node that took the request and timed out: nginx\'s 504');
+    is($g1->get('/x')->{status}, 200, '... and it still serves');
+    $g1->stop;
 }
 
 # ---- weight and down --------------------------------------------------------------------
@@ -107,6 +147,30 @@ is($h->{node}{$aid}, 30, 'weight=3: 30 of 40');
 is($h->{node}{$bid}, 10, 'weight=1: 10 of 40');
 ok(!$h->{node}{$cid}, 'down: none');
 $ng->stop;
+
+# ---- max_conns: a busy peer is skipped, as round robin does ----------------------------------
+{
+    my $g = gateway("    nb_maint;\n    server $aid max_conns=1;\n    server $bid;\n");
+    $g->{workers} = 1;    # peer connection counts are per worker without a zone
+    $g->write_conf;
+    $g->start;
+    my @slow;
+    for (1 .. 2) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $g->port) or die $!;
+        print $s "GET /slow?sleep_ms=2000 HTTP/1.0\r\nHost: x\r\n\r\n";
+        push @slow, $s;
+    }
+    sleep 0.5;    # both slow requests are in flight, one of them on A
+    my $hh = $g->hit(6, '/x');
+    is($hh->{node}{$bid}, 6, 'A at max_conns=1: the 6 requests meanwhile go to B')
+        or diag explain $hh->{node};
+    my $a_slow = 0;
+    for my $s (@slow) { local $/; my $resp = <$s> // ''; $a_slow++ if $resp =~ /X-Node: \Q$aid\E/ }
+    is($a_slow, 1, '... A had exactly one of the slow requests');
+    $hh = $g->hit(4, '/x');
+    ok($hh->{node}{$aid}, 'A free again: it serves again');
+    $g->stop;
+}
 
 # ---- unix socket ids of 64+ bytes -----------------------------------------------------------
 $ng = NbTest::Nginx->new(http => '');

@@ -32,5 +32,12 @@ like($log, qr/q\\x22uote\\x5cback/, 'quote and backslash escaped');
 is(agent_ask($AP, $A->id, timeout => 3), 'up ready', 'a real id still answers up ready')
 ;
 
+# the admin API logs the URI of a refused request: escaped too
+my $r = $ng->admin(GET => 'x%0d%0aFAKE%1b[31m%ff');
+is($r->{status}, 404, 'admin: an unknown path with CR LF ESC in it: 404');
+$log = $ng->error_log;
+like($log, qr/admin \S*x\\x0d\\x0aFAKE\\x1b\[31m\\xff/, 'admin: the URI is logged escaped');
+unlike($log, qr/[\r\e\xff]/, 'admin: no raw CR, ESC or 8-bit byte in the error log');
+
 is($ng->crashes, 0, 'no worker crashed');
 done_testing;

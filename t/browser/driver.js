@@ -7,7 +7,9 @@
 //
 // Commands ({"cmd": ..., "tab": "a", ...}); every answer has "ok" (and
 // "error" when not ok):
-//   open   tab url [width height lang]  new context+page, goto url
+//   open   tab url [width height lang dialogs]  new context+page, goto
+//                                       url; dialogs: "accept" accepts
+//                                       alert/confirm (default: dismiss)
 //   goto   tab url                      navigate an open tab
 //   wait   tab re [timeout_ms]          until body text matches the regex;
 //                                       answers ms waited and the text
@@ -45,9 +47,13 @@ async function run(b, c) {
             locale: c.lang || 'en-US',
         });
         const page = await ctx.newPage();
-        const t = { ctx, page, navigations: 0 };
+        const t = { ctx, page, navigations: 0, dialogs: [] };
         page.on('framenavigated', (f) => {
             if (f === page.mainFrame()) t.navigations++;
+        });
+        page.on('dialog', (d) => {
+            t.dialogs.push(d.message());
+            (c.dialogs === 'accept' ? d.accept() : d.dismiss()).catch(() => {});
         });
         tabs.set(c.tab, t);
         const r = await page.goto(c.url, { waitUntil: 'load',
@@ -81,7 +87,7 @@ async function run(b, c) {
         const t = tab(c);
         return { text: await bodyText(t.page), url: t.page.url(),
                  title: await t.page.title().catch(() => ''),
-                 navigations: t.navigations };
+                 navigations: t.navigations, dialogs: t.dialogs };
     }
     case 'fill':
         await tab(c).page.fill(c.selector, c.value, { timeout: c.timeout_ms || 30000 });
