@@ -24,6 +24,8 @@
 #define NB_NODE_ID_LEN          128    /* "unix:" + a 107-byte path */
 #define NB_REASON_LEN           512
 #define NB_EVENTS_MAX           1024
+#define NB_EVENTS_MIN           1000    /* the zone must hold this many */
+#define NB_EVENT_RESERVE        1024    /* bytes per event, slab-rounded */
 #define NB_BODY_MAX             65536
 #define NB_RETRY_AFTER_DEFAULT  300
 #define NB_RETRY_AFTER_MAX      86400
@@ -64,6 +66,8 @@ typedef struct {
     ngx_msec_t                  last_pass;   /* start of the last passed one */
     ngx_msec_t                  restore_mark;    /* restore being counted */
     ngx_uint_t                  restore_passes;  /* passes since then */
+    ngx_uint_t                  gen_first;   /* generations using it: */
+    ngx_uint_t                  gen_last;    /* within [first, last] */
 } ngx_http_nb_maint_node_t;
 
 #define NB_HEALTH_UNKNOWN       0
@@ -80,6 +84,22 @@ typedef struct {
 #define NB_OUT_N                5
 #define NB_WORKER_ROWS          64
 
+/* a worker process, for the generations that may still run */
+#define NB_WORKER_SLOTS         256
+
+typedef struct {
+    ngx_atomic_t                pid;         /* 0: free */
+    uint64_t                    start;       /* /proc start time, 0: none */
+    ngx_uint_t                  gen;
+} ngx_http_nb_maint_worker_t;
+
+/* the owner claim: one word, (generation << 32) | pid */
+#define nb_owner_word(gen, pid)                                              \
+    (((ngx_atomic_uint_t) (gen) << 32) | (ngx_atomic_uint_t) (uint32_t) (pid))
+#define nb_owner_pid(w)   ((ngx_pid_t) ((w) & 0xffffffff))
+#define nb_owner_gen(w)   ((ngx_uint_t) ((w) >> 32))
+
+
 #define nb_count(sh, what)                                                    \
     (sh)->counters[ngx_worker % NB_WORKER_ROWS][what]++
 
@@ -89,11 +109,13 @@ typedef struct {
     ngx_atomic_t                seq;         /* == state.version, lock-free */
     ngx_shmtx_sh_t              write_mtx;   /* serializes state writers */
     ngx_shmtx_t                 write_lock;  /* in shm: its semaphore too */
-    ngx_atomic_t                owner;       /* pid of the owner worker */
-    ngx_uint_t                  owner_gen;   /* its configuration */
-    ngx_uint_t                  generation;  /* +1 on every (re)load */
+    ngx_atomic_t                owner;       /* nb_owner_word() or 0 */
+    ngx_atomic_t                owner_beat;  /* the owner's heartbeat, ms */
+    ngx_uint_t                  generation;  /* +1 on every committed load */
 
     ngx_http_nb_maint_state_t   state;
+    ngx_int_t                   designated;  /* node index of state.node,
+                                                -1: none; with the state */
 
     ngx_uint_t                  store_ok;
     size_t                      store_error_len;
@@ -111,6 +133,8 @@ typedef struct {
     /* health == down, one byte a node: the balancer's loop reads these
      * few cache lines instead of every node entry */
     u_char                      node_down[NB_MAX_NODES];
+
+    ngx_http_nb_maint_worker_t  workers[NB_WORKER_SLOTS];
 
     ngx_uint_t                  nnodes;
     ngx_http_nb_maint_node_t    nodes[1];    /* nnodes entries */
@@ -220,12 +244,22 @@ extern ngx_module_t  ngx_http_nb_maint_module;
 /* state: shm zone, snapshots, changes, events */
 ngx_int_t ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+ngx_int_t ngx_http_nb_maint_state_init_module(ngx_cycle_t *cycle,
+    ngx_http_nb_maint_main_conf_t *nmcf);
 ngx_http_nb_maint_shm_t *ngx_http_nb_maint_shm(void);
+ngx_int_t ngx_http_nb_maint_designated(void);
+uint64_t ngx_http_nb_maint_proc_start(ngx_pid_t pid);
+ngx_uint_t ngx_http_nb_maint_worker_alive(ngx_http_nb_maint_worker_t *w);
+ngx_int_t ngx_http_nb_maint_worker_register(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_nb_maint_live_gens(ngx_http_nb_maint_shm_t *sh,
+    ngx_uint_t newest, ngx_uint_t *gens, ngx_uint_t max);
+void ngx_http_nb_maint_worker_unregister(void);
 ngx_http_nb_maint_state_t *ngx_http_nb_maint_snapshot(void);
 void ngx_http_nb_maint_state_lock_write(void);
 void ngx_http_nb_maint_state_unlock_write(void);
 void ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
     ngx_str_t *event);
+size_t ngx_http_nb_maint_zone_min_size(void);
 ngx_int_t ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, u_char *data, size_t len);
 void ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...);
@@ -323,6 +357,7 @@ ngx_uint_t ngx_http_nb_maint_pending_count(
 
 /* health checks and the owner worker */
 ngx_int_t ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle);
+ngx_uint_t ngx_http_nb_maint_is_owner(void);
 void ngx_http_nb_maint_health_exit_process(ngx_cycle_t *cycle);
 
 /* bypass cookie */
@@ -333,7 +368,7 @@ void ngx_http_nb_maint_secret_init(ngx_http_nb_maint_main_conf_t *nmcf,
 
 /* upstream nodes: table, JSON */
 ngx_int_t ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
-    ngx_http_nb_maint_shm_t *sh, ngx_log_t *log);
+    ngx_http_nb_maint_shm_t *sh, ngx_uint_t mark, ngx_log_t *log);
 cJSON *ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
     ngx_http_nb_maint_state_t *st, ngx_uint_t i);
 cJSON *ngx_http_nb_maint_pending_json(ngx_http_nb_maint_main_conf_t *nmcf,

@@ -1,17 +1,25 @@
 /*
  * nb_maint: active health checks (nb_maint_check) and the owner worker.
  *
- * One worker, the first to claim the owner slot in shared memory, checks
+ * One worker, the first to claim the owner word in shared memory, checks
  * every node with nginx's non-blocking peer connections and timers, writes
  * the results to shared memory and turns "restoring" into "normal" once no
  * node is pending.  The other workers look now and then whether the owner
  * is still there (or belongs to an older configuration) and take over.
+ *
+ * The claim is one compare-and-swap of a word holding both pid and
+ * generation.  The owner refreshes a heartbeat every tick; an owner whose
+ * process is gone is replaced at once, one whose pid exists (perhaps reused
+ * by another process) only when its heartbeat stood still for
+ * NB_OWNER_DEAD.  A newer generation takes over from an older one, never
+ * the other way round while the newer owner lives.
  */
 
 #include "ngx_http_nb_maint.h"
 
 
 #define NB_OWNER_TICK    500
+#define NB_OWNER_DEAD    3000
 #define NB_CHECK_BUF     4096
 
 
@@ -37,6 +45,7 @@ static void ngx_http_nb_maint_check_read(ngx_event_t *rev);
 static void ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
     ngx_uint_t pass, const char *why);
 static void ngx_http_nb_maint_restore_finish(ngx_log_t *log);
+static void ngx_http_nb_maint_owner_release(void);
 
 
 static ngx_event_t                 ngx_http_nb_maint_owner_ev;
@@ -44,6 +53,11 @@ static ngx_connection_t            ngx_http_nb_maint_dummy;
 static ngx_array_t                 ngx_http_nb_maint_checks;
 static ngx_uint_t                  ngx_http_nb_maint_owner;   /* we own */
 static ngx_pool_t                 *ngx_http_nb_maint_pool;
+
+/* the owner word and heartbeat as last seen, and since when (local ms) */
+static ngx_atomic_uint_t           ngx_http_nb_maint_seen_word;
+static ngx_atomic_uint_t           ngx_http_nb_maint_seen_beat;
+static ngx_msec_t                  ngx_http_nb_maint_seen_at;
 
 
 ngx_int_t
@@ -58,6 +72,10 @@ ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle)
 
     nmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_nb_maint_module);
+
+    if (ngx_http_nb_maint_worker_register(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     ngx_http_nb_maint_pool = ngx_create_pool(4096, cycle->log);
     if (ngx_http_nb_maint_pool == NULL) {
@@ -159,33 +177,125 @@ ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_nb_maint_health_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_nb_maint_owner_release();
+    ngx_http_nb_maint_worker_unregister();
+}
+
+
+static void
+ngx_http_nb_maint_owner_release(void)
+{
     ngx_http_nb_maint_shm_t  *sh;
 
     sh = ngx_http_nb_maint_shm();
 
     if (sh && ngx_http_nb_maint_owner) {
-        (void) ngx_atomic_cmp_set(&sh->owner, ngx_pid, 0);
+        (void) ngx_atomic_cmp_set(&sh->owner,
+                                  nb_owner_word(ngx_http_nb_maint_generation(),
+                                                ngx_pid), 0);
         ngx_http_nb_maint_owner = 0;
     }
 }
 
 
-static ngx_uint_t
-ngx_http_nb_maint_owner_alive(ngx_pid_t pid)
+ngx_uint_t
+ngx_http_nb_maint_is_owner(void)
 {
-    if (pid == 0) {
+    ngx_http_nb_maint_shm_t  *sh;
+
+    sh = ngx_http_nb_maint_shm();
+
+    return sh != NULL
+           && sh->owner == nb_owner_word(ngx_http_nb_maint_generation(),
+                                         ngx_pid);
+}
+
+
+/* the owner in word w is gone: its process, or its heartbeat */
+
+static ngx_uint_t
+ngx_http_nb_maint_owner_gone(ngx_http_nb_maint_shm_t *sh,
+    ngx_atomic_uint_t w)
+{
+    ngx_atomic_uint_t  beat;
+
+    if (w == 0 || ngx_http_nb_maint_proc_start(nb_owner_pid(w)) == 0) {
+        return 1;
+    }
+
+    beat = sh->owner_beat;
+
+    if (w != ngx_http_nb_maint_seen_word
+        || beat != ngx_http_nb_maint_seen_beat)
+    {
+        ngx_http_nb_maint_seen_word = w;
+        ngx_http_nb_maint_seen_beat = beat;
+        ngx_http_nb_maint_seen_at = ngx_current_msec;
         return 0;
     }
 
-    return !(kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH);
+    return ngx_current_msec - ngx_http_nb_maint_seen_at >= NB_OWNER_DEAD;
+}
+
+
+/*
+ * Health that nothing in this configuration checks any more is not kept
+ * frozen: such nodes go back to "unknown" when this generation takes the
+ * checks over (an older owner no longer writes once it lost the claim).
+ */
+
+static void
+ngx_http_nb_maint_unchecked_reset(ngx_log_t *log)
+{
+    ngx_uint_t                      i, j, k, idx, checked;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_node_t       *node;
+    ngx_http_nb_maint_check_t     **chk;
+    ngx_http_nb_maint_srv_conf_t  **up;
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_nb_maint_module);
+    sh = ngx_http_nb_maint_shm();
+    up = nmcf->upstreams.elts;
+    chk = ngx_http_nb_maint_checks.elts;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        for (j = 0; j < up[i]->nnodes; j++) {
+            idx = up[i]->nodes[j];
+            checked = 0;
+
+            for (k = 0; k < ngx_http_nb_maint_checks.nelts; k++) {
+                if (chk[k]->node == idx) {
+                    checked = 1;
+                    break;
+                }
+            }
+
+            node = &sh->nodes[idx];
+
+            if (checked || node->health == NB_HEALTH_UNKNOWN) {
+                continue;
+            }
+
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "nb_maint: node %*s is not checked any more, "
+                          "its health is unknown", node->id_len, node->id);
+
+            node->health = NB_HEALTH_UNKNOWN;
+            node->rise_count = 0;
+            node->fall_count = 0;
+            sh->node_down[idx] = 0;
+        }
+    }
 }
 
 
 static void
 ngx_http_nb_maint_owner_tick(ngx_event_t *ev)
 {
-    ngx_uint_t                      i;
-    ngx_pid_t                       owner;
+    ngx_uint_t                      i, gen;
+    ngx_atomic_uint_t               w, me;
     ngx_http_nb_maint_shm_t        *sh;
     ngx_http_nb_maint_check_t     **chk;
     ngx_http_nb_maint_main_conf_t  *nmcf;
@@ -193,31 +303,38 @@ ngx_http_nb_maint_owner_tick(ngx_event_t *ev)
     sh = ngx_http_nb_maint_shm();
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
-        ngx_http_nb_maint_health_exit_process((ngx_cycle_t *) ngx_cycle);
+        ngx_http_nb_maint_owner_release();
         return;
     }
 
-    owner = (ngx_pid_t) sh->owner;
+    gen = ngx_http_nb_maint_generation();
+    me = nb_owner_word(gen, ngx_pid);
+    w = sh->owner;
 
-    if (owner != ngx_pid) {
+    if (w == me) {
+        sh->owner_beat = ngx_http_nb_maint_now_ms();
+
+    } else {
 
         if (ngx_http_nb_maint_owner) {
             ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
-                          "nb_maint: worker %P took over the checks", owner);
+                          "nb_maint: worker %P took over the checks",
+                          nb_owner_pid(w));
             ngx_http_nb_maint_owner = 0;
         }
 
-        if ((!ngx_http_nb_maint_owner_alive(owner)
-             || sh->owner_gen != ngx_http_nb_maint_generation())
-            && ngx_atomic_cmp_set(&sh->owner, owner, ngx_pid))
+        if ((nb_owner_gen(w) < gen || ngx_http_nb_maint_owner_gone(sh, w))
+            && ngx_atomic_cmp_set(&sh->owner, w, me))
         {
-            sh->owner_gen = ngx_http_nb_maint_generation();
+            sh->owner_beat = ngx_http_nb_maint_now_ms();
             ngx_http_nb_maint_owner = 1;
 
             ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
                           "nb_maint: worker %P runs the health checks "
-                          "(%ui nodes)", ngx_pid,
-                          ngx_http_nb_maint_checks.nelts);
+                          "(%ui nodes, generation %ui)", ngx_pid,
+                          ngx_http_nb_maint_checks.nelts, gen);
+
+            ngx_http_nb_maint_unchecked_reset(ev->log);
 
             chk = ngx_http_nb_maint_checks.elts;
 
@@ -459,6 +576,11 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
 
     if (chk->timer.timer_set) {
         ngx_del_timer(&chk->timer);
+    }
+
+    if (!ngx_http_nb_maint_is_owner()) {
+        /* another worker took the checks over: its results count */
+        return;
     }
 
     sh = ngx_http_nb_maint_shm();

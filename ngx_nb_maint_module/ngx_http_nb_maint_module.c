@@ -26,11 +26,9 @@ static char *ngx_http_nb_maint_page(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_nb_maint_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_nb_maint_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_nb_maint_init_process(ngx_cycle_t *cycle);
 static void ngx_http_nb_maint_exit_process(ngx_cycle_t *cycle);
-
-
-#define NB_ZONE_MIN_SIZE  (256 * 1024)
 
 
 static ngx_command_t  ngx_http_nb_maint_commands[] = {
@@ -137,7 +135,7 @@ ngx_module_t  ngx_http_nb_maint_module = {
     ngx_http_nb_maint_commands,            /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_nb_maint_init_module,         /* init module */
     ngx_http_nb_maint_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -333,11 +331,13 @@ ngx_http_nb_maint_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (size < (ssize_t) NB_ZONE_MIN_SIZE) {
+    /* the node table and the last NB_EVENTS_MIN events must fit */
+    if (size < (ssize_t) ngx_http_nb_maint_zone_min_size()) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nb_maint_zone\": zone \"%V\" is too small, "
-                           "at least %uzk is needed",
-                           &name, (size_t) NB_ZONE_MIN_SIZE / 1024);
+                           "\"nb_maint_zone\": zone \"%V\" is too small "
+                           "for %d nodes and %d events, the minimum size "
+                           "is %uzk", &name, NB_MAX_NODES, NB_EVENTS_MIN,
+                           ngx_http_nb_maint_zone_min_size() / 1024);
         return NGX_CONF_ERROR;
     }
 
@@ -567,6 +567,24 @@ ngx_http_nb_maint_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     nmcf->secret_set = 1;
 
     return NGX_CONF_OK;
+}
+
+
+/* called once the cycle is committed: only now may the zone be used */
+
+static ngx_int_t
+ngx_http_nb_maint_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_nb_maint_module);
+
+    if (nmcf == NULL || nmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_nb_maint_state_init_module(cycle, nmcf);
 }
 
 

@@ -16,8 +16,14 @@ static ngx_slab_pool_t          *ngx_http_nb_maint_shpool;
 
 /* per worker copy of the state, refreshed when the version moves */
 static ngx_http_nb_maint_state_t  ngx_http_nb_maint_local;
+static ngx_int_t                  ngx_http_nb_maint_local_node;
 static ngx_uint_t                 ngx_http_nb_maint_local_valid;
 static ngx_uint_t                 ngx_http_nb_maint_gen;
+static ngx_http_nb_maint_worker_t *ngx_http_nb_maint_slot;
+
+
+static void ngx_http_nb_maint_events_drop_oldest(ngx_http_nb_maint_shm_t *sh,
+    ngx_slab_pool_t *shpool);
 
 
 static const char  *ngx_http_nb_maint_modes[] = {
@@ -25,28 +31,32 @@ static const char  *ngx_http_nb_maint_modes[] = {
 };
 
 
+/*
+ * The zone of a configuration being loaded.  Nothing here may change what
+ * the running generation sees: nginx may still roll this cycle back (a
+ * "listen" that fails after the zones were made) and unmap a new zone.
+ * Module statics and the generation change in init_module only, once the
+ * cycle is committed.
+ */
+
 ngx_int_t
 ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_nb_maint_main_conf_t *nmcf = shm_zone->data;
 
     size_t                    size;
-    ngx_slab_pool_t          *shpool;
-    ngx_http_nb_maint_shm_t  *sh;
+    ngx_slab_pool_t          *shpool, *old_pool;
+    ngx_http_nb_maint_shm_t  *sh, *old_sh;
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
     if (shm_zone->shm.exists || data) {
-        /* reload (or Windows): the state lives on in the old zone */
+        /* reload (or Windows): the state lives on in the old zone; entries
+         * for new nodes are only added, under the next generation's mark */
         sh = shpool->data;
 
-        if (ngx_http_nb_maint_nodes_init(nmcf, sh, shm_zone->shm.log)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        goto done;
+        return ngx_http_nb_maint_nodes_init(nmcf, sh, sh->generation + 1,
+                                            shm_zone->shm.log);
     }
 
     size = sizeof(ngx_http_nb_maint_shm_t)
@@ -67,6 +77,7 @@ ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     sh->state.retry_after = NB_RETRY_AFTER_DEFAULT;
     sh->state.since = ngx_time();
     sh->store_ok = 1;
+    sh->designated = -1;
 
     shpool->log_nomem = 0;
 
@@ -76,26 +87,62 @@ ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
-    if (ngx_http_nb_maint_nodes_init(nmcf, sh, shm_zone->shm.log) != NGX_OK) {
+    if (ngx_http_nb_maint_nodes_init(nmcf, sh, 1, shm_zone->shm.log)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    nmcf->store.load(&nmcf->store, sh, shpool, shm_zone->shm.log);
+    /*
+     * The store and the cookie key go through the module's accessors:
+     * point them at the new zone for the while, and back, so that a cycle
+     * rolled back leaves the running one's pointers as they were.
+     */
+    old_sh = ngx_http_nb_maint_sh;
+    old_pool = ngx_http_nb_maint_shpool;
 
     ngx_http_nb_maint_sh = sh;
     ngx_http_nb_maint_shpool = shpool;
+
+    nmcf->store.load(&nmcf->store, sh, shpool, shm_zone->shm.log);
     ngx_http_nb_maint_secret_init(nmcf, sh, shm_zone->shm.log);
 
     sh->seq = (ngx_atomic_uint_t) sh->state.version;
 
-done:
+    ngx_http_nb_maint_sh = old_sh;
+    ngx_http_nb_maint_shpool = old_pool;
 
-    sh->generation++;
-    ngx_http_nb_maint_gen = sh->generation;
+    return NGX_OK;
+}
+
+
+/*
+ * The cycle is committed (master, or a single process): from now on this
+ * process and the workers it forks use this cycle's zone.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_state_init_module(ngx_cycle_t *cycle,
+    ngx_http_nb_maint_main_conf_t *nmcf)
+{
+    ngx_slab_pool_t          *shpool;
+    ngx_http_nb_maint_shm_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) nmcf->shm_zone->shm.addr;
+    sh = shpool->data;
 
     ngx_http_nb_maint_sh = sh;
     ngx_http_nb_maint_shpool = shpool;
     ngx_http_nb_maint_local_valid = 0;
+
+    sh->generation++;
+    ngx_http_nb_maint_gen = sh->generation;
+
+    /* the designated node may have got its entry with this configuration */
+    ngx_rwlock_wlock(&sh->lock);
+    sh->designated = ngx_http_nb_maint_node_find(sh, sh->state.node,
+                                                 sh->state.node_len);
+    ngx_rwlock_unlock(&sh->lock);
 
     return NGX_OK;
 }
@@ -131,11 +178,21 @@ ngx_http_nb_maint_snapshot(void)
     ngx_rwlock_rlock(&sh->lock);
     ngx_memcpy(&ngx_http_nb_maint_local, &sh->state,
                sizeof(ngx_http_nb_maint_state_t));
+    ngx_http_nb_maint_local_node = sh->designated;
     ngx_rwlock_unlock(&sh->lock);
 
     ngx_http_nb_maint_local_valid = 1;
 
     return &ngx_http_nb_maint_local;
+}
+
+
+/* the node index of the last snapshot's designated node, -1: none */
+
+ngx_int_t
+ngx_http_nb_maint_designated(void)
+{
+    return ngx_http_nb_maint_local_node;
 }
 
 
@@ -164,6 +221,7 @@ ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
     ngx_rwlock_wlock(&sh->lock);
 
     ngx_memcpy(&sh->state, st, sizeof(ngx_http_nb_maint_state_t));
+    sh->designated = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
 
     if (event && event->len) {
         ngx_shmtx_lock(&ngx_http_nb_maint_shpool->mutex);
@@ -398,7 +456,11 @@ ngx_http_nb_maint_events_replace(ngx_str_t *events, ngx_uint_t n)
 }
 
 
-/* append one event line to the ring; caller holds the slab mutex */
+/*
+ * Append one event line to the ring; caller holds the slab mutex.  When
+ * the ring or the zone is full, the oldest events make room: the newest
+ * is never the one dropped.
+ */
 
 ngx_int_t
 ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
@@ -407,22 +469,26 @@ ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
     u_char     *p;
     ngx_str_t  *ev;
 
-    ev = &sh->events[sh->ev_next];
-
-    if (ev->data) {
-        ngx_slab_free_locked(shpool, ev->data);
-        ev->data = NULL;
-        ev->len = 0;
-        sh->ev_count--;
+    if (sh->ev_count == NB_EVENTS_MAX) {
+        ngx_http_nb_maint_events_drop_oldest(sh, shpool);
     }
 
-    p = ngx_slab_alloc_locked(shpool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
+    for ( ;; ) {
+        p = ngx_slab_alloc_locked(shpool, len);
+        if (p != NULL) {
+            break;
+        }
+
+        if (sh->ev_count == 0) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_nb_maint_events_drop_oldest(sh, shpool);
     }
 
     ngx_memcpy(p, data, len);
 
+    ev = &sh->events[sh->ev_next];
     ev->data = p;
     ev->len = len;
 
@@ -430,6 +496,50 @@ ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
     sh->ev_count++;
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_nb_maint_events_drop_oldest(ngx_http_nb_maint_shm_t *sh,
+    ngx_slab_pool_t *shpool)
+{
+    ngx_str_t  *ev;
+
+    ev = &sh->events[(sh->ev_next + NB_EVENTS_MAX - sh->ev_count)
+                     % NB_EVENTS_MAX];
+
+    if (ev->data) {
+        ngx_slab_free_locked(shpool, ev->data);
+    }
+
+    ev->data = NULL;
+    ev->len = 0;
+    sh->ev_count--;
+}
+
+
+/*
+ * The smallest zone that holds the shared header, the whole node table
+ * and NB_EVENTS_MIN events of up to NB_EVENT_RESERVE bytes: in slab pages,
+ * each with its page descriptor, plus the pool header and alignment.
+ */
+
+size_t
+ngx_http_nb_maint_zone_min_size(void)
+{
+    size_t  size, pages;
+
+    size = sizeof(ngx_http_nb_maint_shm_t)
+           + NB_MAX_NODES * sizeof(ngx_http_nb_maint_node_t);
+
+    pages = (size + ngx_pagesize - 1) / ngx_pagesize
+            + NB_EVENTS_MIN / (ngx_pagesize / NB_EVENT_RESERVE) + 1
+            + 8;    /* small allocations of other sizes, rounding */
+
+    size = pages * (ngx_pagesize + sizeof(ngx_slab_page_t))
+           + sizeof(ngx_slab_pool_t) + 2 * ngx_pagesize;
+
+    return ngx_align(size, 1024);
 }
 
 
@@ -463,6 +573,10 @@ ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm_t *sh, u_char *id,
 {
     ngx_uint_t  i;
 
+    if (len == 0) {
+        return NGX_ERROR;
+    }
+
     for (i = 0; i < sh->nnodes; i++) {
         if (sh->nodes[i].id_len == len
             && ngx_memcmp(sh->nodes[i].id, id, len) == 0)
@@ -472,6 +586,220 @@ ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm_t *sh, u_char *id,
     }
 
     return NGX_ERROR;
+}
+
+
+/*
+ * The start time of a process (field 22 of /proc/<pid>/stat, in clock
+ * ticks since boot): a pid that was reused has another.  0: no such
+ * process; 1: it exists, its start time is unknown (no procfs).
+ */
+
+uint64_t
+ngx_http_nb_maint_proc_start(ngx_pid_t pid)
+{
+    u_char    buf[512], name[64], *p, *last;
+    ssize_t   n;
+    uint64_t  start;
+    ngx_fd_t  fd;
+    ngx_uint_t  field;
+
+    if (pid <= 0) {
+        return 0;
+    }
+
+    ngx_sprintf(name, "/proc/%P/stat%Z", pid);
+
+    fd = ngx_open_file(name, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        if (kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH) {
+            return 0;
+        }
+
+        return 1;
+    }
+
+    n = read(fd, buf, sizeof(buf) - 1);
+    (void) ngx_close_file(fd);
+
+    if (n <= 0) {
+        return 0;
+    }
+
+    last = buf + n;
+
+    /* the command may hold spaces and ')': fields start after the last ')' */
+    for (p = last - 1; p > buf && *p != ')'; p--) { /* void */ }
+
+    if (p == buf) {
+        return 1;
+    }
+
+    p++;
+
+    /* p is at " S ppid ...": field 3 is the state; 22 the start time */
+    for (field = 2; p < last && field < 22; p++) {
+        if (*p == ' ') {
+            field++;
+        }
+
+        if (field == 3 && (*p == 'Z' || *p == 'X')) {
+            return 0;       /* exited, not yet reaped */
+        }
+    }
+
+    start = 0;
+
+    while (p < last && *p >= '0' && *p <= '9') {
+        start = start * 10 + (*p++ - '0');
+    }
+
+    return start ? start + 1 : 1;
+}
+
+
+ngx_uint_t
+ngx_http_nb_maint_worker_alive(ngx_http_nb_maint_worker_t *w)
+{
+    ngx_pid_t  pid;
+    uint64_t   start;
+
+    pid = (ngx_pid_t) w->pid;
+
+    if (pid == 0) {
+        return 0;
+    }
+
+    start = ngx_http_nb_maint_proc_start(pid);
+
+    return start != 0 && (start == 1 || w->start <= 1 || start == w->start);
+}
+
+
+/*
+ * Every worker holds a slot (pid, start time, generation) while it runs,
+ * so that the master knows which generations may still use node entries.
+ * A killed worker's slot is recognized by its pid being gone or reused.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_worker_register(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                   i;
+    ngx_atomic_uint_t            pid;
+    ngx_http_nb_maint_shm_t     *sh;
+    ngx_http_nb_maint_worker_t  *w;
+
+    sh = ngx_http_nb_maint_sh;
+
+    for (i = 0; i < NB_WORKER_SLOTS; i++) {
+        w = &sh->workers[i];
+        pid = w->pid;
+
+        if (pid != 0 && ngx_http_nb_maint_worker_alive(w)) {
+            continue;
+        }
+
+        if (!ngx_atomic_cmp_set(&w->pid, pid, (ngx_atomic_uint_t) ngx_pid)) {
+            continue;
+        }
+
+        /* the master trusts gen only once start matches: gen first */
+        w->start = 0;
+        w->gen = ngx_http_nb_maint_gen;
+        ngx_memory_barrier();
+        w->start = ngx_http_nb_maint_proc_start(ngx_pid);
+        ngx_http_nb_maint_slot = w;
+
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                  "nb_maint: more than %d workers, node entries of old "
+                  "configurations are kept", NB_WORKER_SLOTS);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_nb_maint_worker_unregister(void)
+{
+    ngx_http_nb_maint_worker_t  *w;
+
+    w = ngx_http_nb_maint_slot;
+
+    if (w) {
+        (void) ngx_atomic_cmp_set(&w->pid, (ngx_atomic_uint_t) ngx_pid, 0);
+        ngx_http_nb_maint_slot = NULL;
+    }
+}
+
+
+/*
+ * The generations whose workers may still run, seen from the master: each
+ * live worker child with its slot's generation, and "newest", the one
+ * being loaded.  NGX_ERROR when a worker has no (complete) slot yet: then
+ * any generation may be in use.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_live_gens(ngx_http_nb_maint_shm_t *sh, ngx_uint_t newest,
+    ngx_uint_t *gens, ngx_uint_t max)
+{
+    uint64_t                     start;
+    ngx_int_t                    p;
+    ngx_uint_t                   i, k, n, gen;
+    ngx_http_nb_maint_worker_t  *w;
+
+    gens[0] = newest;
+    n = 1;
+
+    for (p = 0; p < ngx_last_process; p++) {
+
+        if (ngx_processes[p].pid == -1 || ngx_processes[p].pid == 0
+            || ngx_processes[p].exited
+            || ngx_processes[p].name == NULL
+            || ngx_strcmp(ngx_processes[p].name, "worker process") != 0)
+        {
+            continue;
+        }
+
+        start = ngx_http_nb_maint_proc_start(ngx_processes[p].pid);
+        if (start == 0) {
+            continue;
+        }
+
+        gen = 0;
+
+        for (i = 0; i < NB_WORKER_SLOTS; i++) {
+            w = &sh->workers[i];
+
+            if ((ngx_pid_t) w->pid == ngx_processes[p].pid
+                && (w->start == start || start == 1))
+            {
+                ngx_memory_barrier();
+                gen = w->gen;
+                break;
+            }
+        }
+
+        if (gen == 0) {
+            return NGX_ERROR;
+        }
+
+        for (k = 0; k < n && gens[k] != gen; k++) { /* void */ }
+
+        if (k == n) {
+            if (n == max) {
+                return NGX_ERROR;
+            }
+
+            gens[n++] = gen;
+        }
+    }
+
+    return n;
 }
 
 

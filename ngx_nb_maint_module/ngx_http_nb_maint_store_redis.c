@@ -675,9 +675,7 @@ ngx_http_nb_maint_redis_store_down(ngx_http_nb_maint_redis_conn_t *conn,
 {
     ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
 
-    if (conn == &ngx_http_nb_maint_redis_cmd && ngx_http_nb_maint_shm()->owner
-        == (ngx_atomic_uint_t) ngx_pid)
-    {
+    if (conn == &ngx_http_nb_maint_redis_cmd && ngx_http_nb_maint_is_owner()) {
         ngx_http_nb_maint_set_store_status(0, "%V: %s", &rcf->url, why);
     }
 }
@@ -782,8 +780,7 @@ ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
         (void) redisAsyncCommand(conn->ac, ngx_http_nb_maint_redis_message,
                                  conn, "SUBSCRIBE %s", rcf->channel.data);
 
-    } else if (ngx_http_nb_maint_shm()->owner == (ngx_atomic_uint_t) ngx_pid)
-    {
+    } else if (ngx_http_nb_maint_is_owner()) {
         ngx_http_nb_maint_redis_sync(conn->store);
     }
 }
@@ -1425,6 +1422,10 @@ ngx_http_nb_maint_redis_active(ngx_http_nb_maint_store_t *store)
     argc = 8;
 
     for (i = 0; i < sh->nnodes; i++) {
+        if (sh->nodes[i].id_len == 0) {
+            continue;       /* a free entry */
+        }
+
         argv[argc] = (char *) sh->nodes[i].id;
         argvlen[argc++] = sh->nodes[i].id_len;
 

@@ -2,8 +2,9 @@
  * nb_maint: upstream nodes (SPEC section 3): the node table in shared
  * memory, "nb_maint;" in an upstream block, and nodes as JSON.
  *
- * Node entries are keyed by id and only ever appended, so that workers of
- * an older configuration keep valid indexes across a reload.
+ * Node entries are keyed by id and keep their index while any generation
+ * that may still run uses them, so that workers of an older configuration
+ * keep valid indexes across a reload; unused ones are reused.
  */
 
 #include "ngx_http_nb_maint.h"
@@ -27,6 +28,10 @@ static ngx_int_t ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
+static void ngx_http_nb_maint_nodes_reclaim(ngx_http_nb_maint_shm_t *sh,
+    ngx_uint_t *live, ngx_uint_t nlive, ngx_log_t *log);
+static ngx_int_t ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh,
+    ngx_str_t *id, ngx_uint_t *from);
 
 
 /*
@@ -625,8 +630,9 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
     if (mode == NB_MODE_MAINTENANCE
         || (mode == NB_MODE_UPGRADE && st->node_len))
     {
-        pd->want = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
-        if (pd->want == NGX_ERROR) {
+        /* kept with the state: no search per request */
+        pd->want = ngx_http_nb_maint_designated();
+        if (pd->want < 0) {
             return ngx_http_nb_maint_no_peer(pc, pd, NB_PAGE_NO_NODE);
         }
     }
@@ -743,58 +749,34 @@ ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc, void *data,
 }
 
 
-/* the node entry of one configured peer, added if its id is new */
+/* a configured peer's name must be a valid node id */
 
 static ngx_int_t
-ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh,
-    ngx_http_upstream_rr_peer_t *peer, ngx_str_t *upstream, ngx_log_t *log)
+ngx_http_nb_maint_peer_id_check(ngx_http_upstream_rr_peer_t *peer,
+    ngx_str_t *upstream, ngx_log_t *log)
 {
-    ngx_int_t                  idx;
-    ngx_str_t                  name;
-    ngx_http_nb_maint_node_t  *node;
+    ngx_str_t  name;
 
-    if (!ngx_http_nb_maint_node_id_valid(peer->name.data, peer->name.len)) {
-        name.len = ngx_http_nb_maint_escape_log(NULL, peer->name.data,
-                                                ngx_min(peer->name.len, 256));
-        name.data = ngx_alloc(name.len, log);
-
-        if (name.data) {
-            (void) ngx_http_nb_maint_escape_log(name.data, peer->name.data,
-                                                ngx_min(peer->name.len, 256));
-            ngx_log_error(NGX_LOG_EMERG, log, 0,
-                          "nb_maint: server \"%V\" of upstream \"%V\" is "
-                          "not a valid node id (at most %d bytes, no "
-                          "control characters, quotes or backslashes)",
-                          &name, upstream, NB_NODE_ID_LEN - 1);
-            ngx_free(name.data);
-        }
-
-        return NGX_ERROR;
+    if (ngx_http_nb_maint_node_id_valid(peer->name.data, peer->name.len)) {
+        return NGX_OK;
     }
 
-    idx = ngx_http_nb_maint_node_find(sh, peer->name.data, peer->name.len);
+    name.len = ngx_http_nb_maint_escape_log(NULL, peer->name.data,
+                                            ngx_min(peer->name.len, 256));
+    name.data = ngx_alloc(name.len, log);
 
-    if (idx != NGX_ERROR) {
-        return idx;
-    }
-
-    if (sh->nnodes == NB_MAX_NODES) {
+    if (name.data) {
+        (void) ngx_http_nb_maint_escape_log(name.data, peer->name.data,
+                                            ngx_min(peer->name.len, 256));
         ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "nb_maint: more than %d nodes", NB_MAX_NODES);
-        return NGX_ERROR;
+                      "nb_maint: server \"%V\" of upstream \"%V\" is "
+                      "not a valid node id (at most %d bytes, no "
+                      "control characters, quotes or backslashes)",
+                      &name, upstream, NB_NODE_ID_LEN - 1);
+        ngx_free(name.data);
     }
 
-    idx = sh->nnodes;
-    node = &sh->nodes[idx];
-    ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
-    node->id_len = peer->name.len;
-    ngx_memcpy(node->id, peer->name.data, peer->name.len);
-    node->health = NB_HEALTH_UNKNOWN;
-
-    ngx_memory_barrier();
-    sh->nnodes++;
-
-    return idx;
+    return NGX_ERROR;
 }
 
 
@@ -818,39 +800,180 @@ ngx_http_nb_maint_peer(ngx_http_nb_maint_srv_conf_t *up, ngx_uint_t j)
 }
 
 
-/* match every configured peer (primary, then backup) to a node entry */
+/*
+ * Match every configured peer to a node entry (master, at zone init).
+ *
+ * Entries carry the range of generations that use them (the newest one is
+ * "mark", the one being loaded).  Workers of older generations keep their
+ * indexes until they exit, so an entry is freed only when no generation
+ * that may still run falls in its range, and it is not drained or
+ * designated (the state refers to it).  New ids take a free entry, or one
+ * more at the end.  Ranges only grow, so a configuration that nginx rolls
+ * back frees nothing early.
+ */
 
 ngx_int_t
 ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
-    ngx_http_nb_maint_shm_t *sh, ngx_log_t *log)
+    ngx_http_nb_maint_shm_t *sh, ngx_uint_t mark, ngx_log_t *log)
 {
     ngx_int_t                       idx;
-    ngx_uint_t                      i, j;
+    ngx_int_t                       nlive;
+    ngx_uint_t                      i, j, pass, free;
+    ngx_uint_t                      live[NB_WORKER_SLOTS + 1];
     ngx_http_upstream_rr_peer_t    *peer;
     ngx_http_upstream_rr_peers_t   *peers;
+    ngx_http_nb_maint_node_t       *node;
     ngx_http_nb_maint_srv_conf_t  **up;
 
     up = nmcf->upstreams.elts;
 
-    for (i = 0; i < nmcf->upstreams.nelts; i++) {
-        j = 0;
+    /* pass 0: mark the entries this configuration keeps; pass 1: add */
 
-        for (peers = up[i]->uscf->peer.data; peers; peers = peers->next) {
-            for (peer = peers->peer; peer; peer = peer->next, j++) {
+    for (pass = 0; pass < 2; pass++) {
 
-                idx = ngx_http_nb_maint_node_add(sh, peer,
-                                                 &up[i]->uscf->host, log);
-                if (idx == NGX_ERROR) {
-                    return NGX_ERROR;
+        if (pass == 1) {
+            nlive = ngx_http_nb_maint_live_gens(sh, mark, live,
+                                                NB_WORKER_SLOTS + 1);
+            if (nlive > 0) {
+                ngx_http_nb_maint_nodes_reclaim(sh, live, nlive, log);
+            }
+        }
+
+        free = 0;
+
+        for (i = 0; i < nmcf->upstreams.nelts; i++) {
+            j = 0;
+
+            for (peers = up[i]->uscf->peer.data; peers; peers = peers->next) {
+                for (peer = peers->peer; peer; peer = peer->next, j++) {
+
+                    if (pass == 0
+                        && ngx_http_nb_maint_peer_id_check(peer,
+                                                  &up[i]->uscf->host, log)
+                           != NGX_OK)
+                    {
+                        return NGX_ERROR;
+                    }
+
+                    idx = ngx_http_nb_maint_node_find(sh, peer->name.data,
+                                                      peer->name.len);
+
+                    if (idx == NGX_ERROR) {
+                        if (pass == 0) {
+                            continue;
+                        }
+
+                        idx = ngx_http_nb_maint_node_add(sh, &peer->name,
+                                                         &free);
+                        if (idx == NGX_ERROR) {
+                            ngx_log_error(NGX_LOG_EMERG, log, 0,
+                                          "nb_maint: more than %d nodes in "
+                                          "use (old configurations' workers "
+                                          "may still hold some)",
+                                          NB_MAX_NODES);
+                            return NGX_ERROR;
+                        }
+                    }
+
+                    node = &sh->nodes[idx];
+
+                    if (node->gen_first == 0) {
+                        node->gen_first = mark;
+                    }
+
+                    if (node->gen_last < mark) {
+                        node->gen_last = mark;
+                    }
+
+                    up[i]->nodes[j] = idx;
+                    up[i]->down[j] = peer->down;
                 }
-
-                up[i]->nodes[j] = idx;
-                up[i]->down[j] = peer->down;
             }
         }
     }
 
     return NGX_OK;
+}
+
+
+/* free the entries that nothing uses or refers to any more */
+
+static void
+ngx_http_nb_maint_nodes_reclaim(ngx_http_nb_maint_shm_t *sh,
+    ngx_uint_t *live, ngx_uint_t nlive, ngx_log_t *log)
+{
+    ngx_uint_t                 i, k;
+    ngx_http_nb_maint_node_t  *node;
+
+    for (i = 0; i < sh->nnodes; i++) {
+        node = &sh->nodes[i];
+
+        for (k = 0; k < nlive; k++) {
+            if (live[k] >= node->gen_first && live[k] <= node->gen_last) {
+                break;
+            }
+        }
+
+        if (node->id_len == 0
+            || k < nlive
+            || nb_drained(&sh->state, i)
+            || (sh->state.node_len == node->id_len
+                && ngx_memcmp(sh->state.node, node->id, node->id_len) == 0))
+        {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "nb_maint: node %*s is in no configuration any more, "
+                      "its entry is free", node->id_len, node->id);
+
+        node->id_len = 0;
+        ngx_memory_barrier();
+
+        ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
+        sh->node_down[i] = 0;
+    }
+}
+
+
+/* an entry for a new id: a free one, else one more; the id is complete
+ * before a lookup can match it */
+
+static ngx_int_t
+ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh, ngx_str_t *id,
+    ngx_uint_t *from)
+{
+    ngx_uint_t                 i;
+    ngx_http_nb_maint_node_t  *node;
+
+    for (i = *from; i < sh->nnodes; i++) {
+        if (sh->nodes[i].id_len == 0) {
+            break;
+        }
+    }
+
+    *from = i;
+
+    if (i == NB_MAX_NODES) {
+        return NGX_ERROR;
+    }
+
+    node = &sh->nodes[i];
+
+    ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
+    ngx_memcpy(node->id, id->data, id->len);
+    node->health = NB_HEALTH_UNKNOWN;
+    sh->node_down[i] = 0;
+
+    ngx_memory_barrier();
+    node->id_len = id->len;
+
+    if (i == sh->nnodes) {
+        ngx_memory_barrier();
+        sh->nnodes++;
+    }
+
+    return i;
 }
 
 

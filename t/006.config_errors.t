@@ -23,7 +23,7 @@ sub cfg {
 }
 
 my @good = (
-    [ 'zone 1m'                      => cfg(zone => 'nb_maint_zone nb 1m;') ],
+    [ 'zone 2m'                      => cfg(zone => 'nb_maint_zone nb 2m;') ],
     [ 'bypass_allow IPv6 ::1/128'    => cfg(std => { server_extra => '    nb_maint_bypass_allow ::1/128;' }) ],
     [ 'bypass_allow single address'  => cfg(std => { server_extra => '    nb_maint_bypass_allow 192.168.1.7;' }) ],
     [ 'gate off at http level'       => cfg(http => 'nb_maint_gate off;') ],
