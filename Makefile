@@ -9,12 +9,15 @@ STREAM_SO  := $(BUILD)/ngx_stream_nb_maint_module.so
 SRCS       := $(wildcard ngx_nb_maint_module/*.c ngx_nb_maint_module/*.h)
 DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
               libpcre2-dev libssl-dev zlib1g-dev redis-server haproxy wrk curl \
-              perl gcc make chromium openssl
+              perl gcc make chromium openssl \
+              debhelper dpkg-dev lintian
 
 SHELL := /bin/bash
 
 # NGINX_VERSION=x.y.z: another nginx from ../shared/nginx-src (mk/versions.mk)
 include mk/versions.mk
+# make deb, make install (mk/deb.mk)
+include mk/deb.mk
 
 .PHONY: all deps deps-browser build test demo bench install clean
 
@@ -83,10 +86,6 @@ demo: deps build
 
 bench: deps build
 	scripts/bench
-
-install: build
-	install -m 0644 $(MODULE_SO) $(STREAM_SO) /usr/lib/nginx/modules/
-	install -m 0755 scripts/nb-maint /usr/local/bin/nb-maint
 
 clean:
 	rm -rf $(BUILD)
