@@ -30,7 +30,7 @@ $(DEB_HTTP): $(DEB_INPUTS)
 	cd $(DEB_TREE) && dpkg-buildpackage -b -us -uc -j2 > ../build.log 2>&1 \
 	  || { tail -40 ../build.log; exit 1; }
 	lintian --fail-on error $(BUILD)/deb/*.changes | tee $(BUILD)/deb/lintian.log
-	cp $(BUILD)/deb/*.deb $(BUILD)/
+	cp $(BUILD)/deb/libnginx-mod-*-nb-maint_*.deb $(BUILD)/
 
 PREFIX     ?= /usr/local
 MODDIR     := /usr/lib/nginx/modules

@@ -64,10 +64,13 @@ sub snapshot {
 
 # a leftover from an interrupted run would spoil the before/after comparison
 apt('purge', @PKGS) if installed();
+my $installed_here;
+END { local $?; apt('purge', @PKGS) if $installed_here && installed() }
 my $before = snapshot();
 
 # ---- install
 my ($rc, $out) = apt('install', '--no-install-recommends', $http_deb, $stream_deb);
+$installed_here = 1;
 is($rc, 0, 'apt install ./build/libnginx-mod-{http,stream}-nb-maint_*.deb') or diag $out;
 is(installed(), 2, 'both packages installed');
 
@@ -118,6 +121,9 @@ EOT
 my $main = "user www-data;\ninclude /etc/nginx/modules-enabled/*.conf;\n";
 my $ng = NbTest::Nginx->new(no_module => 1, workers => 1, http => $conf_http,
                             main => $main . "include /etc/nginx/nb_maint/nb_maint_stream.conf;\n");
+# "load_module modules/..." is relative to the prefix: Debian's prefix
+# /usr/share/nginx has modules -> /usr/lib/nginx/modules, so has ours
+symlink '/usr/lib/nginx/modules', $ng->prefix . '/modules' or die "symlink: $!";
 ($rc, $out) = $ng->test_config;
 is($rc, 0, 'nginx -t: modules-enabled + the four installed snippets') or diag $out;
 
@@ -139,7 +145,6 @@ my $r = $ng->get('/api/x');
 is($r->{status}, 503, 'the gateway answers 503');
 like($r->{content}, qr/package test/, '... with the reason');
 ok(-s '/var/lib/nb-maint/state.json', 'state in /var/lib/nb-maint/state.json');
-@st = stat '/var/lib/nb-maint/state.json';
 ($rc, $out) = sh(@cli, 'status', '--json');
 like($out, qr/"mode"\s*:\s*"upgrade"/, 'installed CLI: status says upgrade');
 ($rc, $out) = sh(@cli, 'restore', '--force');
