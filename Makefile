@@ -19,7 +19,7 @@ include mk/versions.mk
 # make deb, make install (mk/deb.mk)
 include mk/deb.mk
 
-.PHONY: all deps deps-browser build test demo bench install clean
+.PHONY: all deps deps-browser build test demo bench install clean test-nocobase
 
 all: build
 
@@ -80,6 +80,16 @@ $(STREAM_SO): $(MODULE_SO)
 
 test: deps build
 	NGINX_BIN=$(NGINX_BIN) NB_MAINT_MODULE=$(CURDIR)/$(MODULE_SO) prove -j2 -r t/
+
+# Opt-in, slow: a real NocoBase from the npm registry (cached in
+# build/nocobase/) and PostgreSQL from Debian behind the gateway, its web
+# client in headless Chromium (t/235); screenshots in build/nocobase/shots/
+test-nocobase: deps build
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
+	scripts/nocobase-install
+	NB_NOCOBASE_E2E=1 NGINX_BIN=$(NGINX_BIN) NB_MAINT_MODULE=$(CURDIR)/$(MODULE_SO) \
+	  prove -v t/235.nocobase_e2e.t
 
 demo: deps build
 	perl scripts/demo

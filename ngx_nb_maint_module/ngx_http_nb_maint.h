@@ -32,6 +32,8 @@
 #define NB_STORE_ERROR_LEN      256
 #define NB_MAX_NODES            1024
 #define NB_SECRET_LEN           32
+#define NB_APP_COMMAND_LEN      30     /* command.name, e.g. pm.enable */
+#define NB_WS_DRAIN_GRACE       5000
 
 
 /* the cluster state of SPEC section 3: a plain value, copied around */
@@ -66,13 +68,29 @@ typedef struct {
     ngx_msec_t                  last_pass;   /* start of the last passed one */
     ngx_msec_t                  restore_mark;    /* restore being counted */
     ngx_uint_t                  restore_passes;  /* passes since then */
+    ngx_atomic_t                websockets;  /* open proxied WebSockets */
+    ngx_msec_t                  app_since;   /* commanding since (ms) */
+    u_char                      app_code;    /* NB_APP_*, when commanding */
+    u_char                      app_command_len;
+    u_char                      app_command[NB_APP_COMMAND_LEN];
     ngx_uint_t                  gen_first;   /* generations using it: */
     ngx_uint_t                  gen_last;    /* within [first, last] */
 } ngx_http_nb_maint_node_t;
 
+/* the NocoBase codes of a node that is alive but busy (SPEC section 3) */
+#define NB_APP_COMMANDING       1
+#define NB_APP_PREPARING        2
+#define NB_APP_INITIALIZING     3
+
 #define NB_HEALTH_UNKNOWN       0
 #define NB_HEALTH_UP            1
 #define NB_HEALTH_DOWN          2
+#define NB_HEALTH_COMMANDING    3      /* alive, running a NocoBase command */
+
+/* node_down[] values: what the balancer may do with a node */
+#define NB_NODE_OK              0
+#define NB_NODE_DOWN            1
+#define NB_NODE_BUSY            2      /* commanding: designated node only */
 
 
 /* requests by outcome (metrics), one row per worker: no shared counter */
@@ -93,11 +111,19 @@ typedef struct {
     ngx_uint_t                  gen;
 } ngx_http_nb_maint_worker_t;
 
-/* the owner claim: one word, (generation << 32) | pid */
+/* the owner claim: one word, (generation << 32) | pid; where the atomic
+ * word has 32 bits, (generation mod 1024) << 22 | pid (pids < 2^22) */
+#if (NGX_PTR_SIZE == 8)
+#define NB_OWNER_PID_BITS       32
+#else
+#define NB_OWNER_PID_BITS       22
+#endif
+#define NB_OWNER_PID_MASK       (((ngx_atomic_uint_t) 1 << NB_OWNER_PID_BITS) - 1)
 #define nb_owner_word(gen, pid)                                              \
-    (((ngx_atomic_uint_t) (gen) << 32) | (ngx_atomic_uint_t) (uint32_t) (pid))
-#define nb_owner_pid(w)   ((ngx_pid_t) ((w) & 0xffffffff))
-#define nb_owner_gen(w)   ((ngx_uint_t) ((w) >> 32))
+    (((ngx_atomic_uint_t) (gen) << NB_OWNER_PID_BITS)                         \
+     | ((ngx_atomic_uint_t) (pid) & NB_OWNER_PID_MASK))
+#define nb_owner_pid(w)   ((ngx_pid_t) ((w) & NB_OWNER_PID_MASK))
+#define nb_owner_gen(w)   ((ngx_uint_t) ((w) >> NB_OWNER_PID_BITS))
 
 
 #define nb_count(sh, what)                                                    \
@@ -193,7 +219,8 @@ typedef struct {
     ngx_str_t                   uri;
     ngx_uint_t                  status;
     ngx_regex_t                *body;
-    ngx_uint_t                  set;
+    ngx_uint_t                  set;         /* checks run */
+    ngx_uint_t                  off;         /* nb_maint_check off */
 } ngx_http_nb_maint_check_conf_t;
 
 
@@ -215,6 +242,7 @@ typedef struct {
     ngx_array_t                 upstreams;   /* ngx_http_nb_maint_srv_conf_t * */
     u_char                      secret[NB_SECRET_LEN];
     ngx_uint_t                  secret_set;  /* from nb_maint_secret */
+    ngx_msec_t                  ws_drain_grace;
 } ngx_http_nb_maint_main_conf_t;
 
 
@@ -223,8 +251,11 @@ typedef struct {
     ngx_flag_t                  admin;
     ngx_array_t                *bypass_allow;    /* ngx_cidr_t */
     ngx_array_t                *pass;            /* ngx_regex_t * */
+    ngx_uint_t                  pass_off;        /* nb_maint_pass off */
     ngx_array_t                *tokens;          /* token_t */
     ngx_str_t                   page;            /* template, "" = builtin */
+    ngx_str_t                   ws_path;         /* NocoBase's /ws */
+    ngx_str_t                   api_prefix;      /* NocoBase's /api/ */
 } ngx_http_nb_maint_loc_conf_t;
 
 
@@ -235,6 +266,8 @@ typedef struct {
     ngx_uint_t                  page_mode;   /* mode for the 503 page */
     ngx_int_t                   node;        /* node index in use, -1 */
     ngx_chain_t                *page;        /* 503 body replacing a 502 */
+    ngx_uint_t                  ws;          /* an upgraded proxied one */
+    void                       *wsock;       /* answered by the gateway */
 } ngx_http_nb_maint_ctx_t;
 
 
@@ -378,6 +411,17 @@ cJSON *ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
 
 /* metrics (Prometheus text) and the dashboard */
 ngx_int_t ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out);
+
+/* WebSockets: answered while gated, proxied ones counted and closed */
+ngx_int_t ngx_http_nb_maint_ws_gate(ngx_http_request_t *r,
+    ngx_http_nb_maint_loc_conf_t *nlcf, ngx_uint_t gated);
+ngx_int_t ngx_http_nb_maint_ws_upgraded(ngx_http_request_t *r,
+    ngx_http_nb_maint_ctx_t *ctx);
+void ngx_http_nb_maint_ws_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_nb_maint_ws_filter_init(ngx_conf_t *cf);
+ngx_uint_t ngx_http_nb_maint_public_node(void);
+const char *ngx_http_nb_maint_health_name(ngx_uint_t health);
+const char *ngx_http_nb_maint_app_code_name(ngx_uint_t code);
 
 /* variables */
 ngx_int_t ngx_http_nb_maint_add_variables(ngx_conf_t *cf);

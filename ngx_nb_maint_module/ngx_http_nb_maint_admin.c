@@ -1014,6 +1014,52 @@ ngx_http_nb_maint_admin_early(ngx_http_request_t *r, ngx_uint_t status,
 
 /* GET status, GET nodes/{id} */
 
+/* "app": {"code":"APP_COMMANDING","command":{"name":"upgrade"},
+ *         "since":"...","seconds":80} of a commanding node */
+
+static ngx_int_t
+ngx_http_nb_maint_node_app_json(ngx_http_nb_maint_node_t *n, cJSON *obj)
+{
+    u_char       t[32], *p;
+    cJSON       *app, *cmd;
+    ngx_msec_t   since, now;
+
+    app = cJSON_AddObjectToObject(obj, "app");
+    if (app == NULL) {
+        return NGX_ERROR;
+    }
+
+    cJSON_AddStringToObject(app, "code",
+                            ngx_http_nb_maint_app_code_name(n->app_code));
+
+    if (n->app_command_len) {
+        cmd = cJSON_AddObjectToObject(app, "command");
+        if (cmd == NULL) {
+            return NGX_ERROR;
+        }
+
+        cJSON_AddItemToObject(cmd, "name",
+                              ngx_http_nb_maint_json_strn(n->app_command,
+                                  ngx_min(n->app_command_len,
+                                          NB_APP_COMMAND_LEN)));
+    }
+
+    since = n->app_since;
+    now = ngx_http_nb_maint_now_ms();
+
+    if (since) {
+        p = ngx_http_nb_maint_time_rfc3339(t, since / 1000);
+        *p = '\0';
+        cJSON_AddStringToObject(app, "since", (char *) t);
+        cJSON_AddNumberToObject(app, "seconds",
+                                (double) (now > since ? (now - since) / 1000
+                                                      : 0));
+    }
+
+    return NGX_OK;
+}
+
+
 cJSON *
 ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
     ngx_http_nb_maint_state_t *st, ngx_uint_t i)
@@ -1027,22 +1073,21 @@ ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
         return NULL;
     }
 
-    switch (n->health) {
-    case NB_HEALTH_UP:
-        health = "up";
-        break;
-    case NB_HEALTH_DOWN:
-        health = "down";
-        break;
-    default:
-        health = "unknown";
-    }
+    health = ngx_http_nb_maint_health_name(n->health);
 
     cJSON_AddItemToObject(obj, "id",
                           ngx_http_nb_maint_json_strn(n->id, n->id_len));
     cJSON_AddStringToObject(obj, "health", health);
+    if (n->health == NB_HEALTH_COMMANDING
+        && ngx_http_nb_maint_node_app_json(n, obj) != NGX_OK)
+    {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+
     cJSON_AddBoolToObject(obj, "drain", nb_drained(st, i));
     cJSON_AddNumberToObject(obj, "active", (double) nb_active(n));
+    cJSON_AddNumberToObject(obj, "websockets", (double) n->websockets);
     cJSON_AddNumberToObject(obj, "fails", (double) n->fall_count);
 
     if (n->last_check) {
@@ -1055,6 +1100,35 @@ ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
     }
 
     return obj;
+}
+
+
+/* restore.checked: whether health checks gate a restore at all */
+
+static void
+ngx_http_nb_maint_restore_gate_json(ngx_http_nb_maint_main_conf_t *nmcf,
+    cJSON *restore)
+{
+    ngx_uint_t                      i, checked;
+    ngx_http_nb_maint_srv_conf_t  **up;
+
+    up = nmcf->upstreams.elts;
+    checked = 0;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        if (up[i]->check.set) {
+            checked = 1;
+        }
+    }
+
+    cJSON_AddBoolToObject(restore, "checked", checked);
+
+    if (!checked) {
+        cJSON_AddStringToObject(restore, "note",
+                                "no upstream has health checks "
+                                "(nb_maint_check off): nothing gates a "
+                                "restore, it completes at once");
+    }
 }
 
 
@@ -1116,6 +1190,8 @@ ngx_http_nb_maint_status_json(ngx_http_request_t *r, uint64_t *version)
 
     cJSON_AddItemToObject(restore, "pending", pending);
     cJSON_AddItemToObject(root, "upstreams", ups);
+
+    ngx_http_nb_maint_restore_gate_json(nmcf, restore);
 
     return root;
 }

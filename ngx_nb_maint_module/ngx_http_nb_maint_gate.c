@@ -247,6 +247,8 @@ ngx_http_nb_maint_passed(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_nb_maint_gate_handler(ngx_http_request_t *r)
 {
+    ngx_int_t                      rc;
+    ngx_uint_t                     gated;
     ngx_http_nb_maint_state_t     *st;
     ngx_http_nb_maint_loc_conf_t  *nlcf;
 
@@ -258,10 +260,20 @@ ngx_http_nb_maint_gate_handler(ngx_http_request_t *r)
 
     st = ngx_http_nb_maint_snapshot();
 
-    if (st->mode != NB_MODE_UPGRADE
-        && !(st->mode == NB_MODE_RESTORING
-             && st->restoring_from == NB_MODE_UPGRADE))
-    {
+    gated = st->mode == NB_MODE_UPGRADE
+            || (st->mode == NB_MODE_RESTORING
+                && st->restoring_from == NB_MODE_UPGRADE);
+
+    /* NocoBase's /ws while gated: answered here (SPEC section 7) */
+    if (r->uri.len == nlcf->ws_path.len) {
+        rc = ngx_http_nb_maint_ws_gate(r, nlcf, gated);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
+    if (!gated) {
         return NGX_DECLINED;
     }
 

@@ -33,6 +33,9 @@ typedef struct {
     ngx_str_t                        request;
     size_t                           sent;
     size_t                           len;
+    ngx_uint_t                       app_code;
+    size_t                           app_command_len;
+    u_char                           app_command[NB_APP_COMMAND_LEN];
     u_char                           buf[NB_CHECK_BUF];
 } ngx_http_nb_maint_check_t;
 
@@ -43,7 +46,7 @@ static void ngx_http_nb_maint_check_start(ngx_http_nb_maint_check_t *chk);
 static void ngx_http_nb_maint_check_write(ngx_event_t *wev);
 static void ngx_http_nb_maint_check_read(ngx_event_t *rev);
 static void ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
-    ngx_uint_t pass, const char *why);
+    ngx_uint_t result, const char *why);
 static void ngx_http_nb_maint_restore_finish(ngx_log_t *log);
 static void ngx_http_nb_maint_owner_release(void);
 
@@ -285,7 +288,10 @@ ngx_http_nb_maint_unchecked_reset(ngx_log_t *log)
             node->health = NB_HEALTH_UNKNOWN;
             node->rise_count = 0;
             node->fall_count = 0;
-            sh->node_down[idx] = 0;
+            node->app_code = 0;
+            node->app_command_len = 0;
+            node->app_since = 0;
+            sh->node_down[idx] = NB_NODE_OK;
         }
     }
 }
@@ -323,7 +329,8 @@ ngx_http_nb_maint_owner_tick(ngx_event_t *ev)
             ngx_http_nb_maint_owner = 0;
         }
 
-        if ((nb_owner_gen(w) < gen || ngx_http_nb_maint_owner_gone(sh, w))
+        if ((nb_owner_gen(w) < nb_owner_gen(me)
+             || ngx_http_nb_maint_owner_gone(sh, w))
             && ngx_atomic_cmp_set(&sh->owner, w, me))
         {
             sh->owner_beat = ngx_http_nb_maint_now_ms();
@@ -467,6 +474,108 @@ ngx_http_nb_maint_check_write(ngx_event_t *wev)
 }
 
 
+/* what a check found */
+#define NB_CHECK_FAIL        0
+#define NB_CHECK_PASS        1
+#define NB_CHECK_COMMANDING  2
+
+
+const char *
+ngx_http_nb_maint_app_code_name(ngx_uint_t code)
+{
+    switch (code) {
+    case NB_APP_COMMANDING:
+        return "APP_COMMANDING";
+    case NB_APP_PREPARING:
+        return "APP_PREPARING";
+    case NB_APP_INITIALIZING:
+        return "APP_INITIALIZING";
+    default:
+        return "";
+    }
+}
+
+
+const char *
+ngx_http_nb_maint_health_name(ngx_uint_t health)
+{
+    switch (health) {
+    case NB_HEALTH_UP:
+        return "up";
+    case NB_HEALTH_DOWN:
+        return "down";
+    case NB_HEALTH_COMMANDING:
+        return "commanding";
+    default:
+        return "unknown";
+    }
+}
+
+
+/*
+ * A node that answers NocoBase's envelope {"error":{"code":...,
+ * "command":{"name":...}}} with a busy code is alive and working: it is
+ * "commanding", not down.  APP_ERROR, APP_STOPPED and anything else fail.
+ */
+
+static ngx_uint_t
+ngx_http_nb_maint_check_envelope(ngx_http_nb_maint_check_t *chk,
+    ngx_str_t *body)
+{
+    size_t       len;
+    cJSON       *root, *err, *code, *cmd, *name;
+    ngx_uint_t   app;
+
+    root = cJSON_ParseWithLength((char *) body->data, body->len);
+    if (root == NULL) {
+        return 0;
+    }
+
+    err = cJSON_GetObjectItemCaseSensitive(root, "error");
+    code = cJSON_GetObjectItemCaseSensitive(err, "code");
+
+    app = 0;
+
+    if (cJSON_IsString(code)) {
+        if (ngx_strcmp(code->valuestring, "APP_COMMANDING") == 0) {
+            app = NB_APP_COMMANDING;
+
+        } else if (ngx_strcmp(code->valuestring, "APP_PREPARING") == 0) {
+            app = NB_APP_PREPARING;
+
+        } else if (ngx_strcmp(code->valuestring, "APP_INITIALIZING") == 0) {
+            app = NB_APP_INITIALIZING;
+        }
+    }
+
+    chk->app_code = app;
+    chk->app_command_len = 0;
+
+    cmd = cJSON_GetObjectItemCaseSensitive(err, "command");
+    name = cJSON_GetObjectItemCaseSensitive(cmd, "name");
+
+    if (app && cJSON_IsString(name)) {
+        len = ngx_strlen(name->valuestring);
+        len = ngx_min(len, NB_APP_COMMAND_LEN);
+
+        /* printable ASCII only: it reaches logs, JSON and the CLI */
+        for (chk->app_command_len = 0;
+             chk->app_command_len < len
+             && (u_char) name->valuestring[chk->app_command_len] > ' '
+             && (u_char) name->valuestring[chk->app_command_len] < 0x7f;
+             chk->app_command_len++)
+        {
+            chk->app_command[chk->app_command_len] =
+                               (u_char) name->valuestring[chk->app_command_len];
+        }
+    }
+
+    cJSON_Delete(root);
+
+    return app != 0;
+}
+
+
 /* "HTTP/1.x NNN ...\r\n...\r\n\r\nbody" against status= and body= */
 
 static ngx_uint_t
@@ -482,35 +591,46 @@ ngx_http_nb_maint_check_eval(ngx_http_nb_maint_check_t *chk,
 
     if (chk->len < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ') {
         *why = "not an HTTP response";
-        return 0;
+        return NB_CHECK_FAIL;
     }
 
     status = ngx_atoi(p + 9, 3);
 
+    body = ngx_strlcasestrn(p, end, (u_char *) "\r\n\r\n", 4 - 1);
+
+    if (body) {
+        b.data = body + 4;
+        b.len = end - b.data;
+    }
+
     if (status != (ngx_int_t) chk->conf->check.status) {
+
+        if (status == NGX_HTTP_SERVICE_UNAVAILABLE && body
+            && ngx_http_nb_maint_check_envelope(chk, &b))
+        {
+            *why = ngx_http_nb_maint_app_code_name(chk->app_code);
+            return NB_CHECK_COMMANDING;
+        }
+
         *why = "unexpected status";
-        return 0;
+        return NB_CHECK_FAIL;
     }
 
     if (chk->conf->check.body == NULL) {
-        return 1;
+        return NB_CHECK_PASS;
     }
 
-    body = ngx_strlcasestrn(p, end, (u_char *) "\r\n\r\n", 4 - 1);
     if (body == NULL) {
         *why = "no body";
-        return 0;
+        return NB_CHECK_FAIL;
     }
-
-    b.data = body + 4;
-    b.len = end - b.data;
 
     if (ngx_regex_exec(chk->conf->check.body, &b, NULL, 0) < 0) {
         *why = "body does not match";
-        return 0;
+        return NB_CHECK_FAIL;
     }
 
-    return 1;
+    return NB_CHECK_PASS;
 }
 
 
@@ -518,7 +638,7 @@ static void
 ngx_http_nb_maint_check_read(ngx_event_t *rev)
 {
     ssize_t                     n;
-    ngx_uint_t                  pass;
+    ngx_uint_t                  result;
     const char                 *why;
     ngx_connection_t           *c;
     ngx_http_nb_maint_check_t  *chk;
@@ -553,17 +673,17 @@ ngx_http_nb_maint_check_read(ngx_event_t *rev)
     }
 
     why = "";
-    pass = ngx_http_nb_maint_check_eval(chk, &why);
+    result = ngx_http_nb_maint_check_eval(chk, &why);
 
-    ngx_http_nb_maint_check_done(chk, pass, why);
+    ngx_http_nb_maint_check_done(chk, result, why);
 }
 
 
 static void
 ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
-    ngx_uint_t pass, const char *why)
+    ngx_uint_t result, const char *why)
 {
-    ngx_uint_t                      old;
+    ngx_uint_t                      old, pass;
     ngx_http_nb_maint_shm_t        *sh;
     ngx_http_nb_maint_node_t       *node;
     ngx_http_nb_maint_state_t      *st;
@@ -588,6 +708,7 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
     ck = &chk->conf->check;
     st = ngx_http_nb_maint_snapshot();
     old = node->health;
+    pass = (result == NB_CHECK_PASS);
 
     node->last_check = ngx_http_nb_maint_now_ms();
 
@@ -607,7 +728,7 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
             && (old == NB_HEALTH_UNKNOWN || node->rise_count >= ck->rise))
         {
             node->health = NB_HEALTH_UP;
-            sh->node_down[chk->node] = 0;
+            sh->node_down[chk->node] = NB_NODE_OK;
         }
 
         if (st->mode == NB_MODE_RESTORING
@@ -615,6 +736,34 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
         {
             node->restore_passes++;
         }
+
+    } else if (result == NB_CHECK_COMMANDING) {
+
+        /*
+         * alive and busy at once: no public traffic but the designated
+         * node's, not healthy for restore, never counted as a failure
+         */
+        node->rise_count = 0;
+        node->fall_count = 0;
+        node->restore_passes = 0;
+
+        if (old != NB_HEALTH_COMMANDING
+            || node->app_code != chk->app_code
+            || node->app_command_len != chk->app_command_len
+            || ngx_memcmp(node->app_command, chk->app_command,
+                          chk->app_command_len) != 0)
+        {
+            node->app_since = node->last_check;
+        }
+
+        node->app_code = (u_char) chk->app_code;
+        ngx_memcpy(node->app_command, chk->app_command, chk->app_command_len);
+        node->app_command_len = (u_char) chk->app_command_len;
+
+        ngx_memory_barrier();
+
+        node->health = NB_HEALTH_COMMANDING;
+        sh->node_down[chk->node] = NB_NODE_BUSY;
 
     } else {
         node->fall_count++;
@@ -625,14 +774,21 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
             && (old == NB_HEALTH_UNKNOWN || node->fall_count >= ck->fall))
         {
             node->health = NB_HEALTH_DOWN;
-            sh->node_down[chk->node] = 1;
+            sh->node_down[chk->node] = NB_NODE_DOWN;
         }
     }
 
-    if (node->health != old) {
+    if (node->health != old && result == NB_CHECK_COMMANDING) {
+        ngx_log_error(NGX_LOG_NOTICE, chk->timer.log, 0,
+                      "nb_maint: node %V is commanding: %s%s%*s",
+                      &chk->peer->name, why,
+                      node->app_command_len ? " " : "",
+                      (size_t) node->app_command_len, node->app_command);
+
+    } else if (node->health != old) {
         ngx_log_error(NGX_LOG_NOTICE, chk->timer.log, 0,
                       "nb_maint: node %V is %s%s%s", &chk->peer->name,
-                      node->health == NB_HEALTH_UP ? "up" : "down",
+                      ngx_http_nb_maint_health_name(node->health),
                       pass ? "" : ": ", pass ? "" : why);
     }
 

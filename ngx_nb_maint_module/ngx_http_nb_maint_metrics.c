@@ -56,6 +56,14 @@ ngx_http_nb_maint_label(u_char *dst, ngx_str_t *v)
 #define NB_NODE_UP        "nb_maint_node_up{upstream=\""
 #define NB_NODE_DRAIN     "nb_maint_node_drain{upstream=\""
 #define NB_NODE_ACTIVE    "nb_maint_node_active{upstream=\""
+#define NB_NODE_WS        "nb_maint_node_websockets{upstream=\""
+#define NB_NODE_CMD       "nb_maint_node_commanding{upstream=\""
+#define NB_NODE_WS_HELP                                                       \
+    "# HELP nb_maint_node_websockets Open proxied WebSockets to the node.\n" \
+    "# TYPE nb_maint_node_websockets gauge\n"                                \
+    "# HELP nb_maint_node_commanding Whether the node answers NocoBase's "   \
+    "busy envelope (APP_COMMANDING, APP_PREPARING, APP_INITIALIZING).\n"     \
+    "# TYPE nb_maint_node_commanding gauge\n"
 #define NB_NODE_MID       "\",node=\""
 #define NB_NODE_END       "\"} "
 
@@ -72,7 +80,9 @@ ngx_http_nb_maint_node_metrics_len(size_t upstream, size_t id)
 
     return sizeof(NB_NODE_UP) - 1 + labels + sizeof("-1\n") - 1
            + sizeof(NB_NODE_DRAIN) - 1 + labels + sizeof("1\n") - 1
-           + sizeof(NB_NODE_ACTIVE) - 1 + labels + NGX_ATOMIC_T_LEN + 1;
+           + sizeof(NB_NODE_ACTIVE) - 1 + labels + NGX_ATOMIC_T_LEN + 1
+           + sizeof(NB_NODE_WS) - 1 + labels + NGX_ATOMIC_T_LEN + 1
+           + sizeof(NB_NODE_CMD) - 1 + labels + sizeof("1\n") - 1;
 }
 
 
@@ -121,7 +131,8 @@ ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out)
 
     /* measure, then write */
 
-    len = NB_METRICS_HEAD_LEN + nmcf->store.type.len;
+    len = NB_METRICS_HEAD_LEN + sizeof(NB_NODE_WS_HELP) - 1
+          + nmcf->store.type.len;
     up = nmcf->upstreams.elts;
 
     for (i = 0; i < nmcf->upstreams.nelts; i++) {
@@ -201,9 +212,11 @@ ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out)
             "# HELP nb_maint_node_drain Whether the node is drained.\n"
             "# TYPE nb_maint_node_drain gauge\n"
             "# HELP nb_maint_node_active Requests in flight to the node.\n"
-            "# TYPE nb_maint_node_active gauge\n");
+            "# TYPE nb_maint_node_active gauge\n"
+            NB_NODE_WS_HELP);
 
     if ((size_t) (last - p) < len - NB_METRICS_HEAD_LEN
+                              - (sizeof(NB_NODE_WS_HELP) - 1)
                               - nmcf->store.type.len)
     {
         goto overflow;
@@ -231,6 +244,15 @@ ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out)
             p = ngx_http_nb_maint_node_line(p, last, NB_NODE_ACTIVE,
                                             &up[i]->uscf->host, &id);
             p = ngx_slprintf(p, last, "%A\n", nb_active(n));
+
+            p = ngx_http_nb_maint_node_line(p, last, NB_NODE_WS,
+                                            &up[i]->uscf->host, &id);
+            p = ngx_slprintf(p, last, "%A\n", n->websockets);
+
+            p = ngx_http_nb_maint_node_line(p, last, NB_NODE_CMD,
+                                            &up[i]->uscf->host, &id);
+            p = ngx_slprintf(p, last, "%d\n",
+                             n->health == NB_HEALTH_COMMANDING);
         }
     }
 

@@ -26,6 +26,10 @@ static char *ngx_http_nb_maint_page(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_nb_maint_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_nb_maint_path_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_nb_maint_default_pass(ngx_conf_t *cf,
+    ngx_http_nb_maint_loc_conf_t *conf);
 static ngx_int_t ngx_http_nb_maint_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_nb_maint_init_process(ngx_cycle_t *cycle);
 static void ngx_http_nb_maint_exit_process(ngx_cycle_t *cycle);
@@ -94,6 +98,27 @@ static ngx_command_t  ngx_http_nb_maint_commands[] = {
       ngx_http_nb_maint_pass,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("nb_maint_ws_path"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_nb_maint_path_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_nb_maint_loc_conf_t, ws_path),
+      NULL },
+
+    { ngx_string("nb_maint_api_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_nb_maint_path_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_nb_maint_loc_conf_t, api_prefix),
+      NULL },
+
+    { ngx_string("nb_maint_ws_drain_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_nb_maint_main_conf_t, ws_drain_grace),
       NULL },
 
     { ngx_string("nb_maint_admin"),
@@ -171,6 +196,10 @@ ngx_http_nb_maint_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_nb_maint_ws_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_nb_maint_page_filter_init(cf);
 }
 
@@ -200,6 +229,8 @@ ngx_http_nb_maint_create_main_conf(ngx_conf_t *cf)
      *     nmcf->secret_set = 0;
      */
 
+    nmcf->ws_drain_grace = NGX_CONF_UNSET_MSEC;
+
     return nmcf;
 }
 
@@ -210,6 +241,8 @@ ngx_http_nb_maint_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_nb_maint_main_conf_t *nmcf = conf;
 
     ngx_str_t  path = ngx_string("nb_maint_state.json");
+
+    ngx_conf_init_msec_value(nmcf->ws_drain_grace, NB_WS_DRAIN_GRACE);
 
     if (nmcf->store.type.len == 0) {
         if (ngx_conf_full_name(cf->cycle, &path, 0) != NGX_OK) {
@@ -270,9 +303,22 @@ ngx_http_nb_maint_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->gate, prev->gate, 0);
     ngx_conf_merge_ptr_value(conf->bypass_allow, prev->bypass_allow, NULL);
+    if (conf->pass == NGX_CONF_UNSET_PTR && prev->pass_off) {
+        conf->pass_off = 1;
+    }
+
     ngx_conf_merge_ptr_value(conf->pass, prev->pass, NULL);
     ngx_conf_merge_ptr_value(conf->tokens, prev->tokens, NULL);
     ngx_conf_merge_str_value(conf->page, prev->page, "");
+    ngx_conf_merge_str_value(conf->ws_path, prev->ws_path, "/ws");
+    ngx_conf_merge_str_value(conf->api_prefix, prev->api_prefix, "/api/");
+
+    /* NocoBase's static paths pass unless nb_maint_pass says otherwise */
+    if (conf->pass == NULL && !conf->pass_off) {
+        if (ngx_http_nb_maint_default_pass(cf, conf) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
 
     if (conf->admin && conf->tokens == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -464,10 +510,26 @@ ngx_http_nb_maint_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
+    /* "off": not even NocoBase's static paths pass here */
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        if (nlcf->pass != NGX_CONF_UNSET_PTR) {
+            return "is duplicate";
+        }
+
+        nlcf->pass = NULL;
+        nlcf->pass_off = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (nlcf->pass == NULL) {
+        return "cannot follow \"nb_maint_pass off\"";
+    }
+
     if (value[1].len < 2 || value[1].data[0] != '~') {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nb_maint_pass\": expected \"~regex\" or "
-                           "\"~*regex\", got \"%V\"", &value[1]);
+                           "\"nb_maint_pass\": expected \"~regex\", "
+                           "\"~*regex\" or \"off\", got \"%V\"",
+                           &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -508,6 +570,135 @@ ngx_http_nb_maint_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *re = rc.regex;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * NocoBase serves /static/plugins/, /dist/, /v/ and /storage/uploads/ (under
+ * its public path) without a status check; an open page needs its plugin
+ * chunks during an upgrade.  The public path is the API prefix's parent.
+ */
+
+static char *
+ngx_http_nb_maint_default_pass(ngx_conf_t *cf,
+    ngx_http_nb_maint_loc_conf_t *conf)
+{
+    u_char               errstr[NGX_MAX_CONF_ERRSTR], *p;
+    size_t               len;
+    ngx_uint_t           i;
+    ngx_regex_t        **re;
+    ngx_regex_compile_t  rc;
+
+    static const char    tail[] = "(?:static/plugins|dist|v|storage/uploads)/";
+
+    /* "/nocobase/api/" -> "/nocobase/" */
+    len = conf->api_prefix.len;
+
+    if (len && conf->api_prefix.data[len - 1] == '/') {
+        len--;
+    }
+
+    while (len && conf->api_prefix.data[len - 1] != '/') {
+        len--;
+    }
+
+    if (len == 0) {
+        return NGX_CONF_OK;
+    }
+
+    /* "^" + the path with every byte quoted + tail */
+    p = ngx_pnalloc(cf->pool, 1 + 2 * len + sizeof(tail));
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+    rc.pattern.data = p;
+
+    *p++ = '^';
+
+    for (i = 0; i < len; i++) {
+        if (!((conf->api_prefix.data[i] >= 'a'
+               && conf->api_prefix.data[i] <= 'z')
+              || (conf->api_prefix.data[i] >= 'A'
+                  && conf->api_prefix.data[i] <= 'Z')
+              || (conf->api_prefix.data[i] >= '0'
+                  && conf->api_prefix.data[i] <= '9')))
+        {
+            *p++ = '\\';
+        }
+
+        *p++ = conf->api_prefix.data[i];
+    }
+
+    p = ngx_cpymem(p, tail, sizeof(tail) - 1);
+
+    rc.pattern.len = p - rc.pattern.data;
+    rc.pool = cf->pool;
+    rc.err.len = NGX_MAX_CONF_ERRSTR;
+    rc.err.data = errstr;
+
+    if (ngx_regex_compile(&rc) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_api_prefix\": cannot make the static "
+                           "path pattern \"%V\": %V", &rc.pattern, &rc.err);
+        return NGX_CONF_ERROR;
+    }
+
+    conf->pass = ngx_array_create(cf->pool, 1, sizeof(ngx_regex_t *));
+    if (conf->pass == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    re = ngx_array_push(conf->pass);
+    if (re == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *re = rc.regex;
+
+    return NGX_CONF_OK;
+}
+
+
+/* nb_maint_ws_path, nb_maint_api_prefix: an absolute path, no spaces */
+
+static char *
+ngx_http_nb_maint_path_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t   *value, *field;
+    ngx_uint_t   i;
+
+    field = (ngx_str_t *) ((char *) conf + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].data[0] != '/') {
+        goto invalid;
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        if (value[1].data[i] <= ' ' || value[1].data[i] >= 0x7f
+            || value[1].data[i] == '?' || value[1].data[i] == '#')
+        {
+            goto invalid;
+        }
+    }
+
+    *field = value[1];
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\": invalid path \"%V\", expected an absolute "
+                       "path such as \"/api/\"", &cmd->name, &value[1]);
+    return NGX_CONF_ERROR;
 }
 
 
@@ -603,7 +794,13 @@ ngx_http_nb_maint_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_http_nb_maint_health_init_process(cycle);
+    if (ngx_http_nb_maint_health_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_nb_maint_ws_init_process(cycle);
+
+    return NGX_OK;
 }
 
 

@@ -14,6 +14,8 @@
 #define NB_LANGS          5
 #define NB_KINDS          4        /* maintenance, upgrade, restoring, none */
 #define NB_CACHE_SIZE     32
+#define NB_PAGE_VARS      13
+#define NB_RESTORING_REFRESH  10    /* seconds: restoring ends any moment */
 
 
 typedef struct {
@@ -396,12 +398,17 @@ ngx_http_nb_maint_accept_item(u_char *name, size_t len, ngx_uint_t q,
 
 
 static ngx_uint_t
-ngx_http_nb_maint_wants_json(ngx_http_request_t *r)
+ngx_http_nb_maint_wants_json(ngx_http_request_t *r,
+    ngx_http_nb_maint_loc_conf_t *nlcf)
 {
     ngx_table_elt_t             *h;
     ngx_http_nb_maint_accept_t   a;
 
-    if (r->uri.len >= 5 && ngx_strncmp(r->uri.data, "/api/", 5) == 0) {
+    /* NocoBase's API_BASE_PATH (nb_maint_api_prefix) */
+    if (r->uri.len >= nlcf->api_prefix.len
+        && ngx_strncmp(r->uri.data, nlcf->api_prefix.data,
+                       nlcf->api_prefix.len) == 0)
+    {
         return 1;
     }
 
@@ -480,7 +487,7 @@ ngx_http_nb_maint_render_html(ngx_str_t *tpl, ngx_uint_t lang,
         const char  *name;
         u_char      *value;
         size_t       len;
-    } vars[12];
+    } vars[NB_PAGE_VARS];
 
     l = &ngx_http_nb_maint_langs[lang];
 
@@ -509,7 +516,11 @@ ngx_http_nb_maint_render_html(ngx_str_t *tpl, ngx_uint_t lang,
     nb_var(10, "retry_after", num,
            ngx_sprintf(num, "%ui", st->retry_after) - num);
     nb_var(11, "refresh", refresh,
-           ngx_sprintf(refresh, "%ui", ngx_max(st->retry_after, 5)) - refresh);
+           ngx_sprintf(refresh, "%ui",
+                       kind == 2 ? NB_RESTORING_REFRESH
+                                 : ngx_max(st->retry_after, 5))
+           - refresh);
+    nb_cvar(12, "mode", ngx_http_nb_maint_kind_name(kind));
 
 #undef nb_var
 #undef nb_cvar
@@ -531,7 +542,7 @@ ngx_http_nb_maint_render_html(ngx_str_t *tpl, ngx_uint_t lang,
             if (end - p > 4 && p[0] == '{' && p[1] == '{') {
                 name = p + 2;
 
-                for (i = 0; i < 12; i++) {
+                for (i = 0; i < NB_PAGE_VARS; i++) {
                     n = ngx_strlen(vars[i].name);
 
                     if ((size_t) (end - name) >= n + 2
@@ -600,10 +611,13 @@ ngx_http_nb_maint_render_json(ngx_uint_t kind, ngx_http_nb_maint_state_t *st,
         cJSON_AddStringToObject(err, "code", "APP_STOPPED");
 
     } else {
+        /* restoring serves the 503 only after an upgrade: "upgrade" is
+         * the name NocoBase's client titles "App upgrading" */
         cJSON_AddStringToObject(err, "code", "APP_COMMANDING");
         cmd = cJSON_AddObjectToObject(err, "command");
         cJSON_AddStringToObject(cmd, "name",
-                                ngx_http_nb_maint_kind_name(kind));
+                                kind == 2 ? "upgrade"
+                                          : ngx_http_nb_maint_kind_name(kind));
     }
 
     if (st->reason_len && kind != 3) {
@@ -730,7 +744,7 @@ ngx_http_nb_maint_page_prepare(ngx_http_request_t *r, ngx_uint_t mode,
     st = ngx_http_nb_maint_snapshot();
 
     kind = ngx_http_nb_maint_kind(mode);
-    json = ngx_http_nb_maint_wants_json(r);
+    json = ngx_http_nb_maint_wants_json(r, nlcf);
     lang = json ? NB_LANGS : ngx_http_nb_maint_page_lang(r);
 
     if (nlcf->page.len) {

@@ -132,12 +132,21 @@ ngx_http_nb_maint_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ck = &nscf->check;
 
-    if (ck->set) {
+    if (ck->set || ck->off) {
         return "is duplicate";
     }
 
-    ck->set = 1;
     value = cf->args->elts;
+
+    /* checks are on by default: "off" is the only way to have none */
+    if (cf->args->nelts == 2 && value[1].len == 3
+        && ngx_strncmp(value[1].data, "off", 3) == 0)
+    {
+        ck->off = 1;
+        return NGX_CONF_OK;
+    }
+
+    ck->set = 1;
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -232,6 +241,34 @@ invalid:
 }
 
 
+/* the default body=~^ok\s*$ of an upstream without nb_maint_check */
+
+static ngx_int_t
+ngx_http_nb_maint_check_default(ngx_conf_t *cf,
+    ngx_http_nb_maint_srv_conf_t *nscf)
+{
+    u_char               errstr[NGX_MAX_CONF_ERRSTR];
+    ngx_regex_compile_t  rc;
+
+    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+
+    ngx_str_set(&rc.pattern, "^ok\\s*$");
+    rc.pool = cf->pool;
+    rc.err.len = NGX_MAX_CONF_ERRSTR;
+    rc.err.data = errstr;
+
+    if (ngx_regex_compile(&rc) != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "nb_maint: default check regex: %V", &rc.err);
+        return NGX_ERROR;
+    }
+
+    nscf->check.body = rc.regex;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_nb_maint_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us)
@@ -274,7 +311,16 @@ ngx_http_nb_maint_init_upstream(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
-    if (nscf->check.set) {
+    /* SPEC section 4: on by default, NocoBase's own readiness test */
+    if (!nscf->check.off) {
+        if (nscf->check.body == NULL
+            && ngx_http_nb_maint_check_default(cf, nscf) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        nscf->check.set = 1;
+
         ngx_conf_init_msec_value(nscf->check.interval, 2000);
         ngx_conf_init_msec_value(nscf->check.timeout, 1000);
         ngx_conf_init_uint_value(nscf->check.rise, 2);
@@ -321,7 +367,7 @@ ngx_http_nb_maint_upstreams_verify(ngx_conf_t *cf)
         nscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
                                                ngx_http_nb_maint_module);
 
-        if (nscf->check.set && !nscf->enabled) {
+        if ((nscf->check.set || nscf->check.off) && !nscf->enabled) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "\"nb_maint_check\" in upstream \"%V\" needs "
                           "\"nb_maint;\" there", &uscfp[i]->host);
@@ -392,7 +438,14 @@ ngx_http_nb_maint_node_allowed(ngx_http_nb_maint_peer_data_t *pd,
         return 0;
     }
 
-    return !sh->node_down[n] && !nb_drained(st, n);
+    /* a commanding node serves only as the designated node */
+    if (sh->node_down[n] == NB_NODE_DOWN
+        || (sh->node_down[n] == NB_NODE_BUSY && pd->want < 0))
+    {
+        return 0;
+    }
+
+    return !nb_drained(st, n);
 }
 
 
@@ -415,7 +468,7 @@ ngx_http_nb_maint_peer_usable(ngx_http_nb_maint_peer_data_t *pd,
         && peer->fails >= peer->max_fails
         && now - peer->checked <= peer->fail_timeout
         && !(pd->conf->check.set
-             && (time_t) (sh->nodes[n].last_pass / 1000) >= peer->checked))
+             && (time_t) (sh->nodes[n].last_pass / 1000) > peer->checked))
     {
         return 0;
     }
@@ -721,7 +774,17 @@ ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc, void *data,
 
     if (pd->node >= 0) {
         sh = ngx_http_nb_maint_shm();
-        (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].active, -1);
+        ctx = ngx_http_get_module_ctx(pd->request, ngx_http_nb_maint_module);
+
+        /* an upgraded connection was moved from active to websockets */
+        if (ctx && ctx->ws) {
+            ctx->ws = 0;
+            (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].websockets, -1);
+
+        } else {
+            (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].active, -1);
+        }
+
         pd->node = -1;
     }
 
@@ -931,7 +994,7 @@ ngx_http_nb_maint_nodes_reclaim(ngx_http_nb_maint_shm_t *sh,
         ngx_memory_barrier();
 
         ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
-        sh->node_down[i] = 0;
+        sh->node_down[i] = NB_NODE_OK;
     }
 }
 
@@ -963,7 +1026,7 @@ ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh, ngx_str_t *id,
     ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
     ngx_memcpy(node->id, id->data, id->len);
     node->health = NB_HEALTH_UNKNOWN;
-    sh->node_down[i] = 0;
+    sh->node_down[i] = NB_NODE_OK;
 
     ngx_memory_barrier();
     node->id_len = id->len;

@@ -37,7 +37,8 @@ ok(exists $st->{since}, 'since present');
 ok(exists $st->{reason}, 'reason present');
 is($st->{retry_after}, 300, 'retry_after defaults to 300');
 is_deeply($st->{store}, { type => 'file', ok => JSON::PP::true, error => undef }, 'store object');
-is_deeply($st->{restore}, { pending => [] }, 'restore.pending empty');
+is_deeply($st->{restore}{pending}, [], 'restore.pending empty');
+ok(!$st->{restore}{checked}, 'restore.checked false: no upstream has checks');
 is_deeply($st->{upstreams}, [], 'upstreams empty (no nb_maint upstream)');
 my $v0 = $st->{version};
 

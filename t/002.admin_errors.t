@@ -243,6 +243,7 @@ subtest 'unknown_node with an nb_maint upstream' => sub {
     my $ng2 = NbTest::Nginx->new(http => std_http(http_extra => <<'EOT'));
 upstream app {
     nb_maint;
+    nb_maint_check off;    # port b is no NocoBase node
     server 127.0.0.1:%%PORT_b%%;
 }
 EOT

@@ -48,7 +48,7 @@ my $cookie = $ng->admin(POST => 'bypass', {})->{json}{cookie};
 ok($cookie, 'got a bypass cookie');
 
 $C->set_state('starting');
-ok(defined $ng->wait_health($cid, 'down', 3), 'C (starting, health 503) is down');
+ok(defined $ng->wait_health($cid, 'commanding', 3), 'C (starting, health 503 APP_COMMANDING start) is commanding');
 my $v_before = $ng->status->{version};
 
 $r = $ng->admin(POST => 'restore', {});
@@ -103,7 +103,7 @@ spread_ok('normal after restore from upgrade');
 
 # ---- restore from maintenance on B with C still starting -------------------------------------
 $C->set_state('starting');
-ok(defined $ng->wait_health($cid, 'down', 3), 'C starting again: down');
+ok(defined $ng->wait_health($cid, 'commanding', 3), 'C starting again: commanding');
 $r = $ng->admin(POST => 'mode', { mode => 'maintenance', node => $bid });
 is($r->{status}, 200, 'maintenance on B');
 $v_before = $r->{json}{version};
@@ -136,7 +136,7 @@ spread_ok('normal after restore from maintenance');
 
 # ---- force ------------------------------------------------------------------------------------
 $C->set_state('starting');
-ok(defined $ng->wait_health($cid, 'down', 3), 'C starting again: down');
+ok(defined $ng->wait_health($cid, 'commanding', 3), 'C starting again: commanding');
 $r = $ng->admin(POST => 'mode', { mode => 'upgrade', node => $bid });
 $v_before = $r->{json}{version};
 $r = $ng->admin(POST => 'restore', { force => JSON::PP::true });

@@ -131,9 +131,11 @@ is($B->stats->{requests}, 0, '... none reached B');
 $B->set_state('running');
 ok(defined $ng->wait_health($bid, 'up', 3), 'B up again');
 
-# commanding (503 APP_COMMANDING) is a failure as well
+# commanding (503 APP_COMMANDING) is busy, not down (SPEC section 3)
 $C->set_state('commanding');
-ok(defined $ng->wait_health($cid, 'down', 3), 'C (health 503 APP_COMMANDING) goes down');
+ok(defined $ng->wait_health($cid, 'commanding', 3), 'C (health 503 APP_COMMANDING) is commanding');
+$C->set_state('error');
+ok(defined $ng->wait_health($cid, 'down', 3), 'C (health 503 APP_ERROR) goes down');
 $C->set_state('running');
 ok(defined $ng->wait_health($cid, 'up', 3), 'C up again');
 

@@ -8,7 +8,7 @@ use lib "$FindBin::Bin/lib";
 use NbTest;
 
 my $A = NbTest::Mock->new;
-my $http = cluster_http(nodes => [$A], check => undef,
+my $http = cluster_http(nodes => [$A], check => 'off',
                         upstream_extra => "    server unix:%%PREFIX%%/app.sock;\n");
 my $ng = NbTest::Nginx->new(http => $http);
 $ng->start;

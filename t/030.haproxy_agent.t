@@ -124,7 +124,7 @@ set_mode({ mode => 'maintenance', node => $bid }, 'maintenance: designated node 
 
 # ---- restoring from maintenance, C still starting -----------------------------------------------
 $C->set_state('starting');
-ok(defined $ng->wait_health($cid, 'down', 3), 'C (starting, 503) is down');
+ok(defined $ng->wait_health($cid, 'commanding', 3), 'C (starting, 503 APP_COMMANDING) is commanding');
 my $r = $ng->admin(POST => 'restore', {});
 is($r->{status}, 200, 'POST restore (C still starting)') or diag $r->{content};
 is($r->{json}{mode}, 'restoring', '... mode restoring');
@@ -142,7 +142,7 @@ agent_is('upgrade (node B)', all_ids('maint'));
 agent_is('upgrade: unknown id', { '127.0.0.1:1' => 'down' }, rounds => 2);
 
 $C->set_state('starting');
-ok(defined $ng->wait_health($cid, 'down', 3), 'C (starting) is down');
+ok(defined $ng->wait_health($cid, 'commanding', 3), 'C (starting) is commanding');
 $r = $ng->admin(POST => 'restore', {});
 is($r->{status}, 200, 'POST restore from upgrade (C still starting)') or diag $r->{content};
 is($r->{json}{mode}, 'restoring', '... mode restoring');

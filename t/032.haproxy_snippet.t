@@ -138,6 +138,16 @@ EOT
     is($h->{status}{200} // 0, 30, 'snippet at work: requests through haproxy reach the nodes');
     is(scalar(grep { ($h->{node}{ $_->id } // 0) > 0 } @M), scalar @M, '... every node gets some');
 
+    # NocoBase's readiness is 200 and "ok": a node installing plugins (503,
+    # its JSON body holds "ok" in no way that matters) is DOWN for HAProxy
+    $M[0]->set_state('commanding', command => 'pm.enable');
+    $ok = $hp->wait_servers($be, sub { ($_[0]{ $names[0] }{status} // '') =~ /DOWN/ }, 5);
+    ok($ok, 'snippet at work: a node answering 503 APP_COMMANDING is DOWN (expect status 200, rstring ^ok$)')
+        or diag explain $hp->last_servers;
+    $M[0]->set_state('running');
+    $ok = $hp->wait_servers($be, sub { ($_[0]{ $names[0] }{status} // '') eq 'UP' }, 5);
+    ok($ok, '... and UP again once it runs');
+
     my $r = $ng->admin(POST => 'mode', { mode => 'upgrade' });
     is($r->{status}, 200, 'gateway: upgrade');
     $ok = $hp->wait_servers($be, sub { my $s = $_[0]; @names == grep { ($s->{$_}{status} // '') =~ /MAINT/ } @names }, 3);

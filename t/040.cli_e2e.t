@@ -262,7 +262,7 @@ like($out, qr/^node:\s+\Q$bid\E$/m, 'status: node B');
 # ================================================================ restore --wait
 
 $C->set_state('starting', seconds => 1);
-ok(defined $ng->wait_health($cid, 'down', 3), 'C starting (for 1 s): down');
+ok(defined $ng->wait_health($cid, 'commanding', 3), 'C starting (for 1 s): commanding');
 my $vr = $ng->status->{version};
 my $job = cli_start('restore', '--wait', '--timeout', '15');
 my ($seen_restoring, $early_exit, $polls) = (0, 0, 0);
@@ -410,7 +410,7 @@ for my $r (@$rl) {
     ok($r->{drain}, "restart $id: drained when the restart ran");
     is($r->{active}, 0, "restart $id: no request in flight when the restart ran");
     is($r->{mock_health}, 'starting', "restart $id: mock state changed to starting");
-    is($r->{health_mid}, 'down', "restart $id: the gateway saw it down during the restart");
+    is($r->{health_mid}, 'commanding', "restart $id: the gateway saw it commanding (NocoBase starting) during the restart");
     is(($r->{req_after} // -1) - ($r->{req_before} // 0), 0,
        "restart $id: no request reached it during the restart (under load)");
 }

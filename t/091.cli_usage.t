@@ -255,7 +255,7 @@ ok(!gw_status()->{upstreams}[0]{nodes}[1]{drain}, 'undrained');
 # drain --wait with a request in flight, and its timeout
 {
     my $slow = IO::Socket::INET->new(PeerAddr => $ids[1]) or die;
-    print $slow "GET /slow?sleep_ms=3000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    print $slow "GET /slow?sleep_ms=5000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     sleep 0.2;
     ($rc, $out, $err) = gw('', 'drain', $ids[1], '--wait', '--timeout', '1', '--interval', '0.1');
     is($rc, 1, 'drain --wait times out while a request is in flight');

@@ -40,5 +40,17 @@ $ng->write_conf(http => cluster_http(nodes => [$A, $B]));
 $ng->reload;
 ok(defined $ng->wait_health($bid, 'down', 5), 'checks back: B down again');
 ok(defined $ng->wait_health($aid, 'up', 5), '... A up');
+
+# a node "commanding" (NocoBase busy) when the checks go: not kept busy
+$B->set_state('commanding', command => 'upgrade');
+ok(defined $ng->wait_health($bid, 'commanding', 5), 'B commanding')
+    or diag explain $ng->node($bid);
+$ng->write_conf(http => $off);
+$ng->write_conf(http => cluster_http(nodes => [$A, $B], check => undef)) if $rc != 0;
+$ng->reload;
+ok(defined $ng->wait_health($bid, 'unknown', 5), 'reload without checks: commanding B is "unknown"');
+ok(!$ng->node($bid)->{app}, '... with no stale NocoBase code');
+$h = $ng->hit(20, '/api/z');
+ok(($h->{node}{$bid} // 0) > 0, 'B gets requests again');
 is(scalar($ng->crashes), 0, 'no crash');
 done_testing;

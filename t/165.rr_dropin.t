@@ -108,6 +108,7 @@ for my $case (['two nodes' => "    nb_maint;\n    server $aid;\n    server $bid;
     my $g = NbTest::Nginx->new(workers => 1, http => NbTest::http_head() . <<"EOT");
 upstream app {
     nb_maint;
+    nb_maint_check off;    # round robin's own passive marks only
     server $aid max_fails=1 fail_timeout=30s;
     server $bid max_fails=1 fail_timeout=30s;
 }
@@ -180,6 +181,7 @@ cmp_ok(length $uid, '>', 64, 'a unix id of ' . length($uid) . ' bytes');
 $ng->{http} = NbTest::http_head() . <<"EOT";
 upstream app {
     nb_maint;
+    nb_maint_check off;    # the socket's server is no NocoBase node
     server $uid;
 }
 server {

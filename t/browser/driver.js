@@ -11,7 +11,9 @@
 //                                       url; dialogs: "accept" accepts
 //                                       alert/confirm (default: dismiss)
 //   goto   tab url                      navigate an open tab
-//   wait   tab re [timeout_ms]          until body text matches the regex;
+//   wait   tab [re] [not_re] [url_re] [timeout_ms]
+//                                       until the body text matches re and
+//                                       not not_re, and the URL url_re;
 //                                       answers ms waited and the text
 //   text   tab                          body text, url, navigations
 //   fill   tab selector value           type into an input
@@ -67,14 +69,19 @@ async function run(b, c) {
         return { status: r ? r.status() : null, url: t.page.url() };
     }
     case 'wait': {
-        const t = tab(c), re = new RegExp(c.re), start = Date.now();
+        const t = tab(c), start = Date.now();
+        const re = c.re !== undefined ? new RegExp(c.re) : null;
+        const unre = c.not_re !== undefined ? new RegExp(c.not_re) : null;
+        const urlRe = c.url_re !== undefined ? new RegExp(c.url_re) : null;
         const limit = start + (c.timeout_ms || 30000);
         let text = '';
         for (;;) {
             text = await bodyText(t.page);
-            if (re.test(text)) break;
+            if ((!re || re.test(text)) && (!unre || !unre.test(text))
+                && (!urlRe || urlRe.test(t.page.url()))) break;
             if (Date.now() > limit) {
-                return { ok: false, error: `no /${c.re}/ after `
+                return { ok: false, error: `no /${c.re}/ !/${c.not_re}/ `
+                         + `url /${c.url_re}/ after `
                          + `${Date.now() - start} ms`, text,
                          url: t.page.url(), navigations: t.navigations };
             }
