@@ -7,10 +7,11 @@ GEN        := $(BUILD)/gen
 MODULE_SO  := $(BUILD)/ngx_http_nb_maint_module.so
 STREAM_SO  := $(BUILD)/ngx_stream_nb_maint_module.so
 SRCS       := $(wildcard ngx_nb_maint_module/*.c ngx_nb_maint_module/*.h)
+# gdb: t/128 makes a worker take the write mutex before it is killed
 DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
               libpcre2-dev libssl-dev zlib1g-dev redis-server haproxy wrk curl \
               perl gcc make chromium openssl \
-              debhelper dpkg-dev lintian
+              debhelper dpkg-dev lintian gdb
 
 SHELL := /bin/bash
 

@@ -32,6 +32,8 @@
 #define NB_STORE_ERROR_LEN      256
 #define NB_MAX_NODES            1024
 #define NB_SECRET_LEN           32
+#define NB_VERSION_MAX          ((uint64_t) 0x7fffffffffffffffLL)
+#define NB_DRAIN_OTHER_LEN      2048   /* drained ids of unknown nodes */
 #define NB_APP_COMMAND_LEN      30     /* command.name, e.g. pm.enable */
 #define NB_WS_DRAIN_GRACE       5000
 
@@ -49,6 +51,10 @@ typedef struct {
     u_char                      node[NB_NODE_ID_LEN];
     u_char                      reason[NB_REASON_LEN];
     u_char                      drain[NB_MAX_NODES / 8];  /* by node index */
+    /* drained nodes this gateway does not know: kept in the store as they
+     * are, ids separated by '\n' (SPEC section 3) */
+    size_t                      drain_other_len;
+    u_char                      drain_other[NB_DRAIN_OTHER_LEN];
 } ngx_http_nb_maint_state_t;
 
 #define nb_active(n)       ((n)->active + (n)->active_remote)
@@ -118,7 +124,8 @@ typedef struct {
 #else
 #define NB_OWNER_PID_BITS       22
 #endif
-#define NB_OWNER_PID_MASK       (((ngx_atomic_uint_t) 1 << NB_OWNER_PID_BITS) - 1)
+#define NB_OWNER_PID_MASK                                                    \
+    (((ngx_atomic_uint_t) 1 << NB_OWNER_PID_BITS) - 1)
 #define nb_owner_word(gen, pid)                                              \
     (((ngx_atomic_uint_t) (gen) << NB_OWNER_PID_BITS)                         \
      | ((ngx_atomic_uint_t) (pid) & NB_OWNER_PID_MASK))
@@ -130,11 +137,17 @@ typedef struct {
     (sh)->counters[ngx_worker % NB_WORKER_ROWS][what]++
 
 
+#define NB_STORE_BAD_VERSION    1       /* the file's version is corrupt */
+#define NB_STORE_NOT_OURS       2       /* another gateway has the file */
+
+
 typedef struct {
     ngx_atomic_t                lock;        /* ngx_rwlock over state/events */
     ngx_atomic_t                seq;         /* == state.version, lock-free */
     ngx_shmtx_sh_t              write_mtx;   /* serializes state writers */
     ngx_shmtx_t                 write_lock;  /* in shm: its semaphore too */
+    ngx_atomic_t                writer;      /* pid writing the file store */
+    uint64_t                    writing;     /* ... this version */
     ngx_atomic_t                owner;       /* nb_owner_word() or 0 */
     ngx_atomic_t                owner_beat;  /* the owner's heartbeat, ms */
     ngx_uint_t                  generation;  /* +1 on every committed load */
@@ -144,6 +157,8 @@ typedef struct {
                                                 -1: none; with the state */
 
     ngx_uint_t                  store_ok;
+    ngx_uint_t                  store_readonly;  /* NB_STORE_*: refuse */
+    ngx_uint_t                  store_probe;     /* error from a probe */
     size_t                      store_error_len;
     u_char                      store_error[NB_STORE_ERROR_LEN];
 
@@ -183,6 +198,7 @@ struct ngx_http_nb_maint_store_s {
     ngx_str_t                   type;        /* "file" or "redis" */
     ngx_str_t                   path;        /* state file (redis: cache) */
     ngx_str_t                   events_path;
+    ngx_cycle_t                *cycle;       /* configured in (worker user) */
     void                       *data;        /* the store's own */
 
     /* in the master at zone creation: fills sh and store_ok */
@@ -296,7 +312,14 @@ size_t ngx_http_nb_maint_zone_min_size(void);
 ngx_int_t ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, u_char *data, size_t len);
 void ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...);
+void ngx_http_nb_maint_secret_publish(u_char *key);
+void ngx_http_nb_maint_secret_copy(u_char *out);
+ngx_uint_t ngx_http_nb_maint_state_same(ngx_http_nb_maint_state_t *a,
+    ngx_http_nb_maint_state_t *b);
+void ngx_http_nb_maint_drain_resolve(ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st);
 ngx_msec_t ngx_http_nb_maint_now_ms(void);
+ngx_uint_t ngx_http_nb_maint_pid_alive(ngx_pid_t pid);
 void ngx_http_nb_maint_zone_usage(size_t *used, size_t *total);
 ngx_int_t ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm_t *sh,
     u_char *id, size_t len);
@@ -311,7 +334,15 @@ ngx_int_t ngx_http_nb_maint_state_from_json(cJSON *obj,
     ngx_http_nb_maint_state_t *st, const char **err);
 ngx_int_t ngx_http_nb_maint_json_str(ngx_pool_t *pool, cJSON *json,
     ngx_str_t *out);
+ngx_int_t ngx_http_nb_maint_drain_other_add(ngx_http_nb_maint_state_t *st,
+    u_char *id, size_t len);
 cJSON *ngx_http_nb_maint_json_strn(u_char *s, size_t len);
+cJSON *ngx_http_nb_maint_json_parse(const char *s, size_t len,
+    const char **rest, const char **err);
+ngx_int_t ngx_http_nb_maint_json_u64(cJSON *item, uint64_t max,
+    uint64_t *out);
+cJSON *ngx_http_nb_maint_json_version(uint64_t version);
+ngx_int_t ngx_http_nb_maint_json_keep_version(cJSON *obj);
 
 /* node ids: one grammar for every source; network bytes for logs */
 ngx_uint_t ngx_http_nb_maint_node_id_valid(u_char *id, size_t len);
@@ -327,6 +358,8 @@ void ngx_http_nb_maint_file_load(ngx_http_nb_maint_store_t *store,
 ngx_int_t ngx_http_nb_maint_file_write(ngx_http_nb_maint_store_t *store,
     ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_uint_t durable,
     ngx_log_t *log);
+ngx_int_t ngx_http_nb_maint_file_check(ngx_http_nb_maint_store_t *store,
+    ngx_http_nb_maint_shm_t *sh, ngx_log_t *log);
 
 /* redis store */
 char *ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,

@@ -40,7 +40,14 @@ typedef struct {
     ngx_str_t                     path;        /* after the location */
     ngx_uint_t                    route;
     ngx_int_t                     node;
+    ngx_http_nb_maint_change_t   *change;      /* a write in the store */
+    ngx_http_nb_maint_state_t    *written;     /* ... and its state */
+    ngx_uint_t                    tries;
 } ngx_http_nb_maint_admin_ctx_t;
+
+
+/* a write without If-Match that loses races: built again on the new state */
+#define NB_WRITE_TRIES  64
 
 
 typedef ngx_int_t (*ngx_http_nb_maint_route_pt)(ngx_http_request_t *r,
@@ -79,10 +86,14 @@ static ngx_int_t ngx_http_nb_maint_admin_dashboard(ngx_http_request_t *r,
 static ngx_int_t ngx_http_nb_maint_admin_output(ngx_http_request_t *r,
     ngx_uint_t status, const char *type, ngx_str_t *body);
 static ngx_int_t ngx_http_nb_maint_admin_challenge(ngx_http_request_t *r);
+static ngx_int_t ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, ngx_http_nb_maint_change_t *ch);
 static ngx_int_t ngx_http_nb_maint_admin_early(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *fmt, ...);
 static ngx_int_t ngx_http_nb_maint_admin_send_status(ngx_http_request_t *r,
     ngx_uint_t status);
+static ngx_int_t ngx_http_nb_maint_admin_send_state(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_http_nb_maint_state_t *written);
 
 
 static ngx_http_nb_maint_route_t  ngx_http_nb_maint_routes[] = {
@@ -697,12 +708,20 @@ ngx_http_nb_maint_utf8_valid(u_char *p, size_t len)
 
 
 static void
+ngx_http_nb_maint_admin_json_free(void *data)
+{
+    cJSON_Delete(data);
+}
+
+
+static void
 ngx_http_nb_maint_admin_body(ngx_http_request_t *r)
 {
     cJSON                          *json;
     ngx_int_t                       rc;
     ngx_str_t                       body;
-    const char                     *rest;
+    const char                     *rest, *err;
+    ngx_pool_cleanup_t             *cln;
     ngx_http_nb_maint_route_t      *rt;
     ngx_http_nb_maint_admin_ctx_t  *ctx;
 
@@ -743,8 +762,9 @@ ngx_http_nb_maint_admin_body(ngx_http_request_t *r)
             goto done;
         }
 
-        json = cJSON_ParseWithLengthOpts((char *) body.data, body.len,
-                                         &rest, 0);
+        err = "not an object";
+        json = ngx_http_nb_maint_json_parse((char *) body.data, body.len,
+                                            &rest, &err);
 
         while (json && rest < (const char *) body.data + body.len
                && (*rest == ' ' || *rest == '\t' || *rest == '\r'
@@ -759,13 +779,25 @@ ngx_http_nb_maint_admin_body(ngx_http_request_t *r)
             cJSON_Delete(json);
             rc = ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
                                                "bad_json", "the body is not "
-                                               "a JSON object");
+                                               "a JSON object (%s)", err);
             goto done;
         }
     }
 
+    /* lives as long as the request: a write may be built again on it */
+    if (json) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            cJSON_Delete(json);
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto done;
+        }
+
+        cln->handler = ngx_http_nb_maint_admin_json_free;
+        cln->data = json;
+    }
+
     rc = rt->handler(r, ctx, json);
-    cJSON_Delete(json);
 
     if (rc == NGX_DONE) {
         /* the store answers later; the body's reference keeps r alive */
@@ -1132,8 +1164,11 @@ ngx_http_nb_maint_restore_gate_json(ngx_http_nb_maint_main_conf_t *nmcf,
 }
 
 
+/* the status with the given state (a write's answer), or the current one */
+
 static cJSON *
-ngx_http_nb_maint_status_json(ngx_http_request_t *r, uint64_t *version)
+ngx_http_nb_maint_status_json_of(ngx_http_request_t *r,
+    ngx_http_nb_maint_state_t *written, uint64_t *version)
 {
     cJSON                          *root, *store, *restore, *pending, *ups;
     ngx_http_nb_maint_shm_t        *sh;
@@ -1143,9 +1178,14 @@ ngx_http_nb_maint_status_json(ngx_http_request_t *r, uint64_t *version)
     sh = ngx_http_nb_maint_shm();
     nmcf = ngx_http_get_module_main_conf(r, ngx_http_nb_maint_module);
 
-    ngx_rwlock_rlock(&sh->lock);
-    st = sh->state;
-    ngx_rwlock_unlock(&sh->lock);
+    if (written) {
+        st = *written;
+
+    } else {
+        ngx_rwlock_rlock(&sh->lock);
+        st = sh->state;
+        ngx_rwlock_unlock(&sh->lock);
+    }
 
     *version = st.version;
 
@@ -1277,10 +1317,18 @@ ngx_http_nb_maint_admin_none_match(ngx_http_request_t *r, uint64_t version)
 static ngx_int_t
 ngx_http_nb_maint_admin_send_status(ngx_http_request_t *r, ngx_uint_t status)
 {
+    return ngx_http_nb_maint_admin_send_state(r, status, NULL);
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_admin_send_state(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_http_nb_maint_state_t *written)
+{
     cJSON     *json;
     uint64_t   version;
 
-    json = ngx_http_nb_maint_status_json(r, &version);
+    json = ngx_http_nb_maint_status_json_of(r, written, &version);
 
     if (json == NULL || ngx_http_nb_maint_admin_etag(r, version) != NGX_OK) {
         cJSON_Delete(json);
@@ -1348,8 +1396,10 @@ ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
 {
     cJSON                    *root, *list, *ev, *item;
+    uint64_t                  version;
     ngx_str_t                 arg, *e;
     ngx_int_t                 since;
+    const char               *err;
     ngx_uint_t                i, n;
     ngx_http_nb_maint_shm_t  *sh;
 
@@ -1383,10 +1433,15 @@ ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
     for ( /* void */ ; n; n--, i = (i + 1) % NB_EVENTS_MAX) {
         e = &sh->events[i];
 
-        ev = cJSON_ParseWithLength((char *) e->data, e->len);
+        ev = ngx_http_nb_maint_json_parse((char *) e->data, e->len, NULL,
+                                          &err);
         item = cJSON_GetObjectItemCaseSensitive(ev, "version");
 
-        if (!cJSON_IsNumber(item) || item->valuedouble <= since) {
+        if (ngx_http_nb_maint_json_u64(item, NB_VERSION_MAX, &version)
+            != NGX_OK
+            || version <= (uint64_t) since
+            || ngx_http_nb_maint_json_keep_version(ev) != NGX_OK)
+        {
             cJSON_Delete(ev);
             continue;
         }
@@ -1405,6 +1460,7 @@ ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_nb_maint_admin_result(ngx_http_request_t *r, ngx_int_t rc)
 {
+    ngx_http_nb_maint_admin_ctx_t  *ctx;
     ngx_http_nb_maint_main_conf_t  *nmcf;
 
     nmcf = ngx_http_get_module_main_conf(r, ngx_http_nb_maint_module);
@@ -1412,7 +1468,11 @@ ngx_http_nb_maint_admin_result(ngx_http_request_t *r, ngx_int_t rc)
     switch (rc) {
 
     case NGX_OK:
-        return ngx_http_nb_maint_admin_send_status(r, NGX_HTTP_OK);
+        /* the state as written: others may have moved it on meanwhile */
+        ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
+
+        return ngx_http_nb_maint_admin_send_state(r, NGX_HTTP_OK,
+                                                  ctx->written);
 
     case NGX_DECLINED:
         return ngx_http_nb_maint_admin_error(r, NGX_HTTP_CONFLICT,
@@ -1438,6 +1498,35 @@ static void
 ngx_http_nb_maint_admin_saved(void *data, ngx_int_t rc)
 {
     ngx_http_request_t *r = data;
+
+    ngx_http_nb_maint_admin_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
+
+    /*
+     * Another write was first.  Without If-Match the client asked for its
+     * change on the latest state, not for a precondition: build it again
+     * on the state the store has now (issue 9, defect 16).
+     */
+
+    if (rc == NGX_DECLINED && ctx->if_match < 0
+        && ++ctx->tries < NB_WRITE_TRIES)
+    {
+        rc = ngx_http_nb_maint_admin_apply(r, ctx, ctx->change);
+
+        if (rc != NGX_DONE) {
+            ngx_http_finalize_request(r, rc);
+        }
+
+        return;
+    }
+
+    if (rc == NGX_DECLINED && ctx->if_match < 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "nb_maint: %s lost %d races in a row, giving up",
+                      ctx->change->action, NB_WRITE_TRIES);
+        rc = NGX_ERROR;
+    }
 
     ngx_http_finalize_request(r, ngx_http_nb_maint_admin_result(r, rc));
 }
@@ -1477,18 +1566,44 @@ ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
                                              ch->message);
     }
 
-    if (rc == NGX_DECLINED) {
-        /* nothing to change */
+    if (rc == NGX_DECLINED || ngx_http_nb_maint_state_same(&old, &st)) {
+        /* nothing to change: no version, no event */
         return ngx_http_nb_maint_admin_send_status(r, NGX_HTTP_OK);
     }
 
-    rc = ngx_http_nb_maint_state_save(nmcf, &old, &st, ch->action,
+    /* kept for another try if a concurrent write wins the store */
+
+    if (ctx->change == NULL) {
+        ctx->change = ngx_palloc(r->pool, sizeof(ngx_http_nb_maint_change_t));
+        ctx->written = ngx_palloc(r->pool, sizeof(ngx_http_nb_maint_state_t));
+
+        if (ctx->change == NULL || ctx->written == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *ctx->change = *ch;
+    }
+
+    *ctx->written = st;
+
+    rc = ngx_http_nb_maint_state_save(nmcf, &old, ctx->written, ch->action,
                                       &ctx->actor, ch->node, r->pool,
                                       r->connection->log,
                                       ngx_http_nb_maint_admin_saved, r);
 
     if (rc == NGX_AGAIN) {
         return NGX_DONE;
+    }
+
+    if (rc == NGX_DECLINED && ctx->if_match < 0
+        && ++ctx->tries < NB_WRITE_TRIES)
+    {
+        /* a store that answered at once: the new state is ours to see */
+        return ngx_http_nb_maint_admin_apply(r, ctx, ctx->change);
+    }
+
+    if (rc == NGX_DECLINED && ctx->if_match < 0) {
+        rc = NGX_ERROR;
     }
 
     return ngx_http_nb_maint_admin_result(r, rc);

@@ -100,8 +100,8 @@ ngx_http_nb_maint_is_bypass(ngx_http_request_t *r)
  * store so that every gateway sharing the store accepts the same cookie.
  */
 
-static u_char *
-ngx_http_nb_maint_cookie_key(void)
+static void
+ngx_http_nb_maint_cookie_key(u_char *key)
 {
     ngx_http_nb_maint_main_conf_t  *nmcf;
 
@@ -109,24 +109,30 @@ ngx_http_nb_maint_cookie_key(void)
                                                ngx_http_nb_maint_module);
 
     if (nmcf->secret_set) {
-        return nmcf->secret;
+        ngx_memcpy(key, nmcf->secret, NB_SECRET_LEN);
+        return;
     }
 
-    return ngx_http_nb_maint_shm()->secret;
+    /* the store's key may be replaced meanwhile: a consistent copy */
+    ngx_http_nb_maint_secret_copy(key);
 }
 
 
 static void
 ngx_http_nb_maint_cookie_sign(u_char *exp, size_t len, u_char *out)
 {
-    u_char        md[EVP_MAX_MD_SIZE], msg[NGX_TIME_T_LEN + 16];
+    u_char        md[EVP_MAX_MD_SIZE], msg[NGX_TIME_T_LEN + 16],
+                  key[NB_SECRET_LEN];
     unsigned int  mdlen;
     ngx_str_t     src, dst;
 
     len = ngx_sprintf(msg, "nb_maint:%*s", len, exp) - msg;
 
-    HMAC(EVP_sha256(), ngx_http_nb_maint_cookie_key(), NB_SECRET_LEN, msg,
-         len, md, &mdlen);
+    ngx_http_nb_maint_cookie_key(key);
+
+    HMAC(EVP_sha256(), key, NB_SECRET_LEN, msg, len, md, &mdlen);
+
+    ngx_explicit_memzero(key, NB_SECRET_LEN);
 
     src.data = md;
     src.len = mdlen;
@@ -211,7 +217,8 @@ ngx_http_nb_maint_secret_init(ngx_http_nb_maint_main_conf_t *nmcf,
 
     sh->secret_set = 1;
 
-    if (ngx_http_nb_maint_file_write(&nmcf->store, &sh->state, NULL, 1, log)
+    if (!sh->store_readonly
+        && ngx_http_nb_maint_file_write(&nmcf->store, &sh->state, NULL, 1, log)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ALERT, log, 0,

@@ -525,8 +525,11 @@ ngx_http_nb_maint_check_envelope(ngx_http_nb_maint_check_t *chk,
     size_t       len;
     cJSON       *root, *err, *code, *cmd, *name;
     ngx_uint_t   app;
+    const char  *msg;
 
-    root = cJSON_ParseWithLength((char *) body->data, body->len);
+    /* no NUL inside its strings either: such a body is garbage */
+    root = ngx_http_nb_maint_json_parse((char *) body->data, body->len, NULL,
+                                        &msg);
     if (root == NULL) {
         return 0;
     }

@@ -5,6 +5,8 @@
 #include "ngx_http_nb_maint.h"
 
 
+static u_char *ngx_http_nb_maint_time_rfc3339_ms(u_char *buf, ngx_msec_t ms);
+
 cJSON *
 ngx_http_nb_maint_json_strn(u_char *s, size_t len)
 {
@@ -61,7 +63,8 @@ ngx_http_nb_maint_state_to_json(ngx_http_nb_maint_state_t *st)
         cJSON_AddNullToObject(obj, "restoring_from");
     }
 
-    cJSON_AddNumberToObject(obj, "version", (double) st->version);
+    cJSON_AddItemToObject(obj, "version",
+                          ngx_http_nb_maint_json_version(st->version));
 
     p = ngx_http_nb_maint_time_rfc3339(since, st->since);
     *p = '\0';
@@ -71,22 +74,67 @@ ngx_http_nb_maint_state_to_json(ngx_http_nb_maint_state_t *st)
                       ngx_http_nb_maint_json_strn(st->reason, st->reason_len));
     cJSON_AddNumberToObject(obj, "retry_after", (double) st->retry_after);
 
+    /* every gateway gates the restore on the same instant (issue 9, 4) */
+    if (st->mode == NB_MODE_RESTORING) {
+        p = ngx_http_nb_maint_time_rfc3339_ms(since, st->restore_started);
+        *p = '\0';
+        cJSON_AddStringToObject(obj, "restore_started", (char *) since);
+
+    } else {
+        cJSON_AddNullToObject(obj, "restore_started");
+    }
+
     return obj;
 }
 
 
-static time_t
-ngx_http_nb_maint_parse_rfc3339(const char *s)
+/* "2026-11-27T06:00:00.123Z"; buf needs 25 bytes, returns the end */
+
+static u_char *
+ngx_http_nb_maint_time_rfc3339_ms(u_char *buf, ngx_msec_t ms)
 {
+    u_char  *p;
+
+    p = ngx_http_nb_maint_time_rfc3339(buf, (time_t) (ms / 1000));
+
+    /* replace the "Z" */
+    return ngx_sprintf(p - 1, ".%03uiZ", (ngx_uint_t) (ms % 1000));
+}
+
+
+static time_t
+ngx_http_nb_maint_parse_rfc3339(const char *s, ngx_uint_t *ms)
+{
+    int       n;
     ngx_tm_t  tm;
 
     ngx_memzero(&tm, sizeof(ngx_tm_t));
+    n = 0;
 
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ", &tm.ngx_tm_year, &tm.ngx_tm_mon,
-               &tm.ngx_tm_mday, &tm.ngx_tm_hour, &tm.ngx_tm_min,
-               &tm.ngx_tm_sec)
-        != 6)
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.ngx_tm_year,
+               &tm.ngx_tm_mon, &tm.ngx_tm_mday, &tm.ngx_tm_hour,
+               &tm.ngx_tm_min, &tm.ngx_tm_sec, &n)
+        != 6 || n == 0)
     {
+        return NGX_ERROR;
+    }
+
+    s += n;
+    *ms = 0;
+
+    /* optional milliseconds */
+    if (s[0] == '.') {
+        if (!isdigit((u_char) s[1]) || !isdigit((u_char) s[2])
+            || !isdigit((u_char) s[3]))
+        {
+            return NGX_ERROR;
+        }
+
+        *ms = (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+        s += 4;
+    }
+
+    if (s[0] != 'Z' || s[1] != '\0') {
         return NGX_ERROR;
     }
 
@@ -105,7 +153,9 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
 {
     size_t                     len;
     cJSON                     *item;
+    time_t                     t;
     ngx_int_t                  mode;
+    ngx_uint_t                 ms;
     ngx_http_nb_maint_state_t  s;
 
     ngx_memzero(&s, sizeof(ngx_http_nb_maint_state_t));
@@ -115,12 +165,15 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
         return NGX_ERROR;
     }
 
+    /* exact 64-bit text: out of range is corrupt, never rounded or reset */
+
     item = cJSON_GetObjectItemCaseSensitive(obj, "version");
-    if (!cJSON_IsNumber(item) || item->valuedouble < 0) {
-        *err = "bad \"version\"";
+    if (ngx_http_nb_maint_json_u64(item, NB_VERSION_MAX, &s.version)
+        != NGX_OK)
+    {
+        *err = "bad \"version\" (not an integer from 0 to 2^63-1)";
         return NGX_ERROR;
     }
-    s.version = (uint64_t) item->valuedouble;
 
     item = cJSON_GetObjectItemCaseSensitive(obj, "mode");
     mode = NGX_ERROR;
@@ -191,9 +244,29 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
     s.since = ngx_time();
     item = cJSON_GetObjectItemCaseSensitive(obj, "since");
     if (cJSON_IsString(item)) {
-        s.since = ngx_http_nb_maint_parse_rfc3339(item->valuestring);
+        s.since = ngx_http_nb_maint_parse_rfc3339(item->valuestring, &ms);
         if (s.since == NGX_ERROR) {
             *err = "bad \"since\"";
+            return NGX_ERROR;
+        }
+    }
+
+    /* the restore's start; a state written before it was stored: "since" */
+    if (s.mode == NB_MODE_RESTORING) {
+        s.restore_started = (ngx_msec_t) s.since * 1000;
+
+        item = cJSON_GetObjectItemCaseSensitive(obj, "restore_started");
+        if (cJSON_IsString(item)) {
+            t = ngx_http_nb_maint_parse_rfc3339(item->valuestring, &ms);
+            if (t == NGX_ERROR) {
+                *err = "bad \"restore_started\"";
+                return NGX_ERROR;
+            }
+
+            s.restore_started = (ngx_msec_t) t * 1000 + ms;
+
+        } else if (item && !cJSON_IsNull(item)) {
+            *err = "bad \"restore_started\"";
             return NGX_ERROR;
         }
     }
@@ -238,7 +311,7 @@ ngx_http_nb_maint_state_serialize(ngx_http_nb_maint_state_t *st,
     ngx_uint_t with_secret)
 {
     char                     *s;
-    u_char                    hex[NB_SECRET_LEN * 2 + 1];
+    u_char                    hex[NB_SECRET_LEN * 2 + 1], *p, *end, *nl;
     cJSON                    *json, *drain;
     ngx_uint_t                i;
     ngx_http_nb_maint_shm_t  *sh;
@@ -265,6 +338,21 @@ ngx_http_nb_maint_state_serialize(ngx_http_nb_maint_state_t *st,
         }
     }
 
+    /* and those of nodes other gateways know (issue 9, defect 15) */
+
+    p = st->drain_other;
+    end = st->drain_other + st->drain_other_len;
+
+    while (drain && p < end) {
+        nl = ngx_strlchr(p, end, '\n');
+        if (nl == NULL) {
+            nl = end;
+        }
+
+        cJSON_AddItemToArray(drain, ngx_http_nb_maint_json_strn(p, nl - p));
+        p = nl + 1;
+    }
+
     s = cJSON_PrintUnformatted(json);
     cJSON_Delete(json);
 
@@ -276,6 +364,7 @@ ngx_int_t
 ngx_http_nb_maint_state_parse(cJSON *json, ngx_http_nb_maint_shm_t *sh,
     ngx_http_nb_maint_state_t *st, const char **err, ngx_log_t *log)
 {
+    size_t      len;
     cJSON      *item;
     ngx_int_t   i;
 
@@ -294,17 +383,332 @@ ngx_http_nb_maint_state_parse(cJSON *json, ngx_http_nb_maint_shm_t *sh,
             continue;
         }
 
+        len = ngx_strlen(item->valuestring);
         i = ngx_http_nb_maint_node_find(sh, (u_char *) item->valuestring,
-                                        ngx_strlen(item->valuestring));
-        if (i == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "nb_maint: drained node \"%s\" is in no "
-                          "upstream any more", item->valuestring);
+                                        len);
+
+        if (i != NGX_ERROR) {
+            st->drain[i / 8] |= (u_char) (1 << (i % 8));
             continue;
         }
 
-        st->drain[i / 8] |= (u_char) (1 << (i % 8));
+        /* a node of another gateway (or of a later configuration): kept */
+
+        if (ngx_http_nb_maint_drain_other_add(st, (u_char *) item->valuestring,
+                                              len)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "nb_maint: drained node \"%*s\" unknown here "
+                          "cannot be kept (malformed, or over %d bytes of "
+                          "such ids)", ngx_min(len, 64), item->valuestring,
+                          NB_DRAIN_OTHER_LEN);
+        }
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * cJSON keeps numbers as doubles only, and cuts a string at "\u0000".
+ * Every JSON text the module reads (admin bodies, the state file, events,
+ * Redis) goes through this: after cJSON's parse the text is walked once
+ * more; a "\u0000" escape rejects the whole text, and the exact text of
+ * each number is kept in its item's valuestring (cJSON_Delete() frees it)
+ * for ngx_http_nb_maint_json_u64().
+ */
+
+static const char *
+ngx_http_nb_maint_json_next_number(const char *p, const char *end,
+    size_t *len)
+{
+    const char  *q;
+
+    while (p < end) {
+
+        if (*p == '"') {
+            for (p++; p < end && *p != '"'; p++) {
+                if (*p == '\\') {
+                    p++;
+                }
+            }
+
+            p++;
+            continue;
+        }
+
+        if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            for (q = p; q < end; q++) {
+                if (!((*q >= '0' && *q <= '9') || *q == '-' || *q == '+'
+                      || *q == '.' || *q == 'e' || *q == 'E'))
+                {
+                    break;
+                }
+            }
+
+            *len = q - p;
+            return p;
+        }
+
+        p++;
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_json_numbers(cJSON *item, const char **p, const char *end)
+{
+    char        *s;
+    size_t       len;
+    const char  *n;
+
+    for ( /* void */ ; item; item = item->next) {
+
+        if (cJSON_IsNumber(item)) {
+            n = ngx_http_nb_maint_json_next_number(*p, end, &len);
+            if (n == NULL) {
+                return NGX_ERROR;
+            }
+
+            s = cJSON_malloc(len + 1);
+            if (s == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(s, n, len);
+            s[len] = '\0';
+
+            item->valuestring = s;
+            *p = n + len;
+        }
+
+        if (item->child
+            && ngx_http_nb_maint_json_numbers(item->child, p, end) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the drained ids of nodes unknown here, kept as they are */
+
+ngx_int_t
+ngx_http_nb_maint_drain_other_add(ngx_http_nb_maint_state_t *st, u_char *id,
+    size_t len)
+{
+    u_char  *p, *end, *nl;
+    size_t   i;
+
+    if (len == 0) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (id[i] < 0x21 || id[i] == 0x7f) {
+            return NGX_ERROR;
+        }
+    }
+
+    /* once */
+
+    p = st->drain_other;
+    end = st->drain_other + st->drain_other_len;
+
+    while (p < end) {
+        nl = ngx_strlchr(p, end, '\n');
+        if (nl == NULL) {
+            nl = end;
+        }
+
+        if ((size_t) (nl - p) == len && ngx_memcmp(p, id, len) == 0) {
+            return NGX_OK;
+        }
+
+        p = nl + 1;
+    }
+
+    if (st->drain_other_len + (st->drain_other_len ? 1 : 0) + len
+        > NB_DRAIN_OTHER_LEN)
+    {
+        return NGX_ERROR;
+    }
+
+    p = st->drain_other + st->drain_other_len;
+
+    if (st->drain_other_len) {
+        *p++ = '\n';
+    }
+
+    st->drain_other_len = ngx_cpymem(p, id, len) - st->drain_other;
+
+    return NGX_OK;
+}
+
+
+cJSON *
+ngx_http_nb_maint_json_parse(const char *s, size_t len, const char **rest,
+    const char **err)
+{
+    cJSON       *json;
+    const char  *p, *end;
+
+    json = cJSON_ParseWithLengthOpts(s, len, &end, 0);
+
+    if (rest) {
+        *rest = end;
+    }
+
+    if (json == NULL) {
+        *err = "invalid JSON";
+        return NULL;
+    }
+
+    /* backslashes are only valid inside strings: each starts an escape */
+
+    for (p = s; p < end; p++) {
+        if (*p != '\\') {
+            continue;
+        }
+
+        if (end - p >= 6 && ngx_strncmp(p + 1, "u0000", 5) == 0) {
+            cJSON_Delete(json);
+            *err = "a string holds a NUL character (\\u0000)";
+            return NULL;
+        }
+
+        p++;
+    }
+
+    p = s;
+
+    if (ngx_http_nb_maint_json_numbers(json, &p, end) != NGX_OK) {
+        cJSON_Delete(json);
+        *err = "cannot keep the numbers' text";
+        return NULL;
+    }
+
+    return json;
+}
+
+
+/* an unsigned integer up to max, exactly as written (no sign, fraction,
+ * exponent); items from ngx_http_nb_maint_json_parse() only */
+
+ngx_int_t
+ngx_http_nb_maint_json_u64(cJSON *item, uint64_t max, uint64_t *out)
+{
+    u_char    *p;
+    uint64_t   v, d;
+
+    if (!cJSON_IsNumber(item) || item->valuestring == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = (u_char *) item->valuestring;
+
+    if (*p == '\0' || (*p == '0' && p[1] != '\0')) {
+        return NGX_ERROR;
+    }
+
+    for (v = 0; *p; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        d = *p - '0';
+
+        if (v > (max - d) / 10) {
+            return NGX_ERROR;
+        }
+
+        v = v * 10 + d;
+    }
+
+    *out = v;
+
+    return NGX_OK;
+}
+
+
+/* a version as a JSON number written as integer text, never as a double */
+
+cJSON *
+ngx_http_nb_maint_json_version(uint64_t version)
+{
+    u_char  buf[NGX_INT64_LEN + 1];
+
+    *ngx_sprintf(buf, "%uL", version) = '\0';
+
+    return cJSON_CreateRaw((char *) buf);
+}
+
+
+/* an object's integer member re-made from its exact text (for printing) */
+
+ngx_int_t
+ngx_http_nb_maint_json_keep_version(cJSON *obj)
+{
+    cJSON     *item;
+    uint64_t   v;
+
+    item = cJSON_GetObjectItemCaseSensitive(obj, "version");
+
+    if (ngx_http_nb_maint_json_u64(item, NB_VERSION_MAX, &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    item = ngx_http_nb_maint_json_version(v);
+    if (item == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(obj, "version", item)) {
+        cJSON_Delete(item);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* after a reload: ids that became nodes here turn into drain flags */
+
+void
+ngx_http_nb_maint_drain_resolve(ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st)
+{
+    u_char     *p, *end, *nl, buf[NB_DRAIN_OTHER_LEN];
+    size_t      len;
+    ngx_int_t   i;
+
+    len = st->drain_other_len;
+    ngx_memcpy(buf, st->drain_other, len);
+    st->drain_other_len = 0;
+
+    p = buf;
+    end = buf + len;
+
+    while (p < end) {
+        nl = ngx_strlchr(p, end, '\n');
+        if (nl == NULL) {
+            nl = end;
+        }
+
+        i = ngx_http_nb_maint_node_find(sh, p, nl - p);
+
+        if (i != NGX_ERROR) {
+            st->drain[i / 8] |= (u_char) (1 << (i % 8));
+
+        } else {
+            (void) ngx_http_nb_maint_drain_other_add(st, p, nl - p);
+        }
+
+        p = nl + 1;
+    }
 }

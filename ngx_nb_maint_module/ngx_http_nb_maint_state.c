@@ -26,6 +26,9 @@ static void ngx_http_nb_maint_events_drop_oldest(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool);
 
 
+static uint64_t ngx_http_nb_maint_event_version(ngx_str_t *ev);
+
+
 static const char  *ngx_http_nb_maint_modes[] = {
     "normal", "maintenance", "upgrade", "restoring"
 };
@@ -54,6 +57,13 @@ ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         /* reload (or Windows): the state lives on in the old zone; entries
          * for new nodes are only added, under the next generation's mark */
         sh = shpool->data;
+
+        /* a reload fails on a file store the workers cannot write */
+        if (ngx_http_nb_maint_file_check(&nmcf->store, sh, shm_zone->shm.log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
         return ngx_http_nb_maint_nodes_init(nmcf, sh, sh->generation + 1,
                                             shm_zone->shm.log);
@@ -88,6 +98,13 @@ ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     if (ngx_http_nb_maint_nodes_init(nmcf, sh, 1, shm_zone->shm.log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* so do nginx -t and a start; and the file becomes ours, or not */
+    if (ngx_http_nb_maint_file_check(&nmcf->store, sh, shm_zone->shm.log)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -138,10 +155,12 @@ ngx_http_nb_maint_state_init_module(ngx_cycle_t *cycle,
     sh->generation++;
     ngx_http_nb_maint_gen = sh->generation;
 
-    /* the designated node may have got its entry with this configuration */
+    /* the designated node may have got its entry with this configuration,
+     * and so may drained nodes kept as unknown ids */
     ngx_rwlock_wlock(&sh->lock);
     sh->designated = ngx_http_nb_maint_node_find(sh, sh->state.node,
                                                  sh->state.node_len);
+    ngx_http_nb_maint_drain_resolve(sh, &sh->state);
     ngx_rwlock_unlock(&sh->lock);
 
     return NGX_OK;
@@ -196,10 +215,52 @@ ngx_http_nb_maint_designated(void)
 }
 
 
+/*
+ * The write mutex guards a few memory accesses only, never I/O.  A holder
+ * that died with it (kill -9) cannot wedge the others: its pid is the
+ * lock's value, and a dead pid's lock is taken back.
+ */
+
 void
 ngx_http_nb_maint_state_lock_write(void)
 {
-    ngx_shmtx_lock(&ngx_http_nb_maint_sh->write_lock);
+    ngx_pid_t     pid;
+    ngx_uint_t    n;
+    ngx_shmtx_t  *mtx;
+
+    mtx = &ngx_http_nb_maint_sh->write_lock;
+
+    for (n = 1; /* void */ ; n++) {
+
+        if (ngx_shmtx_trylock(mtx)) {
+            return;
+        }
+
+        pid = (ngx_pid_t) *mtx->lock;
+
+        if (pid && pid != ngx_pid && !ngx_http_nb_maint_pid_alive(pid)
+            && ngx_shmtx_force_unlock(mtx, pid))
+        {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "nb_maint: took back the write lock of process "
+                          "%P, which died holding it", pid);
+            continue;
+        }
+
+        if (n % 64 == 0) {
+            ngx_sched_yield();
+
+        } else {
+            ngx_cpu_pause();
+        }
+    }
+}
+
+
+ngx_uint_t
+ngx_http_nb_maint_pid_alive(ngx_pid_t pid)
+{
+    return kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH;
 }
 
 
@@ -216,6 +277,7 @@ void
 ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
     ngx_str_t *event)
 {
+    uint64_t                  v;
     ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
 
     ngx_rwlock_wlock(&sh->lock);
@@ -223,7 +285,15 @@ ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
     ngx_memcpy(&sh->state, st, sizeof(ngx_http_nb_maint_state_t));
     sh->designated = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
 
-    if (event && event->len) {
+    /* once: the store's event list may have brought this line already */
+    v = (event && event->len) ? ngx_http_nb_maint_event_version(event) : 0;
+
+    if (event && event->len
+        && (v == 0 || sh->ev_count == 0
+            || ngx_http_nb_maint_event_version(&sh->events[(sh->ev_next
+                                       + NB_EVENTS_MAX - 1) % NB_EVENTS_MAX])
+               < v))
+    {
         ngx_shmtx_lock(&ngx_http_nb_maint_shpool->mutex);
         (void) ngx_http_nb_maint_events_add(sh, ngx_http_nb_maint_shpool,
                                             event->data, event->len);
@@ -256,7 +326,8 @@ ngx_http_nb_maint_event(ngx_http_nb_maint_state_t *old,
     p = ngx_http_nb_maint_time_rfc3339(t, ngx_time());
     *p = '\0';
 
-    cJSON_AddNumberToObject(ev, "version", (double) st->version);
+    cJSON_AddItemToObject(ev, "version",
+                          ngx_http_nb_maint_json_version(st->version));
     cJSON_AddStringToObject(ev, "time", (char *) t);
     cJSON_AddItemToObject(ev, "actor",
                           ngx_http_nb_maint_json_strn(actor->data,
@@ -350,6 +421,12 @@ ngx_http_nb_maint_state_save(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_str_t                  event;
     ngx_http_nb_maint_save_t  *sv;
 
+    if (old->version >= NB_VERSION_MAX) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "nb_maint: version %uL is the last one", old->version);
+        return NGX_ERROR;
+    }
+
     st->version = old->version + 1;
 
     if (st->mode != old->mode) {
@@ -407,6 +484,12 @@ ngx_http_nb_maint_state_apply(ngx_http_nb_maint_store_t *store,
         return NGX_DECLINED;
     }
 
+    ngx_http_nb_maint_state_commit(st, event);
+
+    ngx_http_nb_maint_state_unlock_write();
+
+    /* the local cache, after the lock: no lock is ever held across I/O */
+
     if (store->path.len
         && ngx_http_nb_maint_file_write(store, st, event, 0, log) != NGX_OK)
     {
@@ -415,44 +498,97 @@ ngx_http_nb_maint_state_apply(ngx_http_nb_maint_store_t *store,
                       &store->path);
     }
 
-    ngx_http_nb_maint_state_commit(st, event);
-
-    ngx_http_nb_maint_state_unlock_write();
-
     return NGX_OK;
 }
 
 
-/* the event ring from the store's list (oldest first) */
+/* the version an audit line records, 0 if none */
+
+static uint64_t
+ngx_http_nb_maint_event_version(ngx_str_t *ev)
+{
+    u_char  *p, *end, *q;
+    off_t    v;
+
+    end = ev->data + ev->len;
+    p = ngx_strnstr(ev->data, (char *) "\"version\":", ev->len);
+
+    if (p == NULL) {
+        return 0;
+    }
+
+    p += sizeof("\"version\":") - 1;
+
+    for (q = p; q < end && *q >= '0' && *q <= '9'; q++) { /* void */ }
+
+    v = ngx_atoof(p, q - p);
+
+    return (v == NGX_ERROR) ? 0 : (uint64_t) v;
+}
+
+
+/*
+ * The event ring from the store's list (oldest first).  Lines this gateway
+ * already holds beyond the list's last version (written after the store
+ * answered the list) stay after it.
+ */
 
 void
 ngx_http_nb_maint_events_replace(ngx_str_t *events, ngx_uint_t n)
 {
-    ngx_uint_t                i;
+    uint64_t                  last;
+    ngx_str_t                *keep, *e;
+    ngx_uint_t                i, j, k, from;
     ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
+
+    last = n ? ngx_http_nb_maint_event_version(&events[n - 1]) : 0;
+
+    keep = ngx_alloc(sizeof(ngx_str_t) * NB_EVENTS_MAX, ngx_cycle->log);
 
     ngx_rwlock_wlock(&sh->lock);
     ngx_shmtx_lock(&ngx_http_nb_maint_shpool->mutex);
 
-    for (i = 0; i < NB_EVENTS_MAX; i++) {
-        if (sh->events[i].data) {
-            ngx_slab_free_locked(ngx_http_nb_maint_shpool,
-                                 sh->events[i].data);
-            sh->events[i].data = NULL;
-            sh->events[i].len = 0;
+    k = 0;
+    j = (sh->ev_next + NB_EVENTS_MAX - sh->ev_count) % NB_EVENTS_MAX;
+
+    for (i = 0; i < sh->ev_count; i++, j = (j + 1) % NB_EVENTS_MAX) {
+        e = &sh->events[j];
+
+        if (keep && e->data && ngx_http_nb_maint_event_version(e) > last) {
+            keep[k++] = *e;
+
+        } else if (e->data) {
+            ngx_slab_free_locked(ngx_http_nb_maint_shpool, e->data);
         }
+    }
+
+    for (i = 0; i < NB_EVENTS_MAX; i++) {
+        sh->events[i].data = NULL;
+        sh->events[i].len = 0;
     }
 
     sh->ev_next = 0;
     sh->ev_count = 0;
 
-    for (i = (n > NB_EVENTS_MAX) ? n - NB_EVENTS_MAX : 0; i < n; i++) {
+    from = (n + k > NB_EVENTS_MAX) ? n + k - NB_EVENTS_MAX : 0;
+
+    for (i = ngx_min(from, n); i < n; i++) {
         (void) ngx_http_nb_maint_events_add(sh, ngx_http_nb_maint_shpool,
                                             events[i].data, events[i].len);
     }
 
+    for (i = 0; i < k; i++) {
+        sh->events[sh->ev_next] = keep[i];
+        sh->ev_next = (sh->ev_next + 1) % NB_EVENTS_MAX;
+        sh->ev_count++;
+    }
+
     ngx_shmtx_unlock(&ngx_http_nb_maint_shpool->mutex);
     ngx_rwlock_unlock(&sh->lock);
+
+    if (keep) {
+        ngx_free(keep);
+    }
 }
 
 
@@ -564,6 +700,58 @@ ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...)
     }
 
     ngx_rwlock_unlock(&sh->lock);
+}
+
+
+/*
+ * The cookie key from the store: validated by the caller, published whole
+ * under the state lock, so that no reader ever sees half a key.
+ */
+
+void
+ngx_http_nb_maint_secret_publish(u_char *key)
+{
+    ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
+
+    ngx_rwlock_wlock(&sh->lock);
+
+    ngx_memcpy(sh->secret, key, NB_SECRET_LEN);
+    sh->secret_set = 1;
+
+    ngx_rwlock_unlock(&sh->lock);
+}
+
+
+void
+ngx_http_nb_maint_secret_copy(u_char *out)
+{
+    ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
+
+    ngx_rwlock_rlock(&sh->lock);
+    ngx_memcpy(out, sh->secret, NB_SECRET_LEN);
+    ngx_rwlock_unlock(&sh->lock);
+}
+
+
+/* whether a change would change nothing that is stored */
+
+ngx_uint_t
+ngx_http_nb_maint_state_same(ngx_http_nb_maint_state_t *a,
+    ngx_http_nb_maint_state_t *b)
+{
+    return a->mode == b->mode
+           && a->restoring_from == b->restoring_from
+           && a->retry_after == b->retry_after
+           && a->node_len == b->node_len
+           && ngx_memcmp(a->node, b->node, a->node_len) == 0
+           && a->reason_len == b->reason_len
+           && ngx_memcmp(a->reason, b->reason, a->reason_len) == 0
+           && (a->mode != NB_MODE_RESTORING
+               || a->restore_started == b->restore_started)
+           && ngx_memcmp(a->drain, b->drain, sizeof(a->drain)) == 0
+           && a->drain_other_len == b->drain_other_len
+           && ngx_memcmp(a->drain_other, b->drain_other,
+                         a->drain_other_len) == 0;
 }
 
 

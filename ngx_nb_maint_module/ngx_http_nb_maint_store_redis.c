@@ -47,6 +47,7 @@ typedef struct {
     ngx_uint_t                     ready;
     ngx_uint_t                     wanted;
     ngx_uint_t                     subscriber;
+    ngx_uint_t                     refused;     /* said why already */
     ngx_http_nb_maint_store_t     *store;
     ngx_log_t                     *log;
     const char                    *name;
@@ -65,6 +66,7 @@ struct ngx_http_nb_maint_redis_op_s {
     ngx_http_nb_maint_store_done_pt   done;
     void                             *data;
     ngx_uint_t                        finished;
+    uint64_t                          expected;
     ngx_http_nb_maint_state_t         st;
     ngx_str_t                         event;      /* malloc'ed */
 };
@@ -92,11 +94,13 @@ static ngx_uint_t                      ngx_http_nb_maint_redis_syncing;
 
 
 /* KEYS: version, state, events; ARGV: expected, new version, state, event,
- * channel, message */
+ * channel, message.  A conflict answers {0, version, state}: the writer
+ * catches up and, without If-Match, tries again (issue 9, defect 16) */
 static const char  ngx_http_nb_maint_redis_cas[] =
-    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') "
-    "if cur == nil then return redis.error_reply('bad version key') end "
-    "if cur ~= tonumber(ARGV[1]) then return {0, cur} end "
+    "local cur = redis.call('GET', KEYS[1]) or '0' "
+    "if cur ~= ARGV[1] then "
+    "  return {0, cur, redis.call('GET', KEYS[2]) or ''} "
+    "end "
     "redis.call('SET', KEYS[1], ARGV[2]) "
     "redis.call('SET', KEYS[2], ARGV[3]) "
     "if ARGV[4] ~= '' then "
@@ -132,12 +136,30 @@ static const char  ngx_http_nb_maint_redis_active_lua[] =
     "for k, v in pairs(sum) do r[#r + 1] = k; r[#r + 1] = tostring(v) end "
     "return r";
 
-/* KEYS: version, state; ARGV: version, state, channel, message */
+/*
+ * Redis lost our state (restarted empty, or from an old snapshot): put it
+ * back, highest version wins, with the events Redis lacks.
+ * KEYS: version, state, events; ARGV: version, state, channel, message,
+ * event, ... (oldest first)
+ */
 static const char  ngx_http_nb_maint_redis_republish_lua[] =
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "
     "if tonumber(ARGV[1]) <= cur then return 0 end "
     "redis.call('SET', KEYS[1], ARGV[1]) "
     "redis.call('SET', KEYS[2], ARGV[2]) "
+    "local function ver(s) "
+    "  local ok, e = pcall(cjson.decode, s) "
+    "  if ok and type(e) == 'table' then return tonumber(e.version) or 0 end "
+    "  return 0 "
+    "end "
+    "local last = 0 "
+    "local tail = redis.call('LINDEX', KEYS[3], -1) "
+    "if tail then last = ver(tail) end "
+    "for i = 5, #ARGV do "
+    "  local v = ver(ARGV[i]) "
+    "  if v > last then redis.call('RPUSH', KEYS[3], ARGV[i]); last = v end "
+    "end "
+    "redis.call('LTRIM', KEYS[3], " NB_REDIS_EVENTS_KEEP ", -1) "
     "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
     "return 1";
 
@@ -193,17 +215,69 @@ ngx_http_nb_maint_redis_key(ngx_conf_t *cf, ngx_str_t *key, ngx_str_t *prefix,
 }
 
 
+/* "redis://user:secret@h:p" -> "redis://user:***@h:p" */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_redact(ngx_pool_t *pool, ngx_str_t *url,
+    ngx_str_t *out)
+{
+    u_char  *p, *end, *at, *colon, *q;
+
+    p = url->data;
+    end = url->data + url->len;
+
+    q = ngx_strlchr(p, end, '?');
+    if (q) {
+        end = q;
+    }
+
+    p = ngx_strnstr(p, (char *) "://", end - p);
+    p = p ? p + 3 : url->data;
+
+    at = NULL;
+    for (q = p; q < end; q++) {
+        if (*q == '@') {
+            at = q;
+        }
+    }
+
+    colon = at ? ngx_strlchr(p, at, ':') : NULL;
+
+    if (colon == NULL) {
+        *out = *url;
+        return NGX_OK;
+    }
+
+    out->data = ngx_pnalloc(pool, url->len + 3);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    q = ngx_cpymem(out->data, url->data, colon + 1 - url->data);
+    q = ngx_cpymem(q, "***", 3);
+    q = ngx_cpymem(q, at, url->data + url->len - at);
+    out->len = q - out->data;
+
+    return NGX_OK;
+}
+
+
 char *
 ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
     ngx_http_nb_maint_store_t *store, ngx_str_t *url)
 {
     u_char                          *p, *end, *at, *host, *q, *amp;
-    ngx_str_t                        prefix, cache, name, value, *v;
+    ngx_str_t                        prefix, cache, name, value, *v, shown;
     ngx_url_t                        u;
     ngx_http_nb_maint_redis_conf_t  *rcf;
 
     rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_nb_maint_redis_conf_t));
     if (rcf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* every message names the URL without its password */
+    if (ngx_http_nb_maint_redis_redact(cf->pool, url, &shown) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -271,22 +345,23 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
 
     if (at) {
         q = ngx_strlchr(p, at, ':');
-        if (q == NULL) {
+        if (q == NULL || q + 1 == at) {
             goto invalid;
         }
 
-        rcf->user.len = q - p;
-        rcf->user.data = ngx_pstrdup(cf->pool, &rcf->user);
-        ngx_memcpy(rcf->user.data, p, rcf->user.len);
+        /* "user:pass@" (Redis 6 ACL user) or ":pass@" (requirepass) */
 
+        rcf->user.len = q - p;
+        rcf->user.data = ngx_pnalloc(cf->pool, rcf->user.len + 1);
         rcf->password.len = at - (q + 1);
         rcf->password.data = ngx_pnalloc(cf->pool, rcf->password.len + 1);
+
         if (rcf->user.data == NULL || rcf->password.data == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        ngx_memcpy(rcf->password.data, q + 1, rcf->password.len);
-        rcf->password.data[rcf->password.len] = '\0';
+        *ngx_cpymem(rcf->user.data, p, rcf->user.len) = '\0';
+        *ngx_cpymem(rcf->password.data, q + 1, rcf->password.len) = '\0';
 
         p = at + 1;
     }
@@ -317,7 +392,7 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
     if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"nb_maint_store\": %s in \"%V\"",
-                           u.err ? u.err : "bad address", url);
+                           u.err ? u.err : "bad address", &shown);
         return NGX_CONF_ERROR;
     }
 
@@ -399,8 +474,8 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "\"nb_maint_store\": invalid redis URL \"%V\", "
-                       "expected redis://[:password@]host:port[/db]"
-                       "[?prefix=name]", url);
+                       "expected redis://[[user]:password@]host:port[/db]"
+                       "[?prefix=name]", &shown);
     return NGX_CONF_ERROR;
 }
 
@@ -736,6 +811,41 @@ ngx_http_nb_maint_redis_message(redisAsyncContext *ac, void *r,
     void *privdata);
 
 
+/* AUTH: a refusal names the user, never the password */
+
+static void
+ngx_http_nb_maint_redis_authed(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    u_char                           why[NB_STORE_ERROR_LEN], *p;
+    ngx_http_nb_maint_redis_conn_t  *conn = op->conn;
+    ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR || conn->refused) {
+        return;
+    }
+
+    conn->refused = 1;
+
+    p = ngx_snprintf(why, sizeof(why) - 1,
+                     "authentication as %s%V%s failed (check the user and "
+                     "password in nb_maint_store): %s",
+                     rcf->user.len ? "user \"" : "the default user",
+                     &rcf->user, rcf->user.len ? "\"" : "", reply->str);
+    *p = '\0';
+
+    ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+                  "nb_maint: redis refused the %s connection: %s",
+                  conn->name, why);
+
+    ngx_http_nb_maint_redis_store_down(conn, (char *) why);
+
+    if (conn->ac) {
+        redisAsyncDisconnect(conn->ac);
+    }
+}
+
+
 /* the answer to AUTH / SELECT / PING: the connection is usable */
 
 static void
@@ -750,6 +860,12 @@ ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
+        if (conn->refused) {
+            return;     /* the first refusal said why */
+        }
+
+        conn->refused = 1;
+
         ngx_log_error(NGX_LOG_ERR, conn->log, 0,
                       "nb_maint: redis refused the %s connection: %s",
                       conn->name, reply->str);
@@ -843,8 +959,10 @@ ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
 
     /* queued until connected: AUTH, SELECT, then a PING that says "ready" */
 
+    conn->refused = 0;
+
     if (rcf->password.len) {
-        op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_redis_ready);
+        op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_redis_authed);
         if (op == NULL) {
             return;
         }
@@ -933,8 +1051,7 @@ ngx_http_nb_maint_redis_parse_state(ngx_http_nb_maint_store_t *store,
     const char                      *err;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
 
-    json = cJSON_ParseWithLength(s, len);
-    err = "invalid JSON";
+    json = ngx_http_nb_maint_json_parse(s, len, NULL, &err);
 
     if (json == NULL
         || ngx_http_nb_maint_state_parse(json, ngx_http_nb_maint_shm(), st,
@@ -1022,14 +1139,15 @@ ngx_http_nb_maint_redis_apply_message(ngx_http_nb_maint_store_t *store,
     const char                 *err;
     ngx_http_nb_maint_state_t   st;
 
-    json = cJSON_ParseWithLength(s, len);
+    json = ngx_http_nb_maint_json_parse(s, len, NULL, &err);
     state = cJSON_GetObjectItemCaseSensitive(json, "state");
     event = cJSON_GetObjectItemCaseSensitive(json, "event");
 
     if (state == NULL
         || ngx_http_nb_maint_state_parse(state, ngx_http_nb_maint_shm(), &st,
                                          &err, log)
-           != NGX_OK)
+           != NGX_OK
+        || (event && ngx_http_nb_maint_json_keep_version(event) != NGX_OK))
     {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "nb_maint: ignoring a malformed change message");
@@ -1096,11 +1214,13 @@ static void
 ngx_http_nb_maint_redis_republish(ngx_http_nb_maint_store_t *store,
     ngx_http_nb_maint_state_t *st)
 {
-    u_char                          *msg, ver[NGX_INT64_LEN];
+    u_char                          *msg, *buf, *p, ver[NGX_INT64_LEN];
     char                            *state;
-    size_t                           slen;
+    size_t                           slen, evlen, *argvlen;
+    ngx_uint_t                       i, k, n, argc;
+    const char                     **argv;
+    ngx_http_nb_maint_shm_t         *sh;
     ngx_http_nb_maint_redis_op_t    *op;
-    ngx_http_nb_maint_redis_args_t   a;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
 
     state = ngx_http_nb_maint_state_serialize(st, 0);
@@ -1109,28 +1229,80 @@ ngx_http_nb_maint_redis_republish(ngx_http_nb_maint_store_t *store,
     }
 
     slen = ngx_strlen(state);
+    sh = ngx_http_nb_maint_shm();
 
     op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
                                     ngx_http_nb_maint_redis_ignore);
     msg = ngx_alloc(slen + sizeof("{\"state\":,\"event\":null}"),
                     ngx_cycle->log);
+    argv = ngx_alloc((9 + NB_EVENTS_MAX) * (sizeof(char *) + sizeof(size_t)),
+                     ngx_cycle->log);
+    buf = NULL;
 
-    if (op && msg) {
-        a.n = 0;
-        nb_arg_lit(&a, "EVAL");
-        nb_arg_lit(&a, ngx_http_nb_maint_redis_republish_lua);
-        nb_arg_lit(&a, "2");
-        nb_arg_str(&a, &rcf->key_version);
-        nb_arg_str(&a, &rcf->key_state);
-        nb_arg(&a, ver, ngx_sprintf(ver, "%uL", st->version) - ver);
-        nb_arg(&a, state, slen);
-        nb_arg_str(&a, &rcf->channel);
-        nb_arg(&a, msg, ngx_sprintf(msg, "{\"state\":%s,\"event\":null}",
-                                    state) - msg);
-
-        (void) ngx_http_nb_maint_redis_send(op, &a);
-        op = NULL;
+    if (op == NULL || msg == NULL || argv == NULL) {
+        goto done;
     }
+
+    argvlen = (size_t *) (argv + 9 + NB_EVENTS_MAX);
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_http_nb_maint_redis_republish_lua;
+    argvlen[1] = sizeof(ngx_http_nb_maint_redis_republish_lua) - 1;
+    argv[2] = "3";
+    argvlen[2] = 1;
+    argv[3] = (char *) rcf->key_version.data;
+    argvlen[3] = rcf->key_version.len;
+    argv[4] = (char *) rcf->key_state.data;
+    argvlen[4] = rcf->key_state.len;
+    argv[5] = (char *) rcf->key_events.data;
+    argvlen[5] = rcf->key_events.len;
+    argv[6] = (char *) ver;
+    argvlen[6] = ngx_sprintf(ver, "%uL", st->version) - ver;
+    argv[7] = state;
+    argvlen[7] = slen;
+    argv[8] = (char *) rcf->channel.data;
+    argvlen[8] = rcf->channel.len;
+    argv[9] = (char *) msg;
+    argvlen[9] = ngx_sprintf(msg, "{\"state\":%s,\"event\":null}", state)
+                 - msg;
+    argc = 10;
+
+    /* the audit events we hold, copied out of the ring (oldest first) */
+
+    ngx_rwlock_rlock(&sh->lock);
+
+    n = ngx_min(sh->ev_count, NB_EVENTS_MAX - 1);
+    i = (sh->ev_next + NB_EVENTS_MAX - n) % NB_EVENTS_MAX;
+
+    for (evlen = 0, k = 0; k < n; k++) {
+        evlen += sh->events[(i + k) % NB_EVENTS_MAX].len;
+    }
+
+    buf = ngx_alloc(evlen + 1, ngx_cycle->log);
+    p = buf;
+
+    for (k = 0; buf && k < n; k++, i = (i + 1) % NB_EVENTS_MAX) {
+        argv[argc] = (char *) p;
+        argvlen[argc++] = sh->events[i].len;
+        p = ngx_cpymem(p, sh->events[i].data, sh->events[i].len);
+    }
+
+    ngx_rwlock_unlock(&sh->lock);
+
+    if (buf == NULL) {
+        goto done;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "nb_maint: re-publishing version %uL and %ui events to %V",
+                  st->version, argc - 10, &rcf->url);
+
+    /* hiredis copies the arguments at once; on failure op is freed */
+    (void) ngx_http_nb_maint_redis_send_argv(op, argc, argv, argvlen);
+    op = NULL;
+
+done:
 
     if (op) {
         ngx_free(op);
@@ -1138,6 +1310,14 @@ ngx_http_nb_maint_redis_republish(ngx_http_nb_maint_store_t *store,
 
     if (msg) {
         ngx_free(msg);
+    }
+
+    if (argv) {
+        ngx_free(argv);
+    }
+
+    if (buf) {
+        ngx_free(buf);
     }
 
     cJSON_free(state);
@@ -1170,11 +1350,65 @@ ngx_http_nb_maint_redis_keep_secret(ngx_http_nb_maint_store_t *store)
 }
 
 
+/*
+ * The cookie key as Redis has it: decoded and checked whole on the side,
+ * then published at once (issue 9, defect 14); a malformed one changes
+ * nothing.
+ */
+
+static void
+ngx_http_nb_maint_redis_take_secret(ngx_http_nb_maint_store_t *store,
+    redisReply *secret, ngx_log_t *log)
+{
+    u_char                          *p, key[NB_SECRET_LEN], have[NB_SECRET_LEN];
+    ngx_int_t                        b;
+    ngx_uint_t                       i;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    p = (u_char *) secret->str;
+
+    if (secret->len != NB_SECRET_LEN * 2) {
+        goto malformed;
+    }
+
+    for (i = 0; i < NB_SECRET_LEN; i++) {
+        b = ngx_hextoi(p + 2 * i, 2);
+
+        if (b == NGX_ERROR) {
+            goto malformed;
+        }
+
+        key[i] = (u_char) b;
+    }
+
+    ngx_http_nb_maint_secret_copy(have);
+
+    if (!ngx_http_nb_maint_shm()->secret_set
+        || ngx_memcmp(have, key, NB_SECRET_LEN) != 0)
+    {
+        ngx_http_nb_maint_secret_publish(key);
+    }
+
+    ngx_explicit_memzero(key, NB_SECRET_LEN);
+    ngx_explicit_memzero(have, NB_SECRET_LEN);
+
+    return;
+
+malformed:
+
+    ngx_explicit_memzero(key, NB_SECRET_LEN);
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "nb_maint: malformed cookie key in redis key \"%V\" "
+                  "(not %d hex digits), keeping ours", &rcf->key_secret,
+                  NB_SECRET_LEN * 2);
+}
+
+
 static void
 ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply)
 {
-    u_char                          *p;
     redisReply                      *ver, *state, *secret;
     ngx_int_t                        v;
     ngx_http_nb_maint_shm_t         *sh;
@@ -1209,20 +1443,8 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
 
     /* the cookie key: Redis' wins, ours fills an empty Redis */
 
-    if (secret->type == REDIS_REPLY_STRING
-        && secret->len == NB_SECRET_LEN * 2)
-    {
-        p = (u_char *) secret->str;
-
-        for (v = 0; v < NB_SECRET_LEN; v++) {
-            ngx_int_t  b = ngx_hextoi(p + 2 * v, 2);
-
-            if (b == NGX_ERROR) {
-                break;
-            }
-
-            sh->secret[v] = (u_char) b;
-        }
+    if (secret->type == REDIS_REPLY_STRING) {
+        ngx_http_nb_maint_redis_take_secret(store, secret, log);
 
     } else if (secret->type == REDIS_REPLY_NIL && sh->secret_set) {
         ngx_http_nb_maint_redis_keep_secret(store);
@@ -1496,10 +1718,66 @@ ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
 
 /* writes: compare-and-set on the version, answered by Redis */
 
+/*
+ * Another writer was first: take the state Redis has now, so that the
+ * caller can build its change again on top of it.  NGX_ERROR when Redis
+ * is behind us (it lost data; the owner re-publishes ours).
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_conflict(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    off_t                            cur;
+    redisReply                      *ver, *state;
+    ngx_http_nb_maint_state_t        st;
+    ngx_http_nb_maint_store_t       *store = op->conn->store;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+    ngx_log_t                       *log = op->conn->log;
+
+    ver = reply->element[1];
+    state = (reply->elements > 2) ? reply->element[2] : NULL;
+
+    cur = (ver->type == REDIS_REPLY_STRING)
+          ? ngx_atoof((u_char *) ver->str, ver->len) : NGX_ERROR;
+
+    if (cur == NGX_ERROR || (uint64_t) cur < op->expected) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "nb_maint: redis %V is at version %O, behind this "
+                      "gateway's %uL (it lost data?): the change waits for "
+                      "the state to be re-published", &rcf->url,
+                      cur == NGX_ERROR ? (off_t) -1 : cur, op->expected);
+        return NGX_ERROR;
+    }
+
+    if ((uint64_t) cur <= ngx_http_nb_maint_snapshot()->version) {
+        return NGX_DECLINED;    /* we have it already */
+    }
+
+    if (state == NULL || state->type != REDIS_REPLY_STRING
+        || ngx_http_nb_maint_redis_parse_state(store, state->str, state->len,
+                                               &st, log)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    st.version = (uint64_t) cur;
+
+    if (ngx_http_nb_maint_state_apply(store, &st, NULL, log) == NGX_OK) {
+        /* its audit line comes with the list */
+        ngx_http_nb_maint_redis_fetch_events(store);
+    }
+
+    return NGX_DECLINED;
+}
+
+
 static void
 ngx_http_nb_maint_redis_saved(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply)
 {
+    uint64_t    have;
     ngx_int_t   rc;
     ngx_log_t  *log = op->conn->log;
 
@@ -1511,16 +1789,25 @@ ngx_http_nb_maint_redis_saved(ngx_http_nb_maint_redis_op_t *op,
                       "nb_maint: redis refused the change: %s", reply->str);
         rc = NGX_ERROR;
 
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2
                && reply->element[0]->type == REDIS_REPLY_INTEGER)
     {
         if (reply->element[0]->integer == 1) {
-            (void) ngx_http_nb_maint_state_apply(op->conn->store, &op->st,
-                                                 &op->event, log);
+            have = ngx_http_nb_maint_snapshot()->version;
+
+            if (ngx_http_nb_maint_state_apply(op->conn->store, &op->st,
+                                              &op->event, log)
+                == NGX_OK
+                && op->st.version > have + 1)
+            {
+                /* changes in between reached Redis before us */
+                ngx_http_nb_maint_redis_fetch_events(op->conn->store);
+            }
+
             rc = NGX_OK;
 
         } else {
-            rc = NGX_DECLINED;
+            rc = ngx_http_nb_maint_redis_conflict(op, reply);
         }
 
     } else {
@@ -1573,6 +1860,7 @@ ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
     /* kept for our own apply once Redis has taken it */
     op->done = done;
     op->data = data;
+    op->expected = expected;
     op->st = *st;
     op->event.data = ev;
     op->event.len = ngx_cpymem(ev, event->data, event->len) - ev;

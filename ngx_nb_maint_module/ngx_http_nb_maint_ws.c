@@ -132,6 +132,11 @@ ngx_http_nb_maint_public_node(void)
         return 0;
     }
 
+    /* no nb_maint upstream: nothing to judge, /ws goes where it is sent */
+    if (nmcf->upstreams.nelts == 0) {
+        return 1;
+    }
+
     want = -1;
 
     if (mode == NB_MODE_MAINTENANCE) {

@@ -126,7 +126,8 @@ if (!$watch_pid) {
 
 $redis->start;
 ok($redis->running, 'redis-server started again on port ' . $redis->port);
-is($redis->cli('EXISTS', "$P:version"), 0, 'the new Redis is empty');
+# empty: nothing loaded from disk (the gateways may refill it at once)
+unlike($redis->log, qr/DB loaded from|Loading RDB|AOF loaded/, 'the new Redis started empty');
 
 for my $n (sort keys %GW) {
     my $t0 = time;

@@ -260,9 +260,10 @@ ok(!gw_status()->{upstreams}[0]{nodes}[1]{drain}, 'undrained');
     ($rc, $out, $err) = gw('', 'drain', $ids[1], '--wait', '--timeout', '1', '--interval', '0.1');
     is($rc, 1, 'drain --wait times out while a request is in flight');
     like($err, qr/timed out.*still in flight/, 'timeout message');
+    my $progress = $out;    # a loaded machine may end the request before the next call
     ($rc, $out, $err) = gw('', 'drain', $ids[1], '--wait', '--timeout', '10', '--interval', '0.1');
     is($rc, 0, 'drain --wait returns once the request finished');
-    like($out, qr/1 request in flight/, 'progress shown');
+    like($progress . $out, qr/1 request in flight/, 'progress shown');
     gw('', 'undrain', $ids[1]);
 }
 

@@ -158,10 +158,14 @@ $ng->stop;
     my @slow;
     for (1 .. 2) {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $g->port) or die $!;
-        print $s "GET /slow?sleep_ms=2000 HTTP/1.0\r\nHost: x\r\n\r\n";
+        print $s "GET /slow?sleep_ms=4000 HTTP/1.0\r\nHost: x\r\n\r\n";
         push @slow, $s;
     }
-    sleep 0.5;    # both slow requests are in flight, one of them on A
+    # both slow requests are in flight, one of them on A
+    ok(NbTest::wait_until(sub {
+        my $n = $g->status_nodes;
+        ($n->{$aid}{active} // 0) == 1 && ($n->{$bid}{active} // 0) == 1 }, 3),
+       'max_conns: one slow request in flight on A, one on B');
     my $hh = $g->hit(6, '/x');
     is($hh->{node}{$bid}, 6, 'A at max_conns=1: the 6 requests meanwhile go to B')
         or diag explain $hh->{node};

@@ -183,4 +183,15 @@ is($f && $f->{op}, 'eof', 'unmasked client frame: connection closed');
 undef @many;
 
 is(scalar $ng->crashes, 0, 'no worker crashed');
+
+# ---- a gated server without any nb_maint upstream ---------------------------------------------
+my $plain = NbTest::Nginx->new(http => std_http());
+$plain->start;
+my $pw = NbWS->connect(port => $plain->port);
+isnt($pw->status, 101, 'no nb_maint upstream, normal: /ws is not answered by the gateway');
+is($plain->admin(POST => 'mode', { mode => 'upgrade' })->{status}, 200, 'upgrade');
+$pw = NbWS->connect(port => $plain->port);
+is($pw->status, 101, '... upgrade: answered by the gateway');
+is(($pw->recv_json(1) || {})->{payload}{code}, 'APP_COMMANDING', '... APP_COMMANDING');
+is(scalar $plain->crashes, 0, 'no worker crashed');
 done_testing;
