@@ -9,7 +9,7 @@ STREAM_SO  := $(BUILD)/ngx_stream_nb_maint_module.so
 SRCS       := $(wildcard ngx_nb_maint_module/*.c ngx_nb_maint_module/*.h)
 # gdb: t/128 makes a worker take the write mutex before it is killed
 DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
-              libpcre2-dev libssl-dev zlib1g-dev redis-server haproxy wrk curl \
+              libpcre2-dev libssl-dev zlib1g-dev redis-server redis-sentinel haproxy wrk curl \
               perl gcc make chromium openssl \
               debhelper dpkg-dev lintian gdb
 

@@ -165,6 +165,15 @@ typedef struct {
     u_char                      secret[NB_SECRET_LEN];
     ngx_uint_t                  secret_set;
 
+    /* redis: the primary in use, failovers seen, sentinels reachable */
+    u_char                      store_primary[NGX_SOCKADDR_STRLEN + 8];
+    size_t                      store_primary_len;
+    time_t                      store_last_failover;
+    ngx_uint_t                  store_sentinel;       /* 1: sentinel store */
+    ngx_uint_t                  store_sentinels_ok;
+    ngx_uint_t                  store_replicas_wanted;
+    ngx_int_t                   store_replicas_acked; /* last write, -1 */
+
     ngx_uint_t                  ev_next;     /* ring position to write */
     ngx_uint_t                  ev_count;
     ngx_str_t                   events[NB_EVENTS_MAX];  /* slab-allocated */

@@ -1164,6 +1164,48 @@ ngx_http_nb_maint_restore_gate_json(ngx_http_nb_maint_main_conf_t *nmcf,
 }
 
 
+/* store.primary, last_failover, sentinels, replication (issue 12) */
+
+static void
+ngx_http_nb_maint_store_redis_json(ngx_http_nb_maint_shm_t *sh,
+    cJSON *store)
+{
+    u_char  t[32], *p;
+
+    if (sh->store_primary_len) {
+        cJSON_AddItemToObject(store, "primary",
+                              ngx_http_nb_maint_json_strn(sh->store_primary,
+                                                  sh->store_primary_len));
+    } else {
+        cJSON_AddNullToObject(store, "primary");
+    }
+
+    if (sh->store_last_failover) {
+        p = ngx_http_nb_maint_time_rfc3339(t, sh->store_last_failover);
+        *p = '\0';
+        cJSON_AddStringToObject(store, "last_failover", (char *) t);
+
+    } else {
+        cJSON_AddNullToObject(store, "last_failover");
+    }
+
+    if (sh->store_sentinel) {
+        cJSON_AddBoolToObject(store, "sentinels_ok",
+                              sh->store_sentinels_ok != 0);
+    }
+
+    cJSON_AddNumberToObject(store, "min_replicas",
+                            (double) sh->store_replicas_wanted);
+
+    if (sh->store_replicas_wanted && sh->store_replicas_acked >= 0) {
+        cJSON_AddNumberToObject(store, "replicas_acked",
+                                (double) sh->store_replicas_acked);
+    } else {
+        cJSON_AddNullToObject(store, "replicas_acked");
+    }
+}
+
+
 /* the status with the given state (a write's answer), or the current one */
 
 static cJSON *
@@ -1214,6 +1256,10 @@ ngx_http_nb_maint_status_json_of(ngx_http_request_t *r,
                                                       sh->store_error_len));
     } else {
         cJSON_AddNullToObject(store, "error");
+    }
+
+    if (ngx_strcmp(nmcf->store.type.data, "redis") == 0) {
+        ngx_http_nb_maint_store_redis_json(sh, store);
     }
 
     ngx_rwlock_unlock(&sh->lock);
@@ -1482,6 +1528,15 @@ ngx_http_nb_maint_admin_result(ngx_http_request_t *r, ngx_int_t rc)
                                              "and retry",
                                              ngx_http_nb_maint_snapshot()
                                              ->version);
+
+    case NGX_ABORT:
+        return ngx_http_nb_maint_admin_error(r,
+                                             NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             "store_unreplicated",
+                                             "the change reached the redis "
+                                             "primary but not enough "
+                                             "replicas in time: it may or "
+                                             "may not survive a failover");
 
     default:
         return ngx_http_nb_maint_admin_error(r,

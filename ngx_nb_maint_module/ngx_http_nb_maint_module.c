@@ -424,13 +424,17 @@ ngx_http_nb_maint_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return ngx_http_nb_maint_store_file_init(cf, &nmcf->store, &path);
     }
 
-    if (value[1].len > 8 && ngx_strncmp(value[1].data, "redis://", 8) == 0) {
+    if ((value[1].len > 8 && ngx_strncmp(value[1].data, "redis://", 8) == 0)
+        || (value[1].len > 17
+            && ngx_strncmp(value[1].data, "redis-sentinel://", 17) == 0))
+    {
         return ngx_http_nb_maint_store_redis_init(cf, &nmcf->store, &value[1]);
     }
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "\"nb_maint_store\": invalid store \"%V\", "
-                       "expected file:/path or redis://host:port",
+                       "expected file:/path, redis://host:port or "
+                       "redis-sentinel://host:port,.../master",
                        &value[1]);
     return NGX_CONF_ERROR;
 }

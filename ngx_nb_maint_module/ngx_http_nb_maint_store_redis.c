@@ -20,6 +20,8 @@
 #define NB_REDIS_BACKOFF_MAX   5000
 #define NB_REDIS_EVENTS_KEEP   "-5000"
 #define NB_REDIS_EVENTS_READ   "-1000"
+#define NB_SENTINELS_MAX       8
+#define NB_SENTINEL_BACKOFF    1000
 
 
 typedef struct {
@@ -36,6 +38,20 @@ typedef struct {
     ngx_str_t                      channel;
     ngx_str_t                      key_gateways;
     ngx_str_t                      key_active;   /* "P:active:" */
+
+    /* redis-sentinel:// */
+    ngx_uint_t                     sentinel;
+    ngx_uint_t                     nsentinels;
+    u_char                         sentinel_host[NB_SENTINELS_MAX]
+                                                [NGX_SOCKADDR_STRLEN];
+    int                            sentinel_port[NB_SENTINELS_MAX];
+    ngx_str_t                      master_name;
+    ngx_str_t                      sentinel_password;
+    ngx_uint_t                     known;        /* host:port found */
+
+    /* WAIT after every write (issue 12) */
+    ngx_uint_t                     min_replicas;
+    ngx_msec_t                     wait_ms;
 } ngx_http_nb_maint_redis_conf_t;
 
 
@@ -48,6 +64,9 @@ typedef struct {
     ngx_uint_t                     wanted;
     ngx_uint_t                     subscriber;
     ngx_uint_t                     refused;     /* said why already */
+    ngx_uint_t                     sentinel;    /* 1: asks a sentinel */
+    ngx_uint_t                     awaiting;    /* the primary's address */
+    ngx_uint_t                     primary_ok;  /* found for this connect */
     ngx_http_nb_maint_store_t     *store;
     ngx_log_t                     *log;
     const char                    *name;
@@ -89,6 +108,11 @@ typedef struct {
 
 static ngx_http_nb_maint_redis_conn_t  ngx_http_nb_maint_redis_cmd;
 static ngx_http_nb_maint_redis_conn_t  ngx_http_nb_maint_redis_sub;
+static ngx_http_nb_maint_redis_conn_t  ngx_http_nb_maint_redis_sen;
+static ngx_event_t                     ngx_http_nb_maint_sentinel_ev;
+static ngx_uint_t                      ngx_http_nb_maint_sentinel_busy;
+static ngx_uint_t                      ngx_http_nb_maint_sentinel_next;
+static ngx_uint_t                      ngx_http_nb_maint_sentinel_found;
 static ngx_uint_t                      ngx_http_nb_maint_redis_ticks;
 static ngx_uint_t                      ngx_http_nb_maint_redis_syncing;
 
@@ -175,6 +199,15 @@ static void ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
 static void ngx_http_nb_maint_redis_connect(
     ngx_http_nb_maint_redis_conn_t *conn);
 static void ngx_http_nb_maint_redis_sync(ngx_http_nb_maint_store_t *store);
+static void ngx_http_nb_maint_sentinel_ask(ngx_http_nb_maint_store_t *store);
+static void ngx_http_nb_maint_redis_primary(
+    ngx_http_nb_maint_redis_conf_t *rcf, ngx_log_t *log);
+static ngx_int_t ngx_http_nb_maint_redis_open(
+    ngx_http_nb_maint_redis_conn_t *conn, u_char *host, int port);
+static void ngx_http_nb_maint_redis_ignore(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply);
+static void ngx_http_nb_maint_redis_role(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply);
 
 
 /* at zone creation (master): the local cache; Redis is the owner's job */
@@ -262,11 +295,109 @@ ngx_http_nb_maint_redis_redact(ngx_pool_t *pool, ngx_str_t *url,
 }
 
 
+/* "h1:p1,h2:p2/master[/db]": resolved here, in the master */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_sentinels(ngx_conf_t *cf,
+    ngx_http_nb_maint_redis_conf_t *rcf, u_char *p, u_char *end,
+    ngx_str_t *shown)
+{
+    u_char     *slash, *comma, *q;
+    ngx_url_t   u;
+
+    slash = ngx_strlchr(p, end, '/');
+
+    if (slash == NULL || slash + 1 >= end) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_store\": no master name in \"%V\", "
+                           "expected redis-sentinel://host:port[,host:port...]"
+                           "/master-name[/db]", shown);
+        return NGX_ERROR;
+    }
+
+    /* the master's name and the database */
+
+    q = ngx_strlchr(slash + 1, end, '/');
+
+    rcf->master_name.data = slash + 1;
+    rcf->master_name.len = (q ? q : end) - (slash + 1);
+
+    if (q && q + 1 < end) {
+        rcf->db = ngx_atoi(q + 1, end - (q + 1));
+        if (rcf->db == NGX_ERROR || rcf->db > 1000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"nb_maint_store\": bad database in \"%V\"",
+                               shown);
+            return NGX_ERROR;
+        }
+    }
+
+    if (rcf->master_name.len == 0) {
+        return NGX_ERROR;
+    }
+
+    /* the sentinels */
+
+    for ( /* void */ ; p < slash; p = comma + 1) {
+        comma = ngx_strlchr(p, slash, ',');
+        if (comma == NULL) {
+            comma = slash;
+        }
+
+        if (rcf->nsentinels == NB_SENTINELS_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"nb_maint_store\": more than %d sentinels",
+                               NB_SENTINELS_MAX);
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url.data = p;
+        u.url.len = comma - p;
+        u.default_port = 26379;
+
+        if (u.url.len == 0
+            || ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"nb_maint_store\": %s in \"%V\"",
+                               u.err ? u.err : "bad sentinel address", shown);
+            return NGX_ERROR;
+        }
+
+        q = rcf->sentinel_host[rcf->nsentinels];
+        q += ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, q,
+                           NGX_SOCKADDR_STRLEN - 1, 0);
+        *q = '\0';
+        rcf->sentinel_port[rcf->nsentinels++] =
+                                     ngx_inet_get_port(u.addrs[0].sockaddr);
+    }
+
+    if (rcf->nsentinels == 0) {
+        return NGX_ERROR;
+    }
+
+    rcf->url.data = ngx_pnalloc(cf->pool, 64 + rcf->master_name.len);
+    if (rcf->url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    rcf->url.len = ngx_sprintf(rcf->url.data, "redis-sentinel://%V/%i",
+                               &rcf->master_name,
+                               rcf->db < 0 ? 0 : rcf->db)
+                   - rcf->url.data;
+
+    return NGX_OK;
+}
+
+
 char *
 ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
     ngx_http_nb_maint_store_t *store, ngx_str_t *url)
 {
     u_char                          *p, *end, *at, *host, *q, *amp;
+    ngx_int_t                        n;
     ngx_str_t                        prefix, cache, name, value, *v, shown;
     ngx_url_t                        u;
     ngx_http_nb_maint_redis_conf_t  *rcf;
@@ -281,12 +412,20 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    p = url->data + sizeof("redis://") - 1;
+    if (url->data[5] == '-') {
+        rcf->sentinel = 1;
+        p = url->data + sizeof("redis-sentinel://") - 1;
+
+    } else {
+        p = url->data + sizeof("redis://") - 1;
+    }
+
     end = url->data + url->len;
 
     ngx_str_set(&prefix, "nb_maint");
     ngx_str_set(&cache, "nb_maint_redis_cache.json");
     rcf->db = -1;
+    rcf->wait_ms = 1000;
 
     /* the query */
 
@@ -316,6 +455,32 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
             } else if (name.len == 5 && ngx_strncmp(name.data, "cache", 5) == 0)
             {
                 v = &cache;
+
+            } else if (name.len == 17
+                       && ngx_strncmp(name.data, "sentinel_password", 17) == 0)
+            {
+                v = &rcf->sentinel_password;
+
+            } else if (name.len == 12
+                       && ngx_strncmp(name.data, "min_replicas", 12) == 0)
+            {
+                n = ngx_atoi(value.data, value.len);
+                if (n == NGX_ERROR || n > 100) {
+                    goto invalid;
+                }
+
+                rcf->min_replicas = n;
+                continue;
+
+            } else if (name.len == 7 && ngx_strncmp(name.data, "wait_ms", 7) == 0)
+            {
+                n = ngx_atoi(value.data, value.len);
+                if (n == NGX_ERROR || n < 1 || n > 60000) {
+                    goto invalid;
+                }
+
+                rcf->wait_ms = n;
+                continue;
 
             } else {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -368,6 +533,16 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
 
     host = p;
 
+    if (rcf->sentinel) {
+        if (ngx_http_nb_maint_redis_sentinels(cf, rcf, host, end, &shown)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        goto keys;
+    }
+
     /* the database */
 
     q = ngx_strlchr(host, end, '/');
@@ -404,6 +579,8 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
     *p = '\0';
     rcf->port = ngx_inet_get_port(u.addrs[0].sockaddr);
 
+    rcf->known = 1;
+
     rcf->url.data = ngx_pnalloc(cf->pool, 64 + NGX_SOCKADDR_STRLEN);
     if (rcf->url.data == NULL) {
         return NGX_CONF_ERROR;
@@ -413,6 +590,8 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
                                rcf->host, rcf->port,
                                rcf->db < 0 ? 0 : rcf->db)
                    - rcf->url.data;
+
+keys:
 
     if (ngx_http_nb_maint_redis_key(cf, &rcf->key_version, &prefix, "version")
         != NGX_OK
@@ -734,13 +913,18 @@ ngx_http_nb_maint_redis_retry(ngx_event_t *ev)
 static void
 ngx_http_nb_maint_redis_schedule(ngx_http_nb_maint_redis_conn_t *conn)
 {
+    ngx_msec_t  max;
+
     if (!conn->wanted || conn->retry.timer_set || ngx_exiting || ngx_quit) {
         return;
     }
 
     ngx_add_timer(&conn->retry, conn->backoff);
 
-    conn->backoff = ngx_min(conn->backoff * 2, NB_REDIS_BACKOFF_MAX);
+    max = ((ngx_http_nb_maint_redis_conf_t *) conn->store->data)->sentinel
+          ? NB_SENTINEL_BACKOFF : NB_REDIS_BACKOFF_MAX;
+
+    conn->backoff = ngx_min(conn->backoff * 2, max);
 }
 
 
@@ -888,6 +1072,10 @@ ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
     conn->ready = 1;
     conn->backoff = NB_REDIS_BACKOFF_MIN;
 
+    if (!conn->subscriber && ngx_http_nb_maint_is_owner()) {
+        ngx_http_nb_maint_redis_primary(rcf, conn->log);
+    }
+
     ngx_log_error(NGX_LOG_INFO, conn->log, 0,
                   "nb_maint: redis %s connection to %V ready", conn->name,
                   &rcf->url);
@@ -902,21 +1090,282 @@ ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
 }
 
 
+/* the owner: which server is the primary now, and when it changed */
+
 static void
-ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
+ngx_http_nb_maint_redis_primary(ngx_http_nb_maint_redis_conf_t *rcf,
+    ngx_log_t *log)
 {
-    u_char                           db[NGX_INT_T_LEN];
-    redisAsyncContext               *ac;
-    ngx_connection_t                *c;
-    ngx_http_nb_maint_redis_op_t    *op;
-    ngx_http_nb_maint_redis_args_t   a;
+    u_char                   now[NGX_SOCKADDR_STRLEN + 8], *p;
+    size_t                   len;
+    ngx_http_nb_maint_shm_t *sh;
+
+    sh = ngx_http_nb_maint_shm();
+
+    p = ngx_snprintf(now, sizeof(now), "%s:%d", rcf->host, rcf->port);
+    len = p - now;
+
+    if (sh->store_primary_len == len
+        && ngx_memcmp(sh->store_primary, now, len) == 0)
+    {
+        return;
+    }
+
+    if (sh->store_primary_len && rcf->sentinel) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "nb_maint: store_failover: the redis primary of \"%V\" "
+                      "moved from %*s to %*s", &rcf->master_name,
+                      sh->store_primary_len, sh->store_primary, len, now);
+        sh->store_last_failover = ngx_time();
+    }
+
+    ngx_rwlock_wlock(&sh->lock);
+    sh->store_primary_len = ngx_cpymem(sh->store_primary, now, len)
+                            - sh->store_primary;
+    ngx_rwlock_unlock(&sh->lock);
+}
+
+
+/* ROLE on the server the sentinels named: it must be the primary */
+
+static void
+ngx_http_nb_maint_redis_role(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    u_char                           why[128], *p;
+    ngx_http_nb_maint_redis_conn_t  *conn = op->conn;
     ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
 
-    ac = redisAsyncConnect((char *) rcf->host, rcf->port);
+    if (reply == NULL || conn->refused) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && ngx_strcmp(reply->element[0]->str, "master") == 0)
+    {
+        return;
+    }
+
+    conn->refused = 1;
+
+    p = ngx_snprintf(why, sizeof(why) - 1, "%s:%d is not the primary (yet), "
+                     "asking the sentinels again", rcf->host, rcf->port);
+    *p = '\0';
+
+    ngx_log_error(NGX_LOG_WARN, conn->log, 0, "nb_maint: redis %s connection: "
+                  "%s", conn->name, why);
+
+    ngx_http_nb_maint_redis_store_down(conn, (char *) why);
+
+    if (conn->ac) {
+        redisAsyncDisconnect(conn->ac);
+    }
+}
+
+
+/*
+ * redis-sentinel://: before every connection to the primary, ask the
+ * sentinels in turn (SENTINEL get-master-addr-by-name); all through
+ * hiredis' async API, one question at a time per worker.
+ */
+
+static void ngx_http_nb_maint_sentinel_try(ngx_http_nb_maint_store_t *store);
+
+
+static void
+ngx_http_nb_maint_sentinel_done(ngx_http_nb_maint_store_t *store)
+{
+    u_char                           why[NB_STORE_ERROR_LEN], *p;
+    ngx_uint_t                       i;
+    ngx_http_nb_maint_redis_conn_t  *conn, *conns[2];
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    ngx_http_nb_maint_sentinel_busy = 0;
+
+    if (ngx_http_nb_maint_is_owner()) {
+        ngx_http_nb_maint_shm()->store_sentinels_ok =
+                                          ngx_http_nb_maint_sentinel_found;
+    }
+
+    if (!ngx_http_nb_maint_sentinel_found) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "nb_maint: no sentinel answered for \"%V\"%s",
+                      &rcf->master_name,
+                      rcf->known ? ", using the primary known before" : "");
+    }
+
+    conns[0] = &ngx_http_nb_maint_redis_cmd;
+    conns[1] = &ngx_http_nb_maint_redis_sub;
+
+    for (i = 0; i < 2; i++) {
+        conn = conns[i];
+
+        if (!conn->awaiting) {
+            continue;
+        }
+
+        conn->awaiting = 0;
+
+        if (rcf->known) {
+            conn->primary_ok = 1;
+            ngx_http_nb_maint_redis_connect(conn);
+            continue;
+        }
+
+        p = ngx_snprintf(why, sizeof(why) - 1, "sentinels unreachable, no "
+                         "primary known for \"%V\"", &rcf->master_name);
+        *p = '\0';
+
+        ngx_http_nb_maint_redis_store_down(conn, (char *) why);
+        ngx_http_nb_maint_redis_schedule(conn);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_sentinel_step(ngx_event_t *ev)
+{
+    ngx_http_nb_maint_store_t *store = ev->data;
+
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    if (ngx_http_nb_maint_sentinel_found
+        || ngx_http_nb_maint_sentinel_next >= rcf->nsentinels)
+    {
+        ngx_http_nb_maint_sentinel_done(store);
+        return;
+    }
+
+    ngx_http_nb_maint_sentinel_try(store);
+}
+
+
+static void
+ngx_http_nb_maint_sentinel_answer(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    ngx_int_t                        port;
+    ngx_http_nb_maint_redis_conn_t  *conn = op->conn;
+    ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
+    ngx_uint_t                       i = ngx_http_nb_maint_sentinel_next;
+
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_STRING
+        && reply->element[0]->len < NGX_SOCKADDR_STRLEN
+        && (port = ngx_atoi((u_char *) reply->element[1]->str,
+                            reply->element[1]->len))
+           > 0 && port < 65536)
+    {
+        ngx_memcpy(rcf->host, reply->element[0]->str,
+                   reply->element[0]->len + 1);
+        rcf->port = port;
+        rcf->known = 1;
+        ngx_http_nb_maint_sentinel_found = 1;
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, conn->log, 0,
+                      "nb_maint: sentinel %s:%d: %s", rcf->sentinel_host[i],
+                      rcf->sentinel_port[i],
+                      reply == NULL ? "no answer"
+                      : reply->type == REDIS_REPLY_ERROR ? reply->str
+                      : "does not know the master");
+
+        ngx_http_nb_maint_sentinel_next++;
+    }
+
+    if (conn->ac) {
+        redisAsyncDisconnect(conn->ac);
+    }
+
+    /* the next step outside of hiredis' callback */
+    ngx_add_timer(&ngx_http_nb_maint_sentinel_ev, 1);
+}
+
+
+static void
+ngx_http_nb_maint_sentinel_try(ngx_http_nb_maint_store_t *store)
+{
+    ngx_uint_t                       i;
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_args_t   a;
+    ngx_http_nb_maint_redis_conn_t  *conn = &ngx_http_nb_maint_redis_sen;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    i = ngx_http_nb_maint_sentinel_next;
+
+    if (conn->ac) {
+        /* the last question's connection is still closing */
+        ngx_add_timer(&ngx_http_nb_maint_sentinel_ev, 50);
+        return;
+    }
+
+    if (ngx_http_nb_maint_redis_open(conn, rcf->sentinel_host[i],
+                                     rcf->sentinel_port[i])
+        != NGX_OK)
+    {
+        ngx_http_nb_maint_sentinel_next++;
+        ngx_add_timer(&ngx_http_nb_maint_sentinel_ev, 1);
+        return;
+    }
+
+    if (rcf->sentinel_password.len) {
+        op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_redis_ignore);
+        if (op) {
+            a.n = 0;
+            nb_arg_lit(&a, "AUTH");
+            nb_arg_str(&a, &rcf->sentinel_password);
+            (void) ngx_http_nb_maint_redis_send(op, &a);
+        }
+    }
+
+    op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_sentinel_answer);
+    if (op == NULL) {
+        return;
+    }
+
+    a.n = 0;
+    nb_arg_lit(&a, "SENTINEL");
+    nb_arg_lit(&a, "get-master-addr-by-name");
+    nb_arg_str(&a, &rcf->master_name);
+
+    if (ngx_http_nb_maint_redis_send(op, &a) != NGX_OK) {
+        ngx_http_nb_maint_sentinel_next++;
+        ngx_add_timer(&ngx_http_nb_maint_sentinel_ev, 1);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_sentinel_ask(ngx_http_nb_maint_store_t *store)
+{
+    if (ngx_http_nb_maint_sentinel_busy) {
+        return;
+    }
+
+    ngx_http_nb_maint_sentinel_busy = 1;
+    ngx_http_nb_maint_sentinel_next = 0;
+    ngx_http_nb_maint_sentinel_found = 0;
+
+    ngx_http_nb_maint_sentinel_try(store);
+}
+
+
+/* a hiredis context on nginx's event loop */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_open(ngx_http_nb_maint_redis_conn_t *conn,
+    u_char *host, int port)
+{
+    redisAsyncContext  *ac;
+    ngx_connection_t   *c;
+
+    ac = redisAsyncConnect((char *) host, port);
 
     if (ac == NULL || ac->err) {
         ngx_log_error(NGX_LOG_ERR, conn->log, 0,
-                      "nb_maint: cannot connect to %V: %s", &rcf->url,
+                      "nb_maint: cannot connect to %s:%d: %s", host, port,
                       ac ? ac->errstr : "out of memory");
         if (ac) {
             ngx_http_nb_maint_redis_store_down(conn, ac->errstr);
@@ -924,14 +1373,14 @@ ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
         }
 
         ngx_http_nb_maint_redis_schedule(conn);
-        return;
+        return NGX_ERROR;
     }
 
     c = ngx_get_connection(ac->c.fd, conn->log);
     if (c == NULL) {
         redisAsyncFree(ac);
         ngx_http_nb_maint_redis_schedule(conn);
-        return;
+        return NGX_ERROR;
     }
 
     c->data = conn;
@@ -956,6 +1405,33 @@ ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
     (void) redisAsyncSetConnectCallback(ac, ngx_http_nb_maint_redis_on_connect);
     (void) redisAsyncSetDisconnectCallback(ac,
                                         ngx_http_nb_maint_redis_on_disconnect);
+
+    conn->refused = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
+{
+    u_char                           db[NGX_INT_T_LEN];
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_args_t   a;
+    ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
+
+    if (rcf->sentinel && !conn->primary_ok) {
+        /* every (re)connection asks the sentinels for the primary first */
+        conn->awaiting = 1;
+        ngx_http_nb_maint_sentinel_ask(conn->store);
+        return;
+    }
+
+    conn->primary_ok = 0;
+
+    if (ngx_http_nb_maint_redis_open(conn, rcf->host, rcf->port) != NGX_OK) {
+        return;
+    }
 
     /* queued until connected: AUTH, SELECT, then a PING that says "ready" */
 
@@ -988,6 +1464,19 @@ ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
         a.n = 0;
         nb_arg_lit(&a, "SELECT");
         nb_arg(&a, db, ngx_sprintf(db, "%i", rcf->db) - db);
+
+        (void) ngx_http_nb_maint_redis_send(op, &a);
+    }
+
+    if (rcf->sentinel) {
+        /* what the sentinels said, checked with the server itself */
+        op = ngx_http_nb_maint_redis_op(conn, ngx_http_nb_maint_redis_role);
+        if (op == NULL) {
+            return;
+        }
+
+        a.n = 0;
+        nb_arg_lit(&a, "ROLE");
 
         (void) ngx_http_nb_maint_redis_send(op, &a);
     }
@@ -1028,10 +1517,23 @@ static ngx_int_t
 ngx_http_nb_maint_redis_init_process(ngx_http_nb_maint_store_t *store,
     ngx_cycle_t *cycle)
 {
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
     ngx_http_nb_maint_redis_conn_init(&ngx_http_nb_maint_redis_cmd, store,
                                       cycle->log, "command", 0);
     ngx_http_nb_maint_redis_conn_init(&ngx_http_nb_maint_redis_sub, store,
                                       cycle->log, "subscriber", 1);
+    ngx_http_nb_maint_redis_conn_init(&ngx_http_nb_maint_redis_sen, store,
+                                      cycle->log, "sentinel", 0);
+    ngx_http_nb_maint_redis_sen.sentinel = 1;
+
+    ngx_http_nb_maint_sentinel_ev.handler = ngx_http_nb_maint_sentinel_step;
+    ngx_http_nb_maint_sentinel_ev.data = store;
+    ngx_http_nb_maint_sentinel_ev.log = cycle->log;
+    ngx_http_nb_maint_sentinel_ev.cancelable = 1;
+
+    ngx_http_nb_maint_shm()->store_sentinel = rcf->sentinel;
+    ngx_http_nb_maint_shm()->store_replicas_wanted = rcf->min_replicas;
 
     ngx_http_nb_maint_redis_cmd.wanted = 1;
     ngx_http_nb_maint_redis_connect(&ngx_http_nb_maint_redis_cmd);
@@ -1773,6 +2275,70 @@ ngx_http_nb_maint_redis_conflict(ngx_http_nb_maint_redis_op_t *op,
 }
 
 
+/*
+ * min_replicas: the write answers 200 only once WAIT says it reached
+ * enough replicas; else 503 store_unreplicated (NGX_ABORT).
+ */
+
+static void
+ngx_http_nb_maint_redis_waited(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    ngx_int_t                        acked;
+    ngx_http_nb_maint_redis_conf_t  *rcf = op->conn->store->data;
+
+    acked = (reply && reply->type == REDIS_REPLY_INTEGER)
+            ? (ngx_int_t) reply->integer : -1;
+
+    ngx_http_nb_maint_shm()->store_replicas_acked = acked;
+
+    if (acked < (ngx_int_t) rcf->min_replicas) {
+        ngx_log_error(NGX_LOG_ERR, op->conn->log, 0,
+                      "nb_maint: version %uL reached %i of %ui replicas "
+                      "within %M ms: it may or may not survive a failover",
+                      op->st.version, acked, rcf->min_replicas,
+                      rcf->wait_ms);
+        op->done(op->data, NGX_ABORT);
+        return;
+    }
+
+    op->done(op->data, NGX_OK);
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_redis_wait(ngx_http_nb_maint_redis_op_t *op)
+{
+    u_char                           n[NGX_INT_T_LEN], ms[NGX_INT_T_LEN];
+    ngx_http_nb_maint_redis_op_t    *w;
+    ngx_http_nb_maint_redis_args_t   a;
+    ngx_http_nb_maint_redis_conf_t  *rcf = op->conn->store->data;
+
+    w = ngx_http_nb_maint_redis_op(op->conn, ngx_http_nb_maint_redis_waited);
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->done = op->done;
+    w->data = op->data;
+    w->st.version = op->st.version;
+
+    a.n = 0;
+    nb_arg_lit(&a, "WAIT");
+    nb_arg(&a, n, ngx_sprintf(n, "%ui", rcf->min_replicas) - n);
+    nb_arg(&a, ms, ngx_sprintf(ms, "%M", rcf->wait_ms) - ms);
+
+    if (ngx_http_nb_maint_redis_send(w, &a) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* WAIT itself takes up to wait_ms */
+    ngx_add_timer(&w->timer, rcf->wait_ms + NB_REDIS_TIMEOUT);
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_nb_maint_redis_saved(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply)
@@ -1788,6 +2354,11 @@ ngx_http_nb_maint_redis_saved(ngx_http_nb_maint_redis_op_t *op,
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "nb_maint: redis refused the change: %s", reply->str);
         rc = NGX_ERROR;
+
+        if (ngx_strncmp(reply->str, "READONLY", 8) == 0 && op->conn->ac) {
+            /* a replica now: find the primary again */
+            redisAsyncDisconnect(op->conn->ac);
+        }
 
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2
                && reply->element[0]->type == REDIS_REPLY_INTEGER)
@@ -1805,6 +2376,13 @@ ngx_http_nb_maint_redis_saved(ngx_http_nb_maint_redis_op_t *op,
             }
 
             rc = NGX_OK;
+
+            if (((ngx_http_nb_maint_redis_conf_t *) op->conn->store->data)
+                ->min_replicas
+                && ngx_http_nb_maint_redis_wait(op) == NGX_OK)
+            {
+                return;     /* WAIT answers */
+            }
 
         } else {
             rc = ngx_http_nb_maint_redis_conflict(op, reply);
