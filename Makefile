@@ -20,7 +20,7 @@ include mk/versions.mk
 # make deb, make install (mk/deb.mk)
 include mk/deb.mk
 
-.PHONY: all deps deps-browser build test demo bench install clean test-nocobase
+.PHONY: all deps deps-browser build test demo bench install clean test-nocobase bench-ws
 
 all: build
 
@@ -97,6 +97,10 @@ demo: deps build
 
 bench: deps build
 	scripts/bench
+
+# 5,000 idle gated WebSockets against one worker (a few minutes)
+bench-ws: deps build
+	scripts/bench-ws
 
 clean:
 	rm -rf $(BUILD)
