@@ -10,8 +10,6 @@ use lib "$FindBin::Bin/lib";
 use NbTest;
 use NbBrowser;
 
-our $TODO;
-
 NbBrowser::require_browser();
 
 my $ng = NbTest::Nginx->new(http => std_http());
@@ -40,13 +38,9 @@ for my $i (0 .. $#cases) {
     ok(!$p->{error}, "$t: page rendered") or diag $p->{error};
     is($p->{status}, 503, "$t: status 503");
     is($p->{lang}, $lang, "$t: page in the browser's language");
-    {
-        # the badge's {{mode}} is filled by issue 10 item 7 (branch ws)
-        local $TODO = 'issue 10 item 7: {{mode}} badge not rendered yet'
-            if ($p->{html} // '') =~ /\{\{mode\}\}/;
-        unlike($p->{text} // '', qr/\{\{|\}\}/, "$t: no {{placeholder}} in the text");
-        unlike($p->{html} // '', qr/\{\{/, "$t: no {{ anywhere in the page");
-    }
+    unlike($p->{text} // '', qr/\{\{|\}\}/, "$t: no {{placeholder}} in the text");
+    unlike($p->{html} // '', qr/\{\{/, "$t: no {{ anywhere in the page");
+    like($p->{html} // '', qr/class="badge">[^<{]+</, "$t: the mode badge is filled");
     ok(($p->{scroll_width} // 1e9) <= ($p->{client_width} // 0),
        "$t: no horizontal overflow")
         or diag "scrollWidth $p->{scroll_width} > clientWidth $p->{client_width}";

@@ -9,11 +9,13 @@
 // "error" when not ok):
 //   open   tab url [width height lang dialogs]  new context+page, goto
 //                                       url; dialogs: "accept" accepts
-//                                       alert/confirm (default: dismiss)
+//                                       alert/confirm (default: dismiss);
+//                                       cookies: [{name, value, url}] first
 //   goto   tab url                      navigate an open tab
-//   wait   tab [re] [not_re] [url_re] [timeout_ms]
+//   wait   tab [re] [not_re] [url_re] [min_nav] [timeout_ms]
 //                                       until the body text matches re and
-//                                       not not_re, and the URL url_re;
+//                                       not not_re, the URL url_re, and the
+//                                       tab has loaded min_nav pages;
 //                                       answers ms waited and the text
 //   text   tab                          body text, url, navigations
 //   fill   tab selector value           type into an input
@@ -48,6 +50,7 @@ async function run(b, c) {
             viewport: { width: c.width || 1280, height: c.height || 800 },
             locale: c.lang || 'en-US',
         });
+        if (c.cookies) await ctx.addCookies(c.cookies);
         const page = await ctx.newPage();
         const t = { ctx, page, navigations: 0, dialogs: [] };
         page.on('framenavigated', (f) => {
@@ -78,7 +81,8 @@ async function run(b, c) {
         for (;;) {
             text = await bodyText(t.page);
             if ((!re || re.test(text)) && (!unre || !unre.test(text))
-                && (!urlRe || urlRe.test(t.page.url()))) break;
+                && (!urlRe || urlRe.test(t.page.url()))
+                && t.navigations >= (c.min_nav || 0)) break;
             if (Date.now() > limit) {
                 return { ok: false, error: `no /${c.re}/ !/${c.not_re}/ `
                          + `url /${c.url_re}/ after `

@@ -35,6 +35,16 @@ use constant VIEWER_TOKEN => 'other-token-456';
 my $ROOT = abs_path(File::Spec->catdir(dirname(abs_path(__FILE__)), '..', '..'));
 
 sub nginx_bin   { $ENV{NGINX_BIN} || 'nginx' }
+
+# the nginx under test as a number, like nginx_version in C: 1.29.8 -> 1029008
+my $NGX_VERSION;
+sub nginx_version {
+    return $NGX_VERSION //= do {
+        my $bin = nginx_bin();
+        my $v = `'$bin' -v 2>&1` // '';
+        $v =~ m{nginx/(\d+)\.(\d+)\.(\d+)} ? $1 * 1000000 + $2 * 1000 + $3 : 0;
+    };
+}
 sub module_path { $ENV{NB_MAINT_MODULE} || "$ROOT/build/ngx_http_nb_maint_module.so" }
 sub repo_root   { $ROOT }
 
