@@ -10,10 +10,15 @@ SRCS       := $(wildcard ngx_nb_maint_module/*.c ngx_nb_maint_module/*.h)
 # gdb: t/128 makes a worker take the write mutex before it is killed
 DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
               libpcre2-dev libssl-dev zlib1g-dev redis-server redis-sentinel haproxy wrk curl \
-              perl gcc make chromium \
-              gdb
+              perl gcc make chromium openssl \
+              debhelper dpkg-dev lintian gdb
 
 SHELL := /bin/bash
+
+# NGINX_VERSION=x.y.z: another nginx from ../shared/nginx-src (mk/versions.mk)
+include mk/versions.mk
+# make deb, make install (mk/deb.mk)
+include mk/deb.mk
 
 .PHONY: all deps deps-browser build test demo bench install clean test-nocobase bench-ws
 
@@ -53,6 +58,7 @@ $(GEN)/ngx_http_nb_maint_%_html.h: static/%.html scripts/embed
 	@mkdir -p $(GEN)
 	perl scripts/embed ngx_http_nb_maint_$*_html $< > $@.tmp && mv $@.tmp $@
 
+ifeq ($(NGINX_VERSION),)
 $(NGX_TREE)/objs/Makefile: config
 	rm -rf $(NGX_TREE) && mkdir -p $(BUILD) && cp -a $(NGINX_SRC) $(NGX_TREE)
 	cd $(NGX_TREE) && flags=(--with-compat); \
@@ -60,6 +66,7 @@ $(NGX_TREE)/objs/Makefile: config
 	  NB_MAINT_GEN=$(CURDIR)/$(GEN) ./configure "$${flags[@]}" --with-cc-opt="-O2 -g" --with-stream=dynamic \
 	    --add-dynamic-module=$(CURDIR) > ../configure.log 2>&1 \
 	  || { tail -30 ../configure.log; exit 1; }
+endif
 
 GEN_HDRS   := $(GEN)/ngx_http_nb_maint_page_html.h \
               $(GEN)/ngx_http_nb_maint_dashboard_html.h
@@ -95,9 +102,9 @@ bench: deps build
 bench-ws: deps build
 	scripts/bench-ws
 
-install: build
-	install -m 0644 $(MODULE_SO) $(STREAM_SO) /usr/lib/nginx/modules/
-	install -m 0755 scripts/nb-maint /usr/local/bin/nb-maint
-
 clean:
 	rm -rf $(BUILD)
+
+# sanitizer build and suite (make test-asan), fuzzing (make fuzz)
+include mk/asan.mk
+include mk/fuzz.mk

@@ -12,6 +12,8 @@
 #include <ngx_http.h>
 #include <cjson/cJSON.h>
 
+#include "ngx_http_nb_maint_compat.h"
+
 
 #define NB_MODE_NORMAL          0
 #define NB_MODE_MAINTENANCE     1

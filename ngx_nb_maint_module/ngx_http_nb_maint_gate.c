@@ -175,9 +175,7 @@ ngx_http_nb_maint_cookie_valid(ngx_http_request_t *r)
     time_t      expires;
     ngx_str_t   name = ngx_string(NB_COOKIE_NAME), v;
 
-    if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies, &name, &v)
-        == NGX_DECLINED)
-    {
+    if (ngx_http_nb_maint_parse_cookie(r, &name, &v) == NGX_DECLINED) {
         return 0;
     }
 

@@ -468,6 +468,18 @@ ngx_http_nb_maint_bypass_allow(ngx_conf_t *cf, ngx_command_t *cmd,
     if (value[1].len == 3 && ngx_strncmp(value[1].data, "all", 3) == 0) {
         ngx_memzero(cidr, sizeof(ngx_cidr_t));
         cidr->family = AF_INET;
+
+#if (NGX_HAVE_INET6)
+        /* "all" is both families, as in allow/deny */
+        cidr = ngx_array_push(nlcf->bypass_allow);
+        if (cidr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(cidr, sizeof(ngx_cidr_t));
+        cidr->family = AF_INET6;
+#endif
+
         return NGX_CONF_OK;
     }
 

@@ -717,6 +717,7 @@ ngx_http_nb_maint_add_header(ngx_http_request_t *r, const char *key,
     }
 
     h->hash = 1;
+    ngx_http_nb_maint_header_init(h);
     h->key.data = (u_char *) key;
     h->key.len = ngx_strlen(key);
     h->value.data = value;

@@ -201,7 +201,7 @@ sub snippet_gateway {
         }
         $t =~ s{/etc/nginx/nb_maint/}{$p/nb_maint/}g;
         $t =~ s{/etc/nginx/}{$p/etc/}g;
-        $t =~ s{/var/lib/nginx\b}{$p/var}g;
+        $t =~ s{/var/lib/(?:nginx|nb-maint)\b}{$p/var}g;
         # fixed ports (the agent's 9777) -> free ones
         $t =~ s{^(\s*listen\s+)(?:\S+:)?(\d+)}{
             my $pn = "snip$2"; push @{ $ng->{snippet_ports} }, $pn; $1 . '127.0.0.1:' . $ng->port_of($pn)
@@ -274,7 +274,8 @@ for my $optional (0, 1) {
     is($g->{status}, 503, "$label: gated (503)");
     $ng->stop;
     is(scalar $ng->crashes, 0, "$label: no worker exited on a signal");
-    ok(-s $ng->prefix . '/var/nb_maint_state.json', "$label: state file written where the snippet says");
+    ok((grep { -s $ng->prefix . "/var/$_" } qw(state.json nb_maint_state.json)),
+       "$label: state file written where the snippet says");
 }
 
 done_testing;

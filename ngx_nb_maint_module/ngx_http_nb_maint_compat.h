@@ -1,0 +1,50 @@
+/*
+ * nb_maint: the differences between the nginx versions the module builds
+ * against (1.22.1 .. 1.29.x).  Every nginx_version test lives here.
+ */
+
+#ifndef _NGX_HTTP_NB_MAINT_COMPAT_H_INCLUDED_
+#define _NGX_HTTP_NB_MAINT_COMPAT_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/*
+ * 1.23.0: request headers of one name are a linked list (h->next);
+ * headers_in.cookies (an array) became headers_in.cookie (the list head),
+ * parsed by ngx_http_parse_cookie_lines() (";" separated) which returns the
+ * header found instead of its index.  Response headers need h->next set.
+ */
+
+#if (nginx_version >= 1023000)
+
+#define ngx_http_nb_maint_header_init(h)  (h)->next = NULL
+
+static ngx_inline ngx_int_t
+ngx_http_nb_maint_parse_cookie(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    return ngx_http_parse_cookie_lines(r, r->headers_in.cookie, name, value)
+           == NULL ? NGX_DECLINED : NGX_OK;
+}
+
+#else
+
+#define ngx_http_nb_maint_header_init(h)
+
+static ngx_inline ngx_int_t
+ngx_http_nb_maint_parse_cookie(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    return ngx_http_parse_multi_header_lines(&r->headers_in.cookies, name,
+                                             value)
+           == NGX_DECLINED ? NGX_DECLINED : NGX_OK;
+}
+
+#endif
+
+
+#endif /* _NGX_HTTP_NB_MAINT_COMPAT_H_INCLUDED_ */
