@@ -104,3 +104,7 @@ bench-ws: deps build
 
 clean:
 	rm -rf $(BUILD)
+
+# sanitizer build and suite (make test-asan), fuzzing (make fuzz)
+include mk/asan.mk
+include mk/fuzz.mk

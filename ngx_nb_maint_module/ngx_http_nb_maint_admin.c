@@ -672,7 +672,8 @@ ngx_http_nb_maint_admin_read_body(ngx_http_request_t *r, ngx_str_t *body)
             }
             p += n;
 
-        } else {
+        } else if (b->last != b->pos) {
+            /* an empty buffer may have no memory at all (pos == NULL) */
             p = ngx_cpymem(p, b->pos, b->last - b->pos);
         }
     }

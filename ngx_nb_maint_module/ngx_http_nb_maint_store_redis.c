@@ -117,6 +117,25 @@ static ngx_uint_t                      ngx_http_nb_maint_redis_ticks;
 static ngx_uint_t                      ngx_http_nb_maint_redis_syncing;
 
 
+/* a string Redis sent, escaped for a log line ("%V"): it comes from the
+ * network; one at a time (a static buffer) */
+
+#define NB_REDIS_LOG_MAX  128
+
+static ngx_str_t *
+ngx_http_nb_maint_redis_log_str(const char *s, size_t len)
+{
+    static u_char     buf[NB_REDIS_LOG_MAX * 4];
+    static ngx_str_t  out;
+
+    out.data = buf;
+    out.len = ngx_http_nb_maint_escape_log(buf, (u_char *) s,
+                                           ngx_min(len, NB_REDIS_LOG_MAX));
+
+    return &out;
+}
+
+
 /* KEYS: version, state, events; ARGV: expected, new version, state, event,
  * channel, message.  A conflict answers {0, version, state}: the writer
  * catches up and, without If-Match, tries again (issue 9, defect 16) */
@@ -1051,8 +1070,9 @@ ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
         conn->refused = 1;
 
         ngx_log_error(NGX_LOG_ERR, conn->log, 0,
-                      "nb_maint: redis refused the %s connection: %s",
-                      conn->name, reply->str);
+                      "nb_maint: redis refused the %s connection: %V",
+                      conn->name,
+                      ngx_http_nb_maint_redis_log_str(reply->str, reply->len));
 
         ngx_http_nb_maint_redis_store_down(conn, reply->str);
 
@@ -1706,8 +1726,8 @@ ngx_http_nb_maint_redis_ignore(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply)
 {
     if (reply && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, op->conn->log, 0, "nb_maint: redis: %s",
-                      reply->str);
+        ngx_log_error(NGX_LOG_ERR, op->conn->log, 0, "nb_maint: redis: %V",
+                      ngx_http_nb_maint_redis_log_str(reply->str, reply->len));
     }
 }
 
@@ -1927,7 +1947,8 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, log, 0, "nb_maint: redis: %s", reply->str);
+        ngx_log_error(NGX_LOG_ERR, log, 0, "nb_maint: redis: %V",
+                      ngx_http_nb_maint_redis_log_str(reply->str, reply->len));
         ngx_http_nb_maint_redis_store_down(op->conn, reply->str);
         return;
     }
@@ -1960,8 +1981,8 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
         if (v == NGX_ERROR) {
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "nb_maint: malformed value in redis key \"%V\": "
-                          "\"%*s\", keeping ours", &rcf->key_version,
-                          ngx_min(ver->len, 64), ver->str);
+                          "\"%V\", keeping ours", &rcf->key_version,
+                          ngx_http_nb_maint_redis_log_str(ver->str, ver->len));
             ngx_http_nb_maint_set_store_status(0, "malformed value in redis "
                                                "key \"%V\"",
                                                &rcf->key_version);
@@ -2352,7 +2373,8 @@ ngx_http_nb_maint_redis_saved(ngx_http_nb_maint_redis_op_t *op,
 
     } else if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "nb_maint: redis refused the change: %s", reply->str);
+                      "nb_maint: redis refused the change: %V",
+                      ngx_http_nb_maint_redis_log_str(reply->str, reply->len));
         rc = NGX_ERROR;
 
         if (ngx_strncmp(reply->str, "READONLY", 8) == 0 && op->conn->ac) {

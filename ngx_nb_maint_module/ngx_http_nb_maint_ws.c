@@ -1047,6 +1047,7 @@ ngx_http_nb_maint_ws_proxied_scan(ngx_msec_t now, ngx_uint_t changed)
     ngx_uint_t                       gated;
     ngx_queue_t                     *q, *next;
     ngx_connection_t                *c;
+    ngx_http_request_t              *r;
     ngx_http_nb_maint_shm_t         *sh;
     ngx_http_nb_maint_state_t       *st;
     ngx_http_nb_maint_main_conf_t   *nmcf;
@@ -1100,7 +1101,17 @@ ngx_http_nb_maint_ws_proxied_scan(ngx_msec_t now, ngx_uint_t changed)
                           sh->nodes[wp->node].id);
 
             ngx_http_nb_maint_ws_proxied_cleanup(wp);
-            ngx_http_finalize_request(wp->request, NGX_ERROR);
+
+            /*
+             * A reference of our own: the upstream's cleanup, run by the
+             * terminate below, would otherwise free the request while
+             * nginx still walks its cleanup list (heap-use-after-free
+             * under make test-asan); the posted terminate handler closes
+             * it whatever the count.
+             */
+            r = wp->request;
+            r->main->count++;
+            ngx_http_finalize_request(r, NGX_ERROR);
             ngx_http_run_posted_requests(c);
         }
     }

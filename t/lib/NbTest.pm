@@ -219,6 +219,32 @@ sub state_fields {
     return { map { ($_ => $st->{$_}) } qw(mode node restoring_from version since reason retry_after) };
 }
 
+# make test-asan (NB_SANITIZE=1): sanitizer reports of the programs run_cmd
+# starts (nginx, and its forked workers) go to files <dir>/sanitizer.<pid>
+sub sanitizer_env {
+    my ($dir) = @_;
+    for my $v (qw(ASAN_OPTIONS UBSAN_OPTIONS)) {
+        $ENV{$v} = join ':', grep { length } $ENV{$v} // '',
+                                              "log_path=$dir/sanitizer";
+    }
+}
+
+# sanitizer reports found under a prefix: report files and error.log lines
+sub sanitizer_reports {
+    my ($prefix) = @_;
+    my @r;
+    for my $f (sort glob("$prefix/logs/sanitizer.*")) {
+        open my $fh, '<', $f or next;
+        local $/;
+        my $t = <$fh> // '';
+        push @r, "$f:\n$t" if length $t;
+    }
+    if (open my $fh, '<', "$prefix/error.log") {
+        push @r, grep { /AddressSanitizer|LeakSanitizer|runtime error:/ } <$fh>;
+    }
+    return @r;
+}
+
 # run a command with stdout+stderr into a file; returns (exit code, output)
 sub run_cmd {
     my ($outfile, @cmd) = @_;
@@ -227,6 +253,8 @@ sub run_cmd {
         open STDIN,  '<', '/dev/null';
         open STDOUT, '>', $outfile or POSIX::_exit(126);
         open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        sanitizer_env(dirname($outfile))
+            if $ENV{NB_SANITIZE} && $outfile =~ m{/logs/[^/]+$};
         exec @cmd or do { print STDERR "exec $cmd[0]: $!\n"; POSIX::_exit(127) };
     }
     waitpid $pid, 0;
@@ -561,6 +589,10 @@ sub _finish {
         Test::More::diag("---- $self->{prefix}/error.log (tail) ----\n" . $self->error_log_tail(30));
     }
     eval { $self->stop };
+    if (my @san = NbTest::sanitizer_reports($self->{prefix})) {
+        Test::More::ok(0, "no sanitizer report in $self->{prefix}");
+        Test::More::diag(substr(join('', @san), 0, 20000));
+    }
     if ($ENV{NB_KEEP}) {
         Test::More::diag("NB_KEEP: prefix kept at $self->{prefix}");
     } else {
