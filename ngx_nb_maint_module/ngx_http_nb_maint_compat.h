@@ -23,12 +23,24 @@
 
 #define ngx_http_nb_maint_header_init(h)  (h)->next = NULL
 
+/*
+ * 1.29.6: ngx_http_parse_multi_header_lines() splits at "," only; cookies
+ * have ngx_http_parse_cookie_lines() (";").  1.23 .. 1.29.5 split at both
+ * (nginx's CHANGES for 1.29.6: "a comma as separator in the Cookie line").
+ */
+
 static ngx_inline ngx_int_t
 ngx_http_nb_maint_parse_cookie(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value)
 {
+#if (nginx_version >= 1029006)
     return ngx_http_parse_cookie_lines(r, r->headers_in.cookie, name, value)
            == NULL ? NGX_DECLINED : NGX_OK;
+#else
+    return ngx_http_parse_multi_header_lines(r, r->headers_in.cookie, name,
+                                             value)
+           == NULL ? NGX_DECLINED : NGX_OK;
+#endif
 }
 
 #else
