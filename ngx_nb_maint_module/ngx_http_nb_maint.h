@@ -186,6 +186,11 @@ typedef struct {
 
     ngx_http_nb_maint_worker_t  workers[NB_WORKER_SLOTS];
 
+    /* the master's worker children when the running generation was
+     * committed: any other child was forked from that generation */
+    ngx_pid_t                   commit_pids[NB_WORKER_SLOTS];
+    ngx_uint_t                  ncommit_pids;
+
     ngx_uint_t                  nnodes;
     ngx_http_nb_maint_node_t    nodes[1];    /* nnodes entries */
 } ngx_http_nb_maint_shm_t;

@@ -24,6 +24,9 @@ static ngx_http_nb_maint_worker_t *ngx_http_nb_maint_slot;
 
 static void ngx_http_nb_maint_events_drop_oldest(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool);
+static void ngx_http_nb_maint_commit_pids(ngx_http_nb_maint_shm_t *sh);
+static ngx_uint_t ngx_http_nb_maint_forked_before_commit(
+    ngx_http_nb_maint_shm_t *sh, ngx_pid_t pid);
 
 
 static uint64_t ngx_http_nb_maint_event_version(ngx_str_t *ev);
@@ -154,6 +157,8 @@ ngx_http_nb_maint_state_init_module(ngx_cycle_t *cycle,
 
     sh->generation++;
     ngx_http_nb_maint_gen = sh->generation;
+
+    ngx_http_nb_maint_commit_pids(sh);
 
     /* the designated node may have got its entry with this configuration,
      * and so may drained nodes kept as unknown ids */
@@ -925,10 +930,55 @@ ngx_http_nb_maint_worker_unregister(void)
 
 
 /*
+ * The master's live worker children at the commit of a generation (master
+ * only, no fork runs meanwhile).  Workers are forked from the committed
+ * cycle only, so a child not in this list belongs to that generation.
+ */
+
+static void
+ngx_http_nb_maint_commit_pids(ngx_http_nb_maint_shm_t *sh)
+{
+    ngx_int_t   p;
+    ngx_uint_t  n;
+
+    n = 0;
+
+    for (p = 0; p < ngx_last_process && n < NB_WORKER_SLOTS; p++) {
+        if (ngx_processes[p].pid == -1 || ngx_processes[p].pid == 0
+            || ngx_processes[p].exited)
+        {
+            continue;
+        }
+
+        sh->commit_pids[n++] = ngx_processes[p].pid;
+    }
+
+    sh->ncommit_pids = n;
+}
+
+
+static ngx_uint_t
+ngx_http_nb_maint_forked_before_commit(ngx_http_nb_maint_shm_t *sh,
+    ngx_pid_t pid)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < sh->ncommit_pids; i++) {
+        if (sh->commit_pids[i] == pid) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
  * The generations whose workers may still run, seen from the master: each
  * live worker child with its slot's generation, and "newest", the one
- * being loaded.  NGX_ERROR when a worker has no (complete) slot yet: then
- * any generation may be in use.
+ * being loaded.  A child without a slot yet that was forked after the last
+ * commit runs the committed generation; one forked before it, without a
+ * slot, could run any generation: NGX_ERROR, nothing is freed.
  */
 
 ngx_int_t
@@ -973,7 +1023,13 @@ ngx_http_nb_maint_live_gens(ngx_http_nb_maint_shm_t *sh, ngx_uint_t newest,
         }
 
         if (gen == 0) {
-            return NGX_ERROR;
+            if (ngx_http_nb_maint_forked_before_commit(sh,
+                                                       ngx_processes[p].pid))
+            {
+                return NGX_ERROR;
+            }
+
+            gen = sh->generation;
         }
 
         for (k = 0; k < n && gens[k] != gen; k++) { /* void */ }
