@@ -1372,6 +1372,49 @@ ngx_http_nb_maint_sentinel_ask(ngx_http_nb_maint_store_t *store)
 }
 
 
+/*
+ * hiredis 0.14 allocates an array for whatever element count a reply
+ * announces ("*400000000" asks for gigabytes, found by the redis fuzz
+ * target).  Our replies hold at most the events list (5000 lines): a count
+ * over the limit makes the reader fail (out of memory), and the connection
+ * is dropped and made again like any broken one.
+ */
+
+#define NB_REDIS_MAX_ELEMENTS  65536
+
+static redisReplyObjectFunctions  ngx_http_nb_maint_redis_fn;
+static void *(*ngx_http_nb_maint_redis_array_default)(const redisReadTask *t,
+    int elements);
+
+
+static void *
+ngx_http_nb_maint_redis_array(const redisReadTask *task, int elements)
+{
+    if (elements < 0 || elements > NB_REDIS_MAX_ELEMENTS) {
+        return NULL;
+    }
+
+    return ngx_http_nb_maint_redis_array_default(task, elements);
+}
+
+
+static void
+ngx_http_nb_maint_redis_reader_limit(redisReader *rd)
+{
+    if (rd == NULL || rd->fn == NULL) {
+        return;
+    }
+
+    if (ngx_http_nb_maint_redis_array_default == NULL) {
+        ngx_http_nb_maint_redis_fn = *rd->fn;
+        ngx_http_nb_maint_redis_array_default = rd->fn->createArray;
+        ngx_http_nb_maint_redis_fn.createArray = ngx_http_nb_maint_redis_array;
+    }
+
+    rd->fn = &ngx_http_nb_maint_redis_fn;
+}
+
+
 /* a hiredis context on nginx's event loop */
 
 static ngx_int_t
@@ -1395,6 +1438,8 @@ ngx_http_nb_maint_redis_open(ngx_http_nb_maint_redis_conn_t *conn,
         ngx_http_nb_maint_redis_schedule(conn);
         return NGX_ERROR;
     }
+
+    ngx_http_nb_maint_redis_reader_limit(ac->c.reader);
 
     c = ngx_get_connection(ac->c.fd, conn->log);
     if (c == NULL) {

@@ -1240,6 +1240,8 @@ nb_fuzz_redis(const uint8_t *data, size_t size)
         abort();
     }
 
+    ngx_http_nb_maint_redis_reader_limit(rd);
+
     if (redisReaderFeed(rd, (const char *) data + 1, size - 1) != REDIS_OK) {
         redisReaderFree(rd);
         return 0;
