@@ -80,7 +80,10 @@ is(scalar(grep { $_ ne $bid && $_ ne '-' } keys %node), 0, 'no answer from anoth
 ok(!$status{502} && !$status{503} && !$status{504}, 'no 502/503/504');
 my $bad = $total - ($status{200} // 0) - ($status{599} // 0);
 is($bad, 0, 'every answer 200 (or a connection cut by a killed worker)');
-ok(($status{599} // 0) <= 10, 'few cut connections (' . ($status{599} // 0) . ')');
+# a graceful reload closes idle keep-alive connections, and a request the
+# client sent on one at that moment is cut (HTTP::Tiny's 599): at most one
+# per client per reload, plus the killed workers' ones
+ok(($status{599} // 0) <= 2 * (20 + 2), 'cut connections bounded by reloads and kills (' . ($status{599} // 0) . ')');
 
 is_deeply(state_fields($ng->status), $want, 'state unchanged through it all');
 my @crash = $ng->crashes;
