@@ -21,7 +21,7 @@ include mk/versions.mk
 # make deb, make install (mk/deb.mk)
 include mk/deb.mk
 
-.PHONY: all deps deps-browser build test demo bench install clean test-nocobase bench-ws
+.PHONY: all deps deps-browser build test demo bench install clean test-nocobase bench-ws screenshots
 
 all: build
 
@@ -92,6 +92,11 @@ test-nocobase: deps build
 	scripts/nocobase-install
 	NB_NOCOBASE_E2E=1 NGINX_BIN=$(NGINX_BIN) NB_MAINT_MODULE=$(CURDIR)/$(MODULE_SO) \
 	  prove -v t/235.nocobase_e2e.t
+
+# doc/dashboard.png (1280 px) and doc/dashboard-390.png, shown in README
+screenshots: deps build
+	NB_DOC_SHOTS=$(CURDIR)/doc NGINX_BIN=$(NGINX_BIN) NB_MAINT_MODULE=$(CURDIR)/$(MODULE_SO) \
+	  prove -v t/234.dashboard_shots.t
 
 demo: deps build
 	perl scripts/demo
