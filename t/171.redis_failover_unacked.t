@@ -22,9 +22,14 @@ my $sen = NbSentinel->new;
 my ($primary, $replica) = $sen->servers;
 my $prefix = unique_prefix('una');
 my $store = $sen->store_url(prefix => $prefix, query => 'min_replicas=1&wait_ms=300');
-my ($A, $B, $C) = map { NbTest::Nginx->new(http => std_http(store => $store)) } 1 .. 3;
+my @mocks = map { NbTest::Mock->new } 1 .. 2;
+my ($A, $B, $C) = map { NbTest::Nginx->new(http => cluster_http(nodes => \@mocks, store => $store)) } 1 .. 3;
 $_->start for $A, $B;
 ok($_->wait_store_ok(1, 10), 'store ok') for $A, $B;
+
+# a per-node flag in the state too (it must survive
+# the comparison with Redis' copy unchanged: no re-sync when nothing differs)
+is($A->admin(POST => 'nodes/' . $mocks[0]->id . '/drain')->{status}, 200, 'drain a node');
 
 my $r = $A->admin(POST => 'mode', { mode => 'upgrade', reason => 'acked-1' });
 is($r->{status}, 200, 'a write with the replica up: 200');
@@ -80,6 +85,13 @@ for my $g ([A => $A], [B => $B], [C => $C]) {
                  grep { ($_->{action} // '') ne 'store_failover' } @redis_ev),
        "$name: the same history as redis");
 }
+
+# once converged nothing moves: no re-sync of an equal state
+my $settled = $new->cli('GET', "$prefix:version");
+sleep 2.5;
+is($new->cli('GET', "$prefix:version"), $settled, 'no further re-sync once converged');
+ok(scalar(grep { ($_->{action} // '') eq 'store_resync' } @redis_ev) <= 2, 'at most one re-sync per gateway');
+is($A->node($mocks[0]->id)->{drain} ? 1 : 0, 1, "A: the node's drain flag kept");
 
 # and the next write continues from there, everywhere
 $r = $A->admin(POST => 'mode', { mode => 'upgrade', reason => 'after' });
