@@ -77,6 +77,25 @@ unlike($d->text_of('a', '#banner') // '', qr/status\.example\.com/, '... and not
 is($d->cmd(cmd => 'text', tab => 'a')->{navigations}, 1, '... in the page first loaded');
 ok($d->shot('a', '231-normal-390px.png'), 'screenshot of NORMAL at 390 px');
 
+# the event log: newest first, 25 a page, filtered by text and by action
+for my $i (1 .. 15) {
+    $ng->admin(POST => "nodes/$ids[$i % 3]/drain", {});
+    $ng->admin(POST => "nodes/$ids[$i % 3]/undrain", {});
+}
+my $n = scalar $ng->events(0);
+$r = $d->wait_js('a', "/1\x{2013}25 of $n\$/.test(document.getElementById('ev-page').textContent)");
+ok($r->{ok}, "events: the first page of $n, without a reload") or diag $d->text_of('a', '#ev-page');
+is($d->js('a', q{document.getElementById('ev-rows').children.length}), 25, '... 25 rows');
+is($d->js('a', q{document.querySelector('#ev-rows tr td.v').textContent}), "#$n", '... the newest first');
+$d->cmd(cmd => 'click', tab => 'a', selector => '#ev-next');
+like($d->text_of('a', '#ev-page') // '', qr/^26\x{2013}$n of $n$/, 'older: the second page');
+$d->cmd(cmd => 'select', tab => 'a', selector => '#ev-action', value => 'drain');
+like($d->text_of('a', '#ev-page') // '', qr/^1\x{2013}15 of 15 matching$/, 'action drain: 15 matching');
+$d->cmd(cmd => 'select', tab => 'a', selector => '#ev-action', value => '');
+$d->cmd(cmd => 'fill', tab => 'a', selector => '#ev-filter', value => $ids[1]);
+like($d->text_of('a', '#ev-page') // '', qr/^1\x{2013}10 of 10 matching$/, "text $ids[1]: 10 matching");
+$d->cmd(cmd => 'fill', tab => 'a', selector => '#ev-filter', value => '');
+
 # a reload keeps the token of this tab; signing out forgets it
 $d->cmd(cmd => 'goto', tab => 'a', url => $d->url);
 $r = $d->wait_js('a', q{document.getElementById('b-mode').textContent === 'normal'});

@@ -135,6 +135,26 @@ page_mode('maintenance');
 $d->act('a', '#act-force', qr/without waiting for health checks/, 1, 'force normal');
 mode_is('normal');
 
+# ---- the bypass cookie cleared from the panel (GET/DELETE bypass)
+SKIP: {
+    skip 'GET bypass / DELETE bypass not served by this gateway', 6
+        unless NbDash::has_get_bypass($ng);
+    $ng->admin(POST => 'mode', { mode => 'upgrade', node => $aid });
+    page_mode('upgrade');
+    $r = $d->wait_js('a', q{/Active in this browser/.test(document.getElementById('bypass-state').textContent)});
+    ok($r->{ok}, 'the panel shows the cookie of this browser (GET bypass)')
+        or diag $d->text_of('a', '#bypass-state');
+    is($d->js('a', q{fetch('/some/page').then(function (r) { return r.status; })}), 200,
+       '... which passes the 503 page');
+    $d->act('a', '#bp-clear', qr/public client again/i, 1, 'clear the bypass cookie');
+    $r = $d->wait_js('a', q{/Not set/.test(document.getElementById('bypass-state').textContent)});
+    ok($r->{ok}, 'the panel shows it cleared') or diag $d->text_of('a', '#bypass-state');
+    is($d->js('a', q{fetch('/some/page').then(function (r) { return r.status; })}), 503,
+       'this browser gets the 503 page again');
+    $ng->admin(POST => 'restore', { force => JSON::PP::true() });
+    page_mode('normal');
+}
+
 my %acts;
 $acts{"$_->{action}"}++ for $ng->events(0);
 ok($acts{mode} >= 3 && $acts{restore} >= 2 && $acts{drain} && $acts{undrain} && $acts{force_restore},
