@@ -175,4 +175,5 @@ is($rc, 1, 'drain every node at once: refused, exit 1');
 ok(!grep({ $_->{drain} } @{ $ng->status->{upstreams}[0]{nodes} }), '... none drained');
 
 is(scalar $ng->crashes, 0, 'no worker crashed');
+is_deeply(NbCli::warnings(), [], 'no Perl warnings from nb-maint');
 done_testing;

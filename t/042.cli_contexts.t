@@ -161,4 +161,5 @@ SKIP: {
 }
 
 is(scalar($G1->crashes) + scalar($G2->crashes), 0, 'no worker crashed');
+is_deeply(NbCli::warnings(), [], 'no Perl warnings from nb-maint');
 done_testing;

@@ -92,4 +92,5 @@ is($ng->status->{mode}, 'maintenance', 'the gateway stays in maintenance');
 $ng->admin(POST => 'restore', { force => JSON::PP::true });
 
 is(scalar $ng->crashes, 0, 'no worker crashed');
+is_deeply(NbCli::warnings(), [], 'no Perl warnings from nb-maint');
 done_testing;

@@ -51,4 +51,5 @@ is($out, '', '... stdout empty');
 like($out, qr/^Exit status: 0 ok, 1 refused by the gateway.*2 usage,\n3 conflict \(409\), 4 store or gateway unavailable.*\n5 timed out/m,
      '--help documents the exit codes');
 
+is_deeply(NbCli::warnings(), [], 'no Perl warnings from nb-maint');
 done_testing;

@@ -66,8 +66,13 @@ sub finish {
         }
         sleep 0.02;
     }
-    return ($h->{rc}, slurp($h->{out}), slurp($h->{err}), $h->{t1} - $h->{t0});
+    my ($out, $err) = (slurp($h->{out}), slurp($h->{err}));
+    push our @WARNINGS, map { "nb-maint @{ $h->{args} }: $_" } $err =~ /^(.* at \S*nb-maint line \d+.*)$/mg;
+    return ($h->{rc}, $out, $err, $h->{t1} - $h->{t0});
 }
+
+# Perl warnings the CLI printed so far (for a final is_deeply(..., []))
+sub warnings { our @WARNINGS; return [@WARNINGS] }
 
 sub output_so_far { my ($h) = @_; slurp($h->{out}) }
 
