@@ -42,6 +42,8 @@ static ngx_http_nb_maint_route_t  ngx_http_nb_maint_routes[] = {
       ngx_http_nb_maint_admin_bypass },
     { ngx_string("metrics"), NGX_HTTP_GET, 0,
       ngx_http_nb_maint_admin_metrics },
+    { ngx_string("stream"), NGX_HTTP_GET, 0,
+      ngx_http_nb_maint_admin_stream },
     { ngx_string(""), NGX_HTTP_GET, 0,
       ngx_http_nb_maint_admin_dashboard },
     { ngx_string(""), NGX_HTTP_GET, 1,

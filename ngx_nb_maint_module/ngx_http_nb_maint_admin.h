@@ -50,6 +50,10 @@ ngx_int_t ngx_http_nb_maint_admin_status(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
 ngx_int_t ngx_http_nb_maint_admin_node(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+ngx_int_t ngx_http_nb_maint_admin_since(ngx_http_request_t *r,
+    uint64_t *since);
+ngx_int_t ngx_http_nb_maint_events_json(cJSON *list, uint64_t since,
+    uint64_t *last);
 ngx_int_t ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
 ngx_int_t ngx_http_nb_maint_admin_metrics(ngx_http_request_t *r,
@@ -69,6 +73,8 @@ ngx_int_t ngx_http_nb_maint_admin_bypass(ngx_http_request_t *r,
 
 /* dashboard.c */
 ngx_int_t ngx_http_nb_maint_admin_dashboard(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+ngx_int_t ngx_http_nb_maint_admin_stream(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
 
 

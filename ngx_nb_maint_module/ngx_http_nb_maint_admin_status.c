@@ -401,39 +401,49 @@ ngx_http_nb_maint_admin_node(ngx_http_request_t *r,
 
 /* GET events?since=N */
 
+/* "since": NGX_OK, NGX_DECLINED (absent) or NGX_ERROR (not a version) */
+
 ngx_int_t
-ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
-    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+ngx_http_nb_maint_admin_since(ngx_http_request_t *r, uint64_t *since)
 {
-    cJSON                    *root, *list, *ev, *item;
+    ngx_int_t  n;
+    ngx_str_t  arg;
+
+    *since = 0;
+
+    if (ngx_http_arg(r, (u_char *) "since", 5, &arg) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    n = ngx_atoi(arg.data, arg.len);
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *since = (uint64_t) n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The audit events newer than since, oldest first, added to list; *last is
+ * the newest version in the ring, or since if that is newer.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_events_json(cJSON *list, uint64_t since, uint64_t *last)
+{
+    cJSON                    *ev, *item;
     uint64_t                  version;
-    ngx_str_t                 arg, *e;
-    ngx_int_t                 since;
+    ngx_str_t                *e;
     const char               *err;
     ngx_uint_t                i, n;
     ngx_http_nb_maint_shm_t  *sh;
 
-    since = 0;
-
-    if (ngx_http_arg(r, (u_char *) "since", 5, &arg) == NGX_OK) {
-        since = ngx_atoi(arg.data, arg.len);
-
-        if (since == NGX_ERROR) {
-            return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                                 "bad_field", "\"since\" "
-                                                 "must be a version number");
-        }
-    }
-
-    root = cJSON_CreateObject();
-    list = cJSON_AddArrayToObject(root, "events");
-
-    if (list == NULL) {
-        cJSON_Delete(root);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     sh = ngx_http_nb_maint_shm();
+    *last = since;
 
     ngx_rwlock_rlock(&sh->lock);
 
@@ -449,17 +459,48 @@ ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
 
         if (ngx_http_nb_maint_json_u64(item, NB_VERSION_MAX, &version)
             != NGX_OK
-            || version <= (uint64_t) since
+            || version <= since
             || ngx_http_nb_maint_json_keep_version(ev) != NGX_OK)
         {
             cJSON_Delete(ev);
             continue;
         }
 
+        if (version > *last) {
+            *last = version;
+        }
+
         cJSON_AddItemToArray(list, ev);
     }
 
     ngx_rwlock_unlock(&sh->lock);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+{
+    cJSON     *root, *list;
+    uint64_t   since, last;
+
+    if (ngx_http_nb_maint_admin_since(r, &since) == NGX_ERROR) {
+        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "bad_field", "\"since\" "
+                                             "must be a version number");
+    }
+
+    root = cJSON_CreateObject();
+    list = cJSON_AddArrayToObject(root, "events");
+
+    if (list == NULL
+        || ngx_http_nb_maint_events_json(list, since, &last) != NGX_OK)
+    {
+        cJSON_Delete(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK, root);
 }
