@@ -6,8 +6,7 @@
  * may still run uses them, so that workers of an older configuration keep
  * valid indexes across a reload; unused ones are reused, zeroed.  Owns the
  * matching of configured peers to entries, the entries' counters and
- * names, and the upstreams as JSON.  Calls state.c and json.c only (and
- * the node JSON of the admin API's status).
+ * names.  Calls state.c and json.c only.
  */
 
 #include "ngx_http_nb_maint.h"
@@ -244,64 +243,6 @@ ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh, ngx_str_t *id,
     }
 
     return i;
-}
-
-
-cJSON *
-ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
-    ngx_http_nb_maint_state_t *st)
-{
-    cJSON                          *list, *obj, *nodes, *n;
-    ngx_uint_t                      i, j;
-    ngx_http_nb_maint_shm_t        *sh;
-    ngx_http_nb_maint_srv_conf_t  **up;
-
-    sh = ngx_http_nb_maint_shm();
-
-    list = cJSON_CreateArray();
-    if (list == NULL) {
-        return NULL;
-    }
-
-    up = nmcf->upstreams.elts;
-
-    for (i = 0; i < nmcf->upstreams.nelts; i++) {
-        obj = cJSON_CreateObject();
-        cJSON_AddItemToArray(list, obj);
-
-        cJSON_AddItemToObject(obj, "name",
-                              ngx_http_nb_maint_json_strn(
-                                                  up[i]->uscf->host.data,
-                                                  up[i]->uscf->host.len));
-        nodes = cJSON_AddArrayToObject(obj, "nodes");
-        if (nodes == NULL) {
-            cJSON_Delete(list);
-            return NULL;
-        }
-
-        for (j = 0; j < up[i]->nnodes; j++) {
-            n = ngx_http_nb_maint_node_json(&sh->nodes[up[i]->nodes[j]], st,
-                                            up[i]->nodes[j]);
-            if (n == NULL) {
-                cJSON_Delete(list);
-                return NULL;
-            }
-
-            if (up[i]->down[j]) {
-                cJSON_AddBoolToObject(n, "config_down", 1);
-            }
-
-            if (j >= ((ngx_http_upstream_rr_peers_t *)
-                      up[i]->uscf->peer.data)->number)
-            {
-                cJSON_AddBoolToObject(n, "backup", 1);
-            }
-
-            cJSON_AddItemToArray(nodes, n);
-        }
-    }
-
-    return list;
 }
 
 
