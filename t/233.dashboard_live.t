@@ -42,7 +42,7 @@ ok($r->{ok}, 'signed in') or diag explain $r;
 $r = $d->wait_js('a', q{document.querySelectorAll('#nodes .drain-btn').length === 3});
 ok($r->{ok}, 'three cards');
 my $live = $d->wait_js('a', q{/live/.test(document.getElementById('conn').textContent)}, 5)->{ok};
-diag 'updates: ' . $d->text_of('a', '#conn');
+diag 'updates: ' . (($d->text_of('a', '#conn') // '') =~ s/[^\x20-\x7e]//gr);
 
 # mark the elements a pointer could be on
 $d->js('a', q{(function(){ window.__btns = Array.prototype.slice.call(document.querySelectorAll('.drain-btn, #act-restore, #act-force, #ev-next'));
