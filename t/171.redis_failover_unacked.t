@@ -35,15 +35,18 @@ my $r = $A->admin(POST => 'mode', { mode => 'upgrade', reason => 'acked-1' });
 is($r->{status}, 200, 'a write with the replica up: 200');
 my $v1 = $r->{json}{version};
 
-# the replica stops and loses its link: two writes reach the primary only
+# the replica stops and loses its link: writes reach the primary only
+# (t/172 runs this with one: the gateways then hold the same version as the
+# new primary, with other content)
+our $UNACKED //= 2;
 kill 'STOP', $replica->pid;
 $primary->cli('CLIENT', 'KILL', 'TYPE', 'replica');
-for my $i (1, 2) {
+for my $i (1 .. $UNACKED) {
     $r = $A->admin(POST => 'mode', { mode => 'upgrade', reason => "unacked-$i" });
     is($r->{status}, 503, "unacknowledged write $i: 503");
     is(($r->{json}{error} || {})->{code}, 'store_unreplicated', '... store_unreplicated');
 }
-ok($B->wait_status(sub { $_[0]{version} == $v1 + 2 }, 3), 'B saw them too (pub/sub)');
+ok($B->wait_status(sub { $_[0]{version} == $v1 + $UNACKED }, 3), 'B saw them too (pub/sub)');
 
 # A and B cut off; the primary dies; the replica (without them) is promoted
 my @stopped = map { ($_->master_pid, $_->worker_pids) } $A, $B;
