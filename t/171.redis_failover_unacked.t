@@ -68,7 +68,16 @@ my $vc = $r->{json}{version};
 # A and B come back
 kill 'CONT', @stopped;
 for my $g ($A, $B) { ok($g->wait_store_ok(1, 10), 'store ok again') }
-sleep 3;    # several periodic re-reads
+# until they agree with Redis (a loaded machine: up to 15 s), then check
+sub hist {
+    join ',', map { "$_->{version}:" . ($_->{reason} // '') }
+              grep { ($_->{action} // '') ne 'store_failover' } @_;
+}
+NbTest::wait_until(sub {
+    my $want = hist(map { json_decode($_) } $new->cli('LRANGE', "$prefix:events", 0, -1));
+    !grep { hist($_->events(0)) ne $want } $A, $B, $C;
+}, 15, 0.2);
+sleep 1.5;    # and a periodic re-read more
 
 my $st = json_decode($new->cli('GET', "$prefix:state"));
 is($st->{reason}, 'acked-C', 'redis keeps the acknowledged change (not re-published over)');
