@@ -105,25 +105,25 @@ sub both_up {
 }
 
 # ---- control: counting nginx only misses HAProxy's request --------------------------------------
-my ($pid, $file) = slow($hp1, 2500);
+my ($pid, $file) = slow($hp1, 6000);
 is($ng->node($aid)->{active} // 0, 0, "nginx's active for A is 0: the request does not pass nginx");
 my ($rc, $out, $took) = cli('drain', $aid, '--wait', '--agent-interval', '0');
 is($rc, 0, 'control: drain A --wait --agent-interval 0 (nginx only): exit 0');
-cmp_ok($took, '<', 1.5, sprintf 'control: ... returned at once (%.2f s) while HAProxy still runs a request on A', $took);
-is($hp1->servers('be')->{sa}{scur}, 1, 'control: ... HAProxy still has it (scur 1)');
+is($hp1->servers('be')->{sa}{scur}, 1,
+   sprintf 'control: ... returned (after %.2f s) while HAProxy still runs a request on A (scur 1)', $took);
 my ($st) = slow_done($pid, $file);
 is($st, 200, 'the slow request finished with 200');
 undrain($aid);
 both_up();
 
 # ---- --haproxy-socket: waits for HAProxy's request -------------------------------------------
-($pid, $file) = slow($hp1, 2500);
+($pid, $file) = slow($hp1, 4000);
 my $t0 = time;
 ($rc, $out, $took) = cli('drain', $aid, '--wait', '--timeout', '15', '--haproxy-socket', $S1);
 my $cli_end = time;
 my ($st2, $end2, $node2) = slow_done($pid, $file);
 is($rc, 0, 'drain A --wait --haproxy-socket: exit 0') or diag $out;
-cmp_ok($took, '>=', 1.5, sprintf 'drain A --wait --haproxy-socket: waited for the request in HAProxy (%.2f s)', $took);
+cmp_ok($took, '>=', 1, sprintf 'drain A --wait --haproxy-socket: waited for the request in HAProxy (%.2f s)', $took);
 cmp_ok($cli_end, '>=', ($end2 // 9e9) - 0.05, '... returned only after it finished');
 like($out, qr/HAProxy \Q$S1\E: be\/sa: 1 in flight, 0 queued/, '... showing HAProxy\'s count') or diag $out;
 is($st2, 200, 'the slow request finished with 200 (drain lets it run)');
@@ -153,7 +153,7 @@ undrain($bid);
 ($rc, $out, $took) = cli('drain', $bid, '--wait', '--agent-interval', '0.6');
 is($rc, 0, 'drain B --wait --agent-interval 0.6: exit 0');
 cmp_ok($took, '>=', 0.6, sprintf '... waited at least 0.6 s (%.2f s)', $took);
-cmp_ok($took, '<', 2, '... and less than the default');
+like($out, qr/agent interval \(0\.6s, --agent-interval\)/, '... saying 0.6 s');
 undrain($bid);
 both_up();
 
@@ -164,9 +164,9 @@ like($out, qr/HAProxy \Q$S1\E has no server at \Q$cid\E: not waited for there/, 
 undrain($cid);
 
 # ---- timeout: exit 5, naming HAProxy's count ----------------------------------------------------
-($pid, $file) = slow($hp1, 4000);
+($pid, $file) = slow($hp1, 8000);
 ($rc, $out, $took) = cli('drain', $aid, '--wait', '--timeout', '1', '--haproxy-socket', $S1);
-is($rc, 5, 'drain A --wait --timeout 1 with a 4 s request in HAProxy: exit 5 (timed out)') or diag $out;
+is($rc, 5, 'drain A --wait --timeout 1 with an 8 s request in HAProxy: exit 5 (timed out)') or diag $out;
 like($out, qr/timed out after 1s: HAProxy \Q$S1\E: be\/sa: 1 in flight/, '... naming what HAProxy still runs') or diag $out;
 slow_done($pid, $file);
 undrain($aid);
@@ -180,7 +180,7 @@ is($ng->status->{version}, $v, '... before anything changed (version unchanged)'
 ok(!$ng->node($aid)->{drain}, '... A not drained');
 
 # ---- rolling-restart passes the sockets to its waits -------------------------------------------
-($pid, $file) = slow($hp1, 2000);
+($pid, $file) = slow($hp1, 4000);
 my $rlog = $hp1->dir . '/restarts';
 ($rc, $out, $took) = cli('rolling-restart', '--nodes', $aid, '--restart-cmd', "echo {node} >> $rlog",
                          '--haproxy-socket', $S1, '--haproxy-socket', $S2, '--timeout', '15', '--interval', '0.1');
