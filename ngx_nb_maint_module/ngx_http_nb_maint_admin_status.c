@@ -5,9 +5,9 @@
  * with ETag and If-None-Match), GET nodes/{id}, GET events (since=N,
  * action=a,b, limit=N) and GET metrics (the text itself comes from metrics.c).  The status document
  * is also what a write answers and what the event stream sends.
- * May call: http.c (answers), json.c, state.c, nodes.c (the node table
- * and its counters), restore.c (pending nodes) and metrics.c.  Called by
- * admin.c, admin_write.c and dashboard.c.
+ * May call: http.c (answers), json.c, state.c, state_nodes.c (the node
+ * table and its counters), health_restore.c (pending nodes) and metrics.c.
+ * Called by admin.c, admin_write.c and dashboard.c.
  */
 
 #include "ngx_http_nb_maint_admin.h"
