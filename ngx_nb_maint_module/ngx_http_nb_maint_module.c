@@ -30,6 +30,8 @@ static char *ngx_http_nb_maint_path_slot(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_nb_maint_default_pass(ngx_conf_t *cf,
     ngx_http_nb_maint_loc_conf_t *conf);
+static ngx_int_t ngx_http_nb_maint_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
 static ngx_int_t ngx_http_nb_maint_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_nb_maint_init_process(ngx_cycle_t *cycle);
 static void ngx_http_nb_maint_exit_process(ngx_cycle_t *cycle);
@@ -393,7 +395,7 @@ ngx_http_nb_maint_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    nmcf->shm_zone->init = ngx_http_nb_maint_state_init_zone;
+    nmcf->shm_zone->init = ngx_http_nb_maint_init_zone;
     nmcf->shm_zone->data = nmcf;
 
     return NGX_CONF_OK;
@@ -765,6 +767,65 @@ ngx_http_nb_maint_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * The zone of a configuration being loaded (master): on a reload the state
+ * lives on in the old zone, and entries for new nodes are only added,
+ * under the next generation's mark; a new zone gets the state's defaults,
+ * the node table, the store's state and the cookie key.  Nothing here may
+ * change what the running generation sees (see state.c).
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_nb_maint_main_conf_t *nmcf = shm_zone->data;
+
+    ngx_log_t                *log;
+    ngx_slab_pool_t          *shpool, *old_pool;
+    ngx_http_nb_maint_shm_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    log = shm_zone->shm.log;
+
+    if (shm_zone->shm.exists || data) {
+        sh = shpool->data;
+
+        /* a reload fails on a file store the workers cannot write */
+        if (ngx_http_nb_maint_file_check(&nmcf->store, sh, log) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return ngx_http_nb_maint_nodes_init(nmcf, sh, sh->generation + 1,
+                                            log);
+    }
+
+    sh = ngx_http_nb_maint_state_zone_create(shm_zone);
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_nb_maint_nodes_init(nmcf, sh, 1, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* so do nginx -t and a start; and the file becomes ours, or not */
+    if (ngx_http_nb_maint_file_check(&nmcf->store, sh, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    old_pool = ngx_http_nb_maint_state_use(shpool);
+
+    nmcf->store.load(&nmcf->store, sh, shpool, log);
+    ngx_http_nb_maint_secret_init(nmcf, sh, log);
+
+    sh->seq = (ngx_atomic_uint_t) sh->state.version;
+
+    (void) ngx_http_nb_maint_state_use(old_pool);
+
+    return NGX_OK;
+}
+
+
 /* called once the cycle is committed: only now may the zone be used */
 
 static ngx_int_t
@@ -779,7 +840,14 @@ ngx_http_nb_maint_init_module(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_http_nb_maint_state_init_module(cycle, nmcf);
+    if (ngx_http_nb_maint_state_init_module(cycle, nmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the master's children at this commit (state_workers.c) */
+    ngx_http_nb_maint_commit_pids(ngx_http_nb_maint_shm());
+
+    return NGX_OK;
 }
 
 

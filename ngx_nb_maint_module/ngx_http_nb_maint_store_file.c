@@ -1375,3 +1375,42 @@ ngx_http_nb_maint_file_check(ngx_http_nb_maint_store_t *store,
 
     return NGX_OK;
 }
+
+
+/*
+ * A state that the store already holds (from another gateway, or our own
+ * write coming back): applied when newer than ours, kept in the local
+ * cache file.  NGX_DECLINED when not newer.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_state_apply(ngx_http_nb_maint_store_t *store,
+    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_log_t *log)
+{
+    ngx_http_nb_maint_shm_t  *sh;
+
+    sh = ngx_http_nb_maint_shm();
+
+    ngx_http_nb_maint_state_lock_write();
+
+    if (st->version <= sh->state.version) {
+        ngx_http_nb_maint_state_unlock_write();
+        return NGX_DECLINED;
+    }
+
+    ngx_http_nb_maint_state_commit(st, event);
+
+    ngx_http_nb_maint_state_unlock_write();
+
+    /* the local cache, after the lock: no lock is ever held across I/O */
+
+    if (store->path.len
+        && ngx_http_nb_maint_file_write(store, st, event, 0, log) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "nb_maint: cannot update the local cache \"%V\"",
+                      &store->path);
+    }
+
+    return NGX_OK;
+}
