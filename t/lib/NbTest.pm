@@ -167,7 +167,7 @@ sub parse_response {
     return \%r;
 }
 
-# The example configuration of doc/CONTRACT-issue3.md, with hooks:
+# The example configuration of doc/testing.md, with hooks:
 #   store        => 'file:...' (default file:%%PREFIX%%/state.json; undef: no directive)
 #   listen_opts  => ' reuseport'
 #   http_extra   => text in http{} before the server
