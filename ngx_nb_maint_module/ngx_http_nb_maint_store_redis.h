@@ -165,6 +165,8 @@ void ngx_http_nb_maint_redis_active(ngx_http_nb_maint_store_t *store);
 ngx_int_t ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
     uint64_t expected, ngx_http_nb_maint_state_t *st, ngx_str_t *event,
     ngx_log_t *log, ngx_http_nb_maint_store_done_pt done, void *data);
+ngx_int_t ngx_http_nb_maint_redis_resync(ngx_http_nb_maint_store_t *store,
+    uint64_t v, const char *s, size_t len, ngx_log_t *log);
 
 /* store_cache.c */
 char *ngx_http_nb_maint_cache_init(ngx_conf_t *cf,

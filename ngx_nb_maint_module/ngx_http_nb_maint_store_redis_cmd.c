@@ -514,6 +514,17 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
         }
     }
 
+    /* min_replicas: the new primary wins over our unconfirmed versions */
+
+    if (rcf->min_replicas && ver->type == REDIS_REPLY_STRING
+        && state->type == REDIS_REPLY_STRING
+        && ngx_http_nb_maint_redis_resync(store, v, state->str, state->len,
+                                          log)
+           != NGX_DECLINED)
+    {
+        goto ok;
+    }
+
     if ((uint64_t) v < have->version) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "nb_maint: redis has version %i, this gateway has "

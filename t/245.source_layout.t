@@ -23,7 +23,6 @@ my $check = "$root/scripts/check-layout";
 
 # splits under way elsewhere: file => who
 my %PENDING = (
-    'ngx_http_nb_maint_admin.c'       => 'admin.c split (admin branch)',
     'ngx_http_nb_maint_store_redis.c' => 'store_redis.c split (redis branch)',
     'ngx_http_nb_maint_upstream.c'    => 'upstream.c split (metrics branch)',
     'ngx_http_nb_maint_health.c'      => 'health.c split (metrics branch)',
