@@ -395,7 +395,12 @@ ngx_int_t ngx_http_nb_maint_file_check(ngx_http_nb_maint_store_t *store,
 char *ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
     ngx_http_nb_maint_store_t *store, ngx_str_t *url);
 
-/* gate, bypass */
+/* gate, bypass (and their directives) */
+char *ngx_http_nb_maint_bypass_allow(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_nb_maint_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_nb_maint_default_pass(ngx_conf_t *cf,
+    ngx_http_nb_maint_loc_conf_t *conf);
 ngx_int_t ngx_http_nb_maint_gate_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_nb_maint_is_bypass(ngx_http_request_t *r);
 ngx_int_t ngx_http_nb_maint_passed(ngx_http_request_t *r,
@@ -420,6 +425,7 @@ ngx_int_t ngx_http_nb_maint_admin_error(ngx_http_request_t *r,
 /* 503 page */
 ngx_int_t ngx_http_nb_maint_page_send(ngx_http_request_t *r,
     ngx_uint_t mode);
+char *ngx_http_nb_maint_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_nb_maint_page_load(ngx_conf_t *cf, ngx_str_t *file,
     ngx_str_t *out);
 ngx_int_t ngx_http_nb_maint_page_filter_init(ngx_conf_t *cf);

@@ -1,5 +1,13 @@
 /*
- * nb_maint: module definition, directives and configuration (SPEC section 4).
+ * nb_maint: the module definition (SPEC section 4): the directive table,
+ * configuration create/merge, the zone's set-up at each configuration
+ * load, and the process hooks.  Directives of one concern are parsed in
+ * that concern's file (nb_maint_bypass_allow and nb_maint_pass: bypass.c;
+ * nb_maint_page: page.c; nb_maint and
+ * nb_maint_check: upstream.c; nb_maint_admin and the tokens: admin*.c);
+ * nb_maint_zone, nb_maint_store and nb_maint_secret are here.
+ *
+ * May call: every file (it is the top).
  */
 
 #include "ngx_http_nb_maint.h"
@@ -18,18 +26,10 @@ static char *ngx_http_nb_maint_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_nb_maint_store(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_nb_maint_bypass_allow(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static char *ngx_http_nb_maint_pass(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_nb_maint_page(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_http_nb_maint_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_nb_maint_path_slot(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_nb_maint_default_pass(ngx_conf_t *cf,
-    ngx_http_nb_maint_loc_conf_t *conf);
 static ngx_int_t ngx_http_nb_maint_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_int_t ngx_http_nb_maint_init_module(ngx_cycle_t *cycle);
@@ -442,231 +442,6 @@ ngx_http_nb_maint_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static char *
-ngx_http_nb_maint_bypass_allow(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_nb_maint_loc_conf_t *nlcf = conf;
-
-    ngx_int_t    rc;
-    ngx_str_t   *value;
-    ngx_cidr_t  *cidr;
-
-    value = cf->args->elts;
-
-    if (nlcf->bypass_allow == NGX_CONF_UNSET_PTR) {
-        nlcf->bypass_allow = ngx_array_create(cf->pool, 4,
-                                              sizeof(ngx_cidr_t));
-        if (nlcf->bypass_allow == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    cidr = ngx_array_push(nlcf->bypass_allow);
-    if (cidr == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (value[1].len == 3 && ngx_strncmp(value[1].data, "all", 3) == 0) {
-        ngx_memzero(cidr, sizeof(ngx_cidr_t));
-        cidr->family = AF_INET;
-
-#if (NGX_HAVE_INET6)
-        /* "all" is both families, as in allow/deny */
-        cidr = ngx_array_push(nlcf->bypass_allow);
-        if (cidr == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(cidr, sizeof(ngx_cidr_t));
-        cidr->family = AF_INET6;
-#endif
-
-        return NGX_CONF_OK;
-    }
-
-    rc = ngx_ptocidr(&value[1], cidr);
-
-    if (rc == NGX_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nb_maint_bypass_allow\": invalid address or "
-                           "network \"%V\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (rc == NGX_DONE) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "\"nb_maint_bypass_allow\": low address bits of "
-                           "%V are meaningless", &value[1]);
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_nb_maint_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_nb_maint_loc_conf_t *nlcf = conf;
-
-    u_char               errstr[NGX_MAX_CONF_ERRSTR];
-    ngx_str_t           *value;
-    ngx_regex_t        **re;
-    ngx_regex_compile_t  rc;
-
-    value = cf->args->elts;
-
-    /* "off": not even NocoBase's static paths pass here */
-    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
-        if (nlcf->pass != NGX_CONF_UNSET_PTR) {
-            return "is duplicate";
-        }
-
-        nlcf->pass = NULL;
-        nlcf->pass_off = 1;
-        return NGX_CONF_OK;
-    }
-
-    if (nlcf->pass == NULL) {
-        return "cannot follow \"nb_maint_pass off\"";
-    }
-
-    if (value[1].len < 2 || value[1].data[0] != '~') {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nb_maint_pass\": expected \"~regex\", "
-                           "\"~*regex\" or \"off\", got \"%V\"",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
-
-    rc.pattern.data = value[1].data + 1;
-    rc.pattern.len = value[1].len - 1;
-
-    if (rc.pattern.data[0] == '*') {
-        rc.pattern.data++;
-        rc.pattern.len--;
-        rc.options = NGX_REGEX_CASELESS;
-    }
-
-    rc.pool = cf->pool;
-    rc.err.len = NGX_MAX_CONF_ERRSTR;
-    rc.err.data = errstr;
-
-    if (rc.pattern.len == 0 || ngx_regex_compile(&rc) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nb_maint_pass\": invalid regex \"%V\": %V",
-                           &value[1], &rc.err);
-        return NGX_CONF_ERROR;
-    }
-
-    if (nlcf->pass == NGX_CONF_UNSET_PTR) {
-        nlcf->pass = ngx_array_create(cf->pool, 4, sizeof(ngx_regex_t *));
-        if (nlcf->pass == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    re = ngx_array_push(nlcf->pass);
-    if (re == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *re = rc.regex;
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * NocoBase serves /static/plugins/, /dist/, /v/ and /storage/uploads/ (under
- * its public path) without a status check; an open page needs its plugin
- * chunks during an upgrade.  The public path is the API prefix's parent.
- */
-
-static char *
-ngx_http_nb_maint_default_pass(ngx_conf_t *cf,
-    ngx_http_nb_maint_loc_conf_t *conf)
-{
-    u_char               errstr[NGX_MAX_CONF_ERRSTR], *p;
-    size_t               len;
-    ngx_uint_t           i;
-    ngx_regex_t        **re;
-    ngx_regex_compile_t  rc;
-
-    static const char    tail[] = "(?:static/plugins|dist|v|storage/uploads)/";
-
-    /* "/nocobase/api/" -> "/nocobase/" */
-    len = conf->api_prefix.len;
-
-    if (len && conf->api_prefix.data[len - 1] == '/') {
-        len--;
-    }
-
-    while (len && conf->api_prefix.data[len - 1] != '/') {
-        len--;
-    }
-
-    if (len == 0) {
-        return NGX_CONF_OK;
-    }
-
-    /* "^" + the path with every byte quoted + tail */
-    p = ngx_pnalloc(cf->pool, 1 + 2 * len + sizeof(tail));
-    if (p == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
-    rc.pattern.data = p;
-
-    *p++ = '^';
-
-    for (i = 0; i < len; i++) {
-        if (!((conf->api_prefix.data[i] >= 'a'
-               && conf->api_prefix.data[i] <= 'z')
-              || (conf->api_prefix.data[i] >= 'A'
-                  && conf->api_prefix.data[i] <= 'Z')
-              || (conf->api_prefix.data[i] >= '0'
-                  && conf->api_prefix.data[i] <= '9')))
-        {
-            *p++ = '\\';
-        }
-
-        *p++ = conf->api_prefix.data[i];
-    }
-
-    p = ngx_cpymem(p, tail, sizeof(tail) - 1);
-
-    rc.pattern.len = p - rc.pattern.data;
-    rc.pool = cf->pool;
-    rc.err.len = NGX_MAX_CONF_ERRSTR;
-    rc.err.data = errstr;
-
-    if (ngx_regex_compile(&rc) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nb_maint_api_prefix\": cannot make the static "
-                           "path pattern \"%V\": %V", &rc.pattern, &rc.err);
-        return NGX_CONF_ERROR;
-    }
-
-    conf->pass = ngx_array_create(cf->pool, 1, sizeof(ngx_regex_t *));
-    if (conf->pass == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    re = ngx_array_push(conf->pass);
-    if (re == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *re = rc.regex;
-
-    return NGX_CONF_OK;
-}
-
-
 /* nb_maint_ws_path, nb_maint_api_prefix: an absolute path, no spaces */
 
 static char *
@@ -705,65 +480,6 @@ invalid:
                        "\"%V\": invalid path \"%V\", expected an absolute "
                        "path such as \"/api/\"", &cmd->name, &value[1]);
     return NGX_CONF_ERROR;
-}
-
-
-static char *
-ngx_http_nb_maint_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_nb_maint_loc_conf_t *nlcf = conf;
-
-    ngx_str_t  *value;
-
-    if (nlcf->page.data) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    return ngx_http_nb_maint_page_load(cf, &value[1], &nlcf->page);
-}
-
-
-/* nb_maint_secret file: the key of bypass cookies, shared by gateways */
-
-static char *
-ngx_http_nb_maint_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_nb_maint_main_conf_t *nmcf = conf;
-
-    ngx_str_t  *value, key;
-
-    if (nmcf->secret_set) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    /* the page loader reads any small file; reuse it for the key */
-    if (ngx_http_nb_maint_page_load(cf, &value[1], &key) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    while (key.len && (key.data[key.len - 1] == '\n'
-                       || key.data[key.len - 1] == '\r'))
-    {
-        key.len--;
-    }
-
-    if (key.len < 16) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nb_maint_secret\": the key must be at least "
-                           "16 bytes");
-        return NGX_CONF_ERROR;
-    }
-
-    SHA256(key.data, key.len, nmcf->secret);
-    ngx_explicit_memzero(key.data, key.len);
-
-    nmcf->secret_set = 1;
-
-    return NGX_CONF_OK;
 }
 
 
@@ -887,4 +603,46 @@ ngx_http_nb_maint_exit_process(ngx_cycle_t *cycle)
     if (nmcf && nmcf->shm_zone) {
         ngx_http_nb_maint_health_exit_process(cycle);
     }
+}
+
+
+/* nb_maint_secret file: the key of bypass cookies, shared by gateways */
+
+static char *
+ngx_http_nb_maint_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_nb_maint_main_conf_t *nmcf = conf;
+
+    ngx_str_t  *value, key;
+
+    if (nmcf->secret_set) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* the page loader reads any small file; reuse it for the key */
+    if (ngx_http_nb_maint_page_load(cf, &value[1], &key) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    while (key.len && (key.data[key.len - 1] == '\n'
+                       || key.data[key.len - 1] == '\r'))
+    {
+        key.len--;
+    }
+
+    if (key.len < 16) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nb_maint_secret\": the key must be at least "
+                           "16 bytes");
+        return NGX_CONF_ERROR;
+    }
+
+    SHA256(key.data, key.len, nmcf->secret);
+    ngx_explicit_memzero(key.data, key.len);
+
+    nmcf->secret_set = 1;
+
+    return NGX_CONF_OK;
 }

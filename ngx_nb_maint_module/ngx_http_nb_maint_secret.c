@@ -8,7 +8,8 @@
  * the state lock.  A cookie is "<expires>.<base64url HMAC-SHA256(key,
  * 'nb_maint:' + expires)>".
  *
- * May call: state.c (the zone), store_file.c (keeping the key in the file).
+ * May call: state.c (the zone), store_file_write.c (keeping the key in the
+ * file).
  */
 
 #include "ngx_http_nb_maint.h"
@@ -148,3 +149,4 @@ ngx_http_nb_maint_cookie_sign(u_char *exp, size_t len, u_char *out)
 
     ngx_encode_base64url(&dst, &src);
 }
+
