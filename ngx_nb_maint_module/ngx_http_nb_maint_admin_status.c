@@ -5,8 +5,9 @@
  * with ETag and If-None-Match), GET nodes/{id}, GET events?since=N and
  * GET metrics (the text itself comes from metrics.c).  The status document
  * is also what a write answers and what the event stream sends.
- * May call: http.c (answers), json.c, state.c, upstream.c (the nodes' JSON)
- * and metrics.c.  Called by admin.c, admin_write.c and dashboard.c.
+ * May call: http.c (answers), json.c, state.c, nodes.c (the node table
+ * and its counters), restore.c (pending nodes) and metrics.c.  Called by
+ * admin.c, admin_write.c and dashboard.c.
  */
 
 #include "ngx_http_nb_maint_admin.h"
@@ -103,6 +104,66 @@ ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
     }
 
     return obj;
+}
+
+
+/* every upstream with its nodes, in configuration order */
+
+cJSON *
+ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_state_t *st)
+{
+    cJSON                          *list, *obj, *nodes, *n;
+    ngx_uint_t                      i, j;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_srv_conf_t  **up;
+
+    sh = ngx_http_nb_maint_shm();
+
+    list = cJSON_CreateArray();
+    if (list == NULL) {
+        return NULL;
+    }
+
+    up = nmcf->upstreams.elts;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        obj = cJSON_CreateObject();
+        cJSON_AddItemToArray(list, obj);
+
+        cJSON_AddItemToObject(obj, "name",
+                              ngx_http_nb_maint_json_strn(
+                                                  up[i]->uscf->host.data,
+                                                  up[i]->uscf->host.len));
+        nodes = cJSON_AddArrayToObject(obj, "nodes");
+        if (nodes == NULL) {
+            cJSON_Delete(list);
+            return NULL;
+        }
+
+        for (j = 0; j < up[i]->nnodes; j++) {
+            n = ngx_http_nb_maint_node_json(&sh->nodes[up[i]->nodes[j]], st,
+                                            up[i]->nodes[j]);
+            if (n == NULL) {
+                cJSON_Delete(list);
+                return NULL;
+            }
+
+            if (up[i]->down[j]) {
+                cJSON_AddBoolToObject(n, "config_down", 1);
+            }
+
+            if (j >= ((ngx_http_upstream_rr_peers_t *)
+                      up[i]->uscf->peer.data)->number)
+            {
+                cJSON_AddBoolToObject(n, "backup", 1);
+            }
+
+            cJSON_AddItemToArray(nodes, n);
+        }
+    }
+
+    return list;
 }
 
 

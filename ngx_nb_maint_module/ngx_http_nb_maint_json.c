@@ -16,6 +16,10 @@ static const char  *ngx_http_nb_maint_modes[] = {
 
 
 static u_char *ngx_http_nb_maint_time_rfc3339_ms(u_char *buf, ngx_msec_t ms);
+static ngx_int_t ngx_http_nb_maint_modes_from_json(cJSON *obj,
+    ngx_http_nb_maint_state_t *st, const char **err);
+static ngx_int_t ngx_http_nb_maint_times_from_json(cJSON *obj,
+    ngx_http_nb_maint_state_t *st, const char **err);
 
 cJSON *
 ngx_http_nb_maint_json_strn(u_char *s, size_t len)
@@ -155,6 +159,91 @@ ngx_http_nb_maint_parse_rfc3339(const char *s, ngx_uint_t *ms)
 }
 
 
+/* "mode" and "restoring_from" into st */
+
+static ngx_int_t
+ngx_http_nb_maint_modes_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
+    const char **err)
+{
+    cJSON      *item;
+    ngx_int_t   mode;
+
+    item = cJSON_GetObjectItemCaseSensitive(obj, "mode");
+    mode = NGX_ERROR;
+    if (cJSON_IsString(item)) {
+        mode = ngx_http_nb_maint_mode_parse((u_char *) item->valuestring,
+                                            ngx_strlen(item->valuestring));
+    }
+    if (mode == NGX_ERROR) {
+        *err = "bad \"mode\"";
+        return NGX_ERROR;
+    }
+    st->mode = mode;
+
+    st->restoring_from = NB_MODE_NONE;
+    item = cJSON_GetObjectItemCaseSensitive(obj, "restoring_from");
+    if (st->mode == NB_MODE_RESTORING) {
+        mode = NGX_ERROR;
+        if (cJSON_IsString(item)) {
+            mode = ngx_http_nb_maint_mode_parse(
+                                          (u_char *) item->valuestring,
+                                          ngx_strlen(item->valuestring));
+        }
+        if (mode != NB_MODE_MAINTENANCE && mode != NB_MODE_UPGRADE) {
+            *err = "bad \"restoring_from\"";
+            return NGX_ERROR;
+        }
+        st->restoring_from = mode;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "since" and, while restoring, "restore_started" into st */
+
+static ngx_int_t
+ngx_http_nb_maint_times_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
+    const char **err)
+{
+    cJSON       *item;
+    time_t       t;
+    ngx_uint_t   ms;
+
+    st->since = ngx_time();
+    item = cJSON_GetObjectItemCaseSensitive(obj, "since");
+    if (cJSON_IsString(item)) {
+        st->since = ngx_http_nb_maint_parse_rfc3339(item->valuestring, &ms);
+        if (st->since == NGX_ERROR) {
+            *err = "bad \"since\"";
+            return NGX_ERROR;
+        }
+    }
+
+    /* the restore's start; a state written before it was stored: "since" */
+    if (st->mode == NB_MODE_RESTORING) {
+        st->restore_started = (ngx_msec_t) st->since * 1000;
+
+        item = cJSON_GetObjectItemCaseSensitive(obj, "restore_started");
+        if (cJSON_IsString(item)) {
+            t = ngx_http_nb_maint_parse_rfc3339(item->valuestring, &ms);
+            if (t == NGX_ERROR) {
+                *err = "bad \"restore_started\"";
+                return NGX_ERROR;
+            }
+
+            st->restore_started = (ngx_msec_t) t * 1000 + ms;
+
+        } else if (item && !cJSON_IsNull(item)) {
+            *err = "bad \"restore_started\"";
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 /* the persisted form back into a state; all-or-nothing */
 
 ngx_int_t
@@ -163,9 +252,6 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
 {
     size_t                     len;
     cJSON                     *item;
-    time_t                     t;
-    ngx_int_t                  mode;
-    ngx_uint_t                 ms;
     ngx_http_nb_maint_state_t  s;
 
     ngx_memzero(&s, sizeof(ngx_http_nb_maint_state_t));
@@ -185,32 +271,8 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
         return NGX_ERROR;
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(obj, "mode");
-    mode = NGX_ERROR;
-    if (cJSON_IsString(item)) {
-        mode = ngx_http_nb_maint_mode_parse((u_char *) item->valuestring,
-                                            ngx_strlen(item->valuestring));
-    }
-    if (mode == NGX_ERROR) {
-        *err = "bad \"mode\"";
+    if (ngx_http_nb_maint_modes_from_json(obj, &s, err) != NGX_OK) {
         return NGX_ERROR;
-    }
-    s.mode = mode;
-
-    s.restoring_from = NB_MODE_NONE;
-    item = cJSON_GetObjectItemCaseSensitive(obj, "restoring_from");
-    if (s.mode == NB_MODE_RESTORING) {
-        mode = NGX_ERROR;
-        if (cJSON_IsString(item)) {
-            mode = ngx_http_nb_maint_mode_parse(
-                                          (u_char *) item->valuestring,
-                                          ngx_strlen(item->valuestring));
-        }
-        if (mode != NB_MODE_MAINTENANCE && mode != NB_MODE_UPGRADE) {
-            *err = "bad \"restoring_from\"";
-            return NGX_ERROR;
-        }
-        s.restoring_from = mode;
     }
 
     item = cJSON_GetObjectItemCaseSensitive(obj, "node");
@@ -251,34 +313,8 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
         s.retry_after = (ngx_uint_t) item->valuedouble;
     }
 
-    s.since = ngx_time();
-    item = cJSON_GetObjectItemCaseSensitive(obj, "since");
-    if (cJSON_IsString(item)) {
-        s.since = ngx_http_nb_maint_parse_rfc3339(item->valuestring, &ms);
-        if (s.since == NGX_ERROR) {
-            *err = "bad \"since\"";
-            return NGX_ERROR;
-        }
-    }
-
-    /* the restore's start; a state written before it was stored: "since" */
-    if (s.mode == NB_MODE_RESTORING) {
-        s.restore_started = (ngx_msec_t) s.since * 1000;
-
-        item = cJSON_GetObjectItemCaseSensitive(obj, "restore_started");
-        if (cJSON_IsString(item)) {
-            t = ngx_http_nb_maint_parse_rfc3339(item->valuestring, &ms);
-            if (t == NGX_ERROR) {
-                *err = "bad \"restore_started\"";
-                return NGX_ERROR;
-            }
-
-            s.restore_started = (ngx_msec_t) t * 1000 + ms;
-
-        } else if (item && !cJSON_IsNull(item)) {
-            *err = "bad \"restore_started\"";
-            return NGX_ERROR;
-        }
+    if (ngx_http_nb_maint_times_from_json(obj, &s, err) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     *st = s;
