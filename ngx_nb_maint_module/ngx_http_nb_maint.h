@@ -484,6 +484,7 @@ void ngx_http_nb_maint_health_exit_process(ngx_cycle_t *cycle);
 void ngx_http_nb_maint_cookie_sign(u_char *exp, size_t len, u_char *out);
 ngx_int_t ngx_http_nb_maint_cookie_make(ngx_http_request_t *r, time_t expires,
     ngx_str_t *value);
+time_t ngx_http_nb_maint_cookie_expires(ngx_http_request_t *r);
 void ngx_http_nb_maint_secret_init(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_shm_t *sh, ngx_log_t *log);
 

@@ -4,10 +4,10 @@
  * One worker, the first to claim the owner word in shared memory, checks
  * every node with nginx's non-blocking peer connections and timers, writes
  * the results to the node table in shared memory (and the latency to its
- * metrics) and lets restore.c end a restore once no node is pending.  The
- * other workers look now and then whether the owner is still there (or
- * belongs to an older configuration) and take over.  Calls state.c,
- * nodes.c, restore.c and the store's tick.
+ * metrics) and lets health_restore.c end a restore once no node is
+ * pending.  The other workers look now and then whether the owner is still
+ * there (or belongs to an older configuration) and take over.  Calls
+ * state.c, state_nodes.c, health_restore.c and the store's tick.
  *
  * The claim is one compare-and-swap of a word holding both pid and
  * generation.  The owner refreshes a heartbeat every tick; an owner whose
