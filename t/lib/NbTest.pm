@@ -1428,7 +1428,8 @@ my %HAPROXIES;    # refaddr => weak ref
 
 sub bin { $ENV{HAPROXY_BIN} || 'haproxy' }
 
-# new(cfg => TEXT, ports => {name => port}, no_start => 1, files => {rel => content})
+# new(cfg => TEXT, ports => {name => port}, no_start => 1, files => {rel => content},
+#     master_worker => 1)
 # %%PORT%% (the frontend port), %%PORT_name%%, %%DIR%% (the temp dir) and
 # %%STATS%% (a "stats socket" line for the global section) are substituted.
 sub new {
@@ -1497,10 +1498,12 @@ sub start {
     my ($self) = @_;
     die "haproxy already running in $self->{dir}\n" if $self->running;
     unlink $self->stats_path;
+    # master_worker => 1: haproxy -W, reloaded by SIGUSR2 to the master
     return NbTest::start_child($self, "haproxy (port $self->{port})",
                                "$self->{dir}/haproxy.log",
                                sub { NbTest::Nginx::_port_open($self->{port}) },
-                               bin(), '-db', '-f', $self->cfg_path);
+                               bin(), ($self->{master_worker} ? '-W' : ()),
+                               '-db', '-f', $self->cfg_path);
 }
 
 sub stop {
