@@ -554,6 +554,10 @@ ngx_http_nb_maint_redis_init_process(ngx_http_nb_maint_store_t *store,
 
     ngx_http_nb_maint_sentinel_init_process(store, cycle);
 
+    if (ngx_http_nb_maint_cache_init_process(store, cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_nb_maint_shm()->store_sentinel = rcf->sentinel;
     ngx_http_nb_maint_shm()->store_replicas_wanted = rcf->min_replicas;
 
@@ -586,6 +590,9 @@ ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
         sub->wanted = 1;
         ngx_http_nb_maint_redis_connect(sub);
     }
+
+    /* the local cache, if it is behind (off the event loop) */
+    ngx_http_nb_maint_cache_update(store);
 
     if (!ngx_http_nb_maint_redis_cmd.ready) {
         if (ngx_http_nb_maint_shm()->store_ok

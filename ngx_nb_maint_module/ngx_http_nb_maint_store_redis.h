@@ -171,6 +171,9 @@ char *ngx_http_nb_maint_cache_init(ngx_conf_t *cf,
     ngx_http_nb_maint_store_t *store, ngx_str_t *path);
 void ngx_http_nb_maint_cache_load(ngx_http_nb_maint_store_t *store,
     ngx_http_nb_maint_shm_t *sh, ngx_slab_pool_t *shpool, ngx_log_t *log);
+ngx_int_t ngx_http_nb_maint_cache_init_process(
+    ngx_http_nb_maint_store_t *store, ngx_cycle_t *cycle);
+void ngx_http_nb_maint_cache_update(ngx_http_nb_maint_store_t *store);
 
 
 #endif /* _NGX_HTTP_NB_MAINT_STORE_REDIS_H_INCLUDED_ */

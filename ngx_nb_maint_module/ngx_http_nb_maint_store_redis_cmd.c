@@ -129,6 +129,8 @@ ngx_http_nb_maint_redis_events(ngx_http_nb_maint_redis_op_t *op,
 
     ngx_http_nb_maint_events_replace(ev, n);
     ngx_free(ev);
+
+    ngx_http_nb_maint_cache_update(op->conn->store);
 }
 
 
@@ -196,6 +198,9 @@ ngx_http_nb_maint_redis_apply_message(ngx_http_nb_maint_store_t *store,
         /* we missed changes: take the audit log as Redis has it */
         ngx_http_nb_maint_redis_fetch_events(store);
     }
+
+    /* also when another worker of this gateway applied it first */
+    ngx_http_nb_maint_cache_update(store);
 
     if (ev) {
         cJSON_free(ev);
@@ -542,6 +547,7 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
 
         (void) ngx_http_nb_maint_state_apply(store, &st, NULL, log);
         ngx_http_nb_maint_redis_fetch_events(store);
+        ngx_http_nb_maint_cache_update(store);
     }
 
 ok:

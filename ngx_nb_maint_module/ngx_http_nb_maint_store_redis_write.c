@@ -187,6 +187,8 @@ ngx_http_nb_maint_redis_saved(ngx_http_nb_maint_redis_op_t *op,
                 ngx_http_nb_maint_redis_fetch_events(op->conn->store);
             }
 
+            ngx_http_nb_maint_cache_update(op->conn->store);
+
             rc = NGX_OK;
 
             if (((ngx_http_nb_maint_redis_conf_t *) op->conn->store->data)
