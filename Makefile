@@ -7,11 +7,12 @@ GEN        := $(BUILD)/gen
 MODULE_SO  := $(BUILD)/ngx_http_nb_maint_module.so
 STREAM_SO  := $(BUILD)/ngx_stream_nb_maint_module.so
 SRCS       := $(wildcard ngx_nb_maint_module/*.c ngx_nb_maint_module/*.h)
-# gdb: t/128 makes a worker take the write mutex before it is killed
+# gdb: t/128 makes a worker take the write mutex before it is killed;
+# prometheus: promtool, t/060 checks GET metrics with it
 DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
               libpcre2-dev libssl-dev zlib1g-dev redis-server redis-sentinel haproxy wrk curl \
               perl gcc make chromium openssl \
-              debhelper dpkg-dev lintian gdb
+              debhelper dpkg-dev lintian gdb prometheus
 
 SHELL := /bin/bash
 

@@ -36,6 +36,9 @@
 #define NB_DRAIN_OTHER_LEN      2048   /* drained ids of unknown nodes */
 #define NB_APP_COMMAND_LEN      30     /* command.name, e.g. pm.enable */
 #define NB_WS_DRAIN_GRACE       5000
+#define NB_CHECK_BUCKETS        10     /* check latency: 5ms .. 5s, +Inf */
+#define NB_CHECK_BOUNDS_MS      { 5, 10, 25, 50, 100, 250, 500, 1000,        \
+                                  2500, 5000 }
 
 
 /* the cluster state of SPEC section 3: a plain value, copied around */
@@ -66,6 +69,7 @@ typedef struct {
     u_char                      id[NB_NODE_ID_LEN];
     size_t                      id_len;
     ngx_atomic_t                active;      /* in flight here */
+    ngx_atomic_t                requests;    /* tries sent here, counter */
     ngx_atomic_t                active_remote;  /* on other gateways */
     ngx_atomic_t                health;      /* NB_HEALTH_* */
     ngx_uint_t                  rise_count;  /* consecutive passes */
@@ -81,6 +85,13 @@ typedef struct {
     u_char                      app_command[NB_APP_COMMAND_LEN];
     ngx_uint_t                  gen_first;   /* generations using it: */
     ngx_uint_t                  gen_last;    /* within [first, last] */
+
+    /* metrics, zeroed with the entry (a reused entry starts afresh) */
+    ngx_atomic_t                failures;    /* tries nginx counted failed */
+    ngx_atomic_t                check_ms;    /* last check's latency */
+    ngx_atomic_t                check_sum_ms;
+    ngx_atomic_t                check_count;     /* 0: never checked */
+    ngx_atomic_t                check_bucket[NB_CHECK_BUCKETS + 1];
 } ngx_http_nb_maint_node_t;
 
 /* the NocoBase codes of a node that is alive but busy (SPEC section 3) */
@@ -456,8 +467,12 @@ cJSON *ngx_http_nb_maint_pending_json(ngx_http_nb_maint_main_conf_t *nmcf,
 cJSON *ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_state_t *st);
 
-/* metrics (Prometheus text) and the dashboard */
+/* metrics (Prometheus text), and the per-node counters they show */
 ngx_int_t ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out);
+void ngx_http_nb_maint_check_observe(ngx_http_nb_maint_node_t *n,
+    ngx_msec_t ms);
+ngx_int_t ngx_http_nb_maint_node_stats_json(ngx_http_nb_maint_node_t *n,
+    cJSON *obj);
 
 /* WebSockets: answered while gated, proxied ones counted and closed */
 ngx_int_t ngx_http_nb_maint_ws_gate(ngx_http_request_t *r,

@@ -1123,6 +1123,11 @@ ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
     cJSON_AddNumberToObject(obj, "websockets", (double) n->websockets);
     cJSON_AddNumberToObject(obj, "fails", (double) n->fall_count);
 
+    if (ngx_http_nb_maint_node_stats_json(n, obj) != NGX_OK) {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+
     if (n->last_check) {
         p = ngx_http_nb_maint_time_rfc3339(t, n->last_check / 1000);
         *p = '\0';

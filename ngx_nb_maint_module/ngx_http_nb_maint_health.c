@@ -715,6 +715,10 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
 
     node->last_check = ngx_http_nb_maint_now_ms();
 
+    ngx_http_nb_maint_check_observe(node,
+                                    node->last_check >= chk->started
+                                    ? node->last_check - chk->started : 0);
+
     if (st->mode == NB_MODE_RESTORING
         && node->restore_mark != st->restore_started)
     {

@@ -696,6 +696,7 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
     }
 
     (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].active, 1);
+    (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].requests, 1);
 
     nb_count(sh, NB_OUT_PROXIED);
 
@@ -783,6 +784,10 @@ ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc, void *data,
 
         } else {
             (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].active, -1);
+        }
+
+        if (state & NGX_PEER_FAILED) {
+            (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].failures, 1);
         }
 
         pd->node = -1;
@@ -1183,4 +1188,56 @@ ngx_http_nb_maint_pending_json(ngx_http_nb_maint_main_conf_t *nmcf,
     }
 
     return list;
+}
+
+
+/*
+ * A health check of node n took ms: the latency histogram and the last
+ * latency.  Only the owner worker checks; atomics all the same, as a
+ * worker taking the checks over may still see an old one finish.
+ */
+
+void
+ngx_http_nb_maint_check_observe(ngx_http_nb_maint_node_t *n, ngx_msec_t ms)
+{
+    ngx_uint_t  i;
+    ngx_msec_t  bounds[NB_CHECK_BUCKETS] = NB_CHECK_BOUNDS_MS;
+
+    for (i = 0; i < NB_CHECK_BUCKETS; i++) {
+        if (ms <= bounds[i]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&n->check_bucket[i], 1);
+    (void) ngx_atomic_fetch_add(&n->check_sum_ms, ms);
+    n->check_ms = ms;
+    ngx_memory_barrier();
+    (void) ngx_atomic_fetch_add(&n->check_count, 1);
+}
+
+
+/* the node's counters in GET status and GET nodes/{id} */
+
+ngx_int_t
+ngx_http_nb_maint_node_stats_json(ngx_http_nb_maint_node_t *n, cJSON *obj)
+{
+    cJSON  *item;
+
+    if (cJSON_AddNumberToObject(obj, "requests", (double) n->requests)
+        == NULL
+        || cJSON_AddNumberToObject(obj, "failures", (double) n->failures)
+           == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    if (n->check_count) {
+        item = cJSON_AddNumberToObject(obj, "check_ms", (double) n->check_ms);
+
+    } else {
+        item = cJSON_AddNullToObject(obj, "check_ms");
+    }
+
+    return item ? NGX_OK : NGX_ERROR;
 }

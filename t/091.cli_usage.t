@@ -95,7 +95,7 @@ like($err, qr/NB_MAINT_URL/, 'no URL: says how to set it');
 
 my $closed = free_port();
 ($rc, $out, $err) = cli({ NB_MAINT_URL => "http://127.0.0.1:$closed/_nb_maint/", NB_MAINT_TOKEN => 't' }, '', 'status');
-is($rc, 1, 'closed port: exit 1');
+is($rc, 4, 'closed port: exit 4 (gateway unavailable)');
 like($err, qr/^nb-maint: cannot reach the gateway at http:\/\/127\.0\.0\.1:$closed\/_nb_maint\/: .+/,
      'closed port: clear message');
 
@@ -131,7 +131,7 @@ unlike($body, qr/\{\{/, 'no placeholder left');
 
 ($rc, $out, $err) = cli({ NB_MAINT_URL => "http://127.0.0.1:$closed/_nb_maint/" }, '',
     'haproxy-errorfile', '--out', $ef, '--page', $tpl);
-is($rc, 1, 'haproxy-errorfile without --retry-after asks the gateway: exit 1 when down');
+is($rc, 4, 'haproxy-errorfile without --retry-after asks the gateway: exit 4 when down');
 
 # ------------------------------------------------------------ fake admin API + mock nodes
 
@@ -221,7 +221,7 @@ is($rc, 1, 'unknown node: exit 1');
 like($err, qr/^nb-maint: unknown_node: .* \(HTTP 400\)$/m, 'unknown_node error');
 
 ($rc, $out, $err) = gw('', 'restore');
-is($rc, 1, 'restore while normal: exit 1');
+is($rc, 3, 'restore while normal: exit 3 (409)');
 like($err, qr/invalid_transition/, 'invalid_transition');
 
 ($rc, $out, $err) = gw('', 'restore', '--wait');
@@ -258,7 +258,7 @@ ok(!gw_status()->{upstreams}[0]{nodes}[1]{drain}, 'undrained');
     print $slow "GET /slow?sleep_ms=5000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     sleep 0.2;
     ($rc, $out, $err) = gw('', 'drain', $ids[1], '--wait', '--timeout', '1', '--interval', '0.1');
-    is($rc, 1, 'drain --wait times out while a request is in flight');
+    is($rc, 5, 'drain --wait times out while a request is in flight: exit 5');
     like($err, qr/timed out.*still in flight/, 'timeout message');
     my $progress = $out;    # a loaded machine may end the request before the next call
     ($rc, $out, $err) = gw('', 'drain', $ids[1], '--wait', '--timeout', '10', '--interval', '0.1');
@@ -440,7 +440,7 @@ sub fake_gateway {
             }
         } elsif ($m eq 'POST' && $p =~ m{^nodes/(.+)/(drain|undrain)$}) {
             my ($id, $what) = ($1, $2);
-            if (grep { $_ eq $id } @$ids) { $drain{$id} = $what eq 'drain'; $res = $node->($id) }
+            if (grep { $_ eq $id } @$ids) { $drain{$id} = $what eq 'drain'; $res = $status->() }
             else { $err->(400, 'unknown_node', "unknown node $id") }
         } elsif ($m eq 'POST' && $p eq 'bypass') {
             $res = { ttl => $b->{ttl} // 3600 };
@@ -451,6 +451,7 @@ sub fake_gateway {
         } else {
             $err->(404, 'not_found', 'not found');
         }
+        $extra .= "ETag: \"$st{version}\"\r\n" if ref $res eq 'HASH' && exists $res->{upstreams};
         my $out = $JSON->encode($res);
         print $c "HTTP/1.1 $code X\r\nContent-Type: application/json\r\nContent-Length: " . length($out)
                . "\r\n${extra}Connection: close\r\n\r\n$out";
