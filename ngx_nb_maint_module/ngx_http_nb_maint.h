@@ -397,12 +397,22 @@ ngx_int_t ngx_http_nb_maint_passed(ngx_http_request_t *r,
     ngx_http_nb_maint_loc_conf_t *nlcf);
 ngx_http_nb_maint_ctx_t *ngx_http_nb_maint_get_ctx(ngx_http_request_t *r);
 
-/* 503 page, and response headers for it and the API */
+/* HTTP helpers of the page and the API (http.c) */
 ngx_table_elt_t *ngx_http_nb_maint_add_header(ngx_http_request_t *r,
     const char *key, u_char *value, size_t len);
 #define nb_add_header_lit(r, key, lit)                                        \
     ngx_http_nb_maint_add_header(r, key, (u_char *) lit, sizeof(lit) - 1)
+ngx_int_t ngx_http_nb_maint_admin_error_body(ngx_http_request_t *r,
+    ngx_str_t *out);
+ngx_int_t ngx_http_nb_maint_admin_output(ngx_http_request_t *r,
+    ngx_uint_t status, const char *type, ngx_str_t *body);
+ngx_int_t ngx_http_nb_maint_admin_send(ngx_http_request_t *r,
+    ngx_uint_t status, cJSON *json);
+ngx_int_t ngx_http_nb_maint_admin_challenge(ngx_http_request_t *r);
+ngx_int_t ngx_http_nb_maint_admin_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *fmt, ...);
 
+/* 503 page */
 ngx_int_t ngx_http_nb_maint_page_send(ngx_http_request_t *r,
     ngx_uint_t mode);
 char *ngx_http_nb_maint_page_load(ngx_conf_t *cf, ngx_str_t *file,
@@ -415,8 +425,6 @@ char *ngx_http_nb_maint_admin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_nb_maint_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-ngx_int_t ngx_http_nb_maint_admin_error_body(ngx_http_request_t *r,
-    ngx_str_t *out);
 
 /* state changes through the store, from the API or the owner worker */
 ngx_int_t ngx_http_nb_maint_state_save(ngx_http_nb_maint_main_conf_t *nmcf,

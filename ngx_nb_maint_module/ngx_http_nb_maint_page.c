@@ -703,30 +703,6 @@ ngx_http_nb_maint_page_get(ngx_str_t *tpl, ngx_uint_t lang, ngx_uint_t kind,
 }
 
 
-/* one response header; NULL when out of memory */
-
-ngx_table_elt_t *
-ngx_http_nb_maint_add_header(ngx_http_request_t *r, const char *key,
-    u_char *value, size_t len)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NULL;
-    }
-
-    h->hash = 1;
-    ngx_http_nb_maint_header_init(h);
-    h->key.data = (u_char *) key;
-    h->key.len = ngx_strlen(key);
-    h->value.data = value;
-    h->value.len = len;
-
-    return h;
-}
-
-
 /* status line and headers of a 503; *body is the page to send */
 
 static ngx_int_t

@@ -20,7 +20,11 @@
 //   text   tab                          body text, url, navigations
 //   fill   tab selector value           type into an input
 //   click  tab selector                 click
-//   shot   tab path                     full-page screenshot
+//   shot   tab path [full]              screenshot (full: the whole page)
+//   select tab selector value           choose an <option> of a <select>
+//   eval   tab js                       evaluate the expression js in the
+//                                       page; answers {value}
+//   viewport tab width height           resize the tab's viewport
 //   close  tab
 //   quit
 // "navigations" counts the tab's main-frame loads since it was opened, so a
@@ -105,6 +109,15 @@ async function run(b, c) {
         return {};
     case 'click':
         await tab(c).page.click(c.selector, { timeout: c.timeout_ms || 30000 });
+        return {};
+    case 'select':
+        await tab(c).page.selectOption(c.selector, c.value,
+                                       { timeout: c.timeout_ms || 30000 });
+        return {};
+    case 'eval':
+        return { value: await tab(c).page.evaluate(c.js) };
+    case 'viewport':
+        await tab(c).page.setViewportSize({ width: c.width, height: c.height });
         return {};
     case 'shot':
         await tab(c).page.screenshot({ path: c.path, fullPage: !!c.full });
