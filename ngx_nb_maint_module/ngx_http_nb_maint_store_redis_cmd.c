@@ -219,8 +219,17 @@ ngx_http_nb_maint_redis_message(redisAsyncContext *ac, void *r,
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 3
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[2]->type != REDIS_REPLY_STRING
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (ngx_strcmp(reply->element[0]->str, "subscribe") == 0) {
+        ngx_http_nb_maint_redis_perm_ok(NB_REDIS_PERM_SUBSCRIBE);
+        return;
+    }
+
+    if (reply->element[2]->type != REDIS_REPLY_STRING
         || ngx_strcmp(reply->element[0]->str, "message") != 0)
     {
         return;
@@ -456,13 +465,33 @@ malformed:
 }
 
 
+/* an error answer: a missing permission is said as such; down: any other
+ * error makes the store unavailable */
+
+static void
+ngx_http_nb_maint_redis_refused(ngx_http_nb_maint_redis_conn_t *conn,
+    redisReply *reply, ngx_uint_t what, ngx_uint_t down)
+{
+    ngx_log_error(NGX_LOG_ERR, conn->log, 0, "nb_maint: redis: %V",
+                  ngx_http_nb_maint_redis_log_str(reply->str, reply->len));
+
+    if (ngx_http_nb_maint_redis_is_noperm(reply->str, reply->len)) {
+        ngx_http_nb_maint_redis_noperm(conn, what, reply->str, reply->len);
+        return;
+    }
+
+    if (down) {
+        ngx_http_nb_maint_redis_store_down(conn, reply->str);
+    }
+}
+
+
 static void
 ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply)
 {
     redisReply                      *ver, *state, *secret;
     ngx_int_t                        v;
-    ngx_http_nb_maint_shm_t         *sh;
     ngx_http_nb_maint_state_t        st, *have;
     ngx_http_nb_maint_store_t       *store = op->conn->store;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
@@ -476,9 +505,8 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, log, 0, "nb_maint: redis: %V",
-                      ngx_http_nb_maint_redis_log_str(reply->str, reply->len));
-        ngx_http_nb_maint_redis_store_down(op->conn, reply->str);
+        ngx_http_nb_maint_redis_refused(op->conn, reply, NB_REDIS_PERM_OTHER,
+                                        1);
         return;
     }
 
@@ -490,7 +518,6 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
     state = reply->element[1];
     secret = reply->element[2];
 
-    sh = ngx_http_nb_maint_shm();
     have = ngx_http_nb_maint_snapshot();
 
     /* the cookie key: Redis' wins, ours fills an empty Redis */
@@ -498,7 +525,9 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
     if (secret->type == REDIS_REPLY_STRING) {
         ngx_http_nb_maint_redis_take_secret(store, secret, log);
 
-    } else if (secret->type == REDIS_REPLY_NIL && sh->secret_set) {
+    } else if (secret->type == REDIS_REPLY_NIL
+               && ngx_http_nb_maint_shm()->secret_set)
+    {
         ngx_http_nb_maint_redis_keep_secret(store);
     }
 
@@ -552,7 +581,13 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
 
 ok:
 
-    if (!sh->store_ok) {
+    ngx_http_nb_maint_redis_perm_ok(NB_REDIS_PERM_OTHER);
+
+    /* a refused SUBSCRIBE or script keeps saying so in store.error */
+
+    if (!ngx_http_nb_maint_shm()->store_ok
+        && !ngx_http_nb_maint_redis_perm_refused())
+    {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "nb_maint: redis store %V is available", &rcf->url);
         ngx_http_nb_maint_set_store_status(1, NULL);
@@ -601,10 +636,17 @@ ngx_http_nb_maint_redis_active_sums(ngx_http_nb_maint_redis_op_t *op,
     ngx_uint_t                 seen[NB_MAX_NODES / (8 * sizeof(ngx_uint_t))];
     ngx_http_nb_maint_shm_t   *sh;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        ngx_http_nb_maint_redis_ignore(op, reply);
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_nb_maint_redis_refused(op->conn, reply,
+                                        NB_REDIS_PERM_SCRIPT, 0);
         return;
     }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    ngx_http_nb_maint_redis_perm_ok(NB_REDIS_PERM_SCRIPT);
 
     sh = ngx_http_nb_maint_shm();
     ngx_memzero(seen, sizeof(seen));

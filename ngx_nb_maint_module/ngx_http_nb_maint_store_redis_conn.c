@@ -329,13 +329,24 @@ ngx_http_nb_maint_redis_on_disconnect(const redisAsyncContext *ac,
     ngx_uint_t   level;
 
 
-    level = conn->wanted ? NGX_LOG_ERR : NGX_LOG_INFO;
+    level = (conn->wanted && !(conn->quiet && conn->failing))
+            ? NGX_LOG_ERR : NGX_LOG_INFO;
 
     why = (ac->errstr && ac->errstr[0]) ? ac->errstr : NULL;
 
     ngx_log_error(level, conn->log, 0,
                   "nb_maint: redis %s connection lost%s%s", conn->name,
                   why ? ": " : "", why ? why : "");
+
+    (void) ngx_cpystrn(conn->error, (u_char *) (why ? why : "connection lost"),
+                       NB_REDIS_ERROR_LEN);
+    conn->failing = 1;
+
+    if (why && ngx_http_nb_maint_redis_is_noperm(why, ngx_strlen(why))) {
+        /* hiredis drops a connection whose SUBSCRIBE is refused */
+        ngx_http_nb_maint_redis_noperm(conn, NB_REDIS_PERM_SUBSCRIBE, why,
+                                       ngx_strlen(why));
+    }
 
     /* a refusal or timeout already said why: keep that */
     if (why || ngx_http_nb_maint_shm()->store_ok) {
@@ -354,10 +365,18 @@ ngx_http_nb_maint_redis_on_connect(const redisAsyncContext *ac, int status)
 {
     ngx_http_nb_maint_redis_conn_t *conn = ac->data;
 
+    ngx_uint_t  level;
+
     if (status != REDIS_OK) {
-        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+        level = (conn->quiet && conn->failing) ? NGX_LOG_INFO : NGX_LOG_ERR;
+
+        ngx_log_error(level, conn->log, 0,
                       "nb_maint: cannot connect to redis (%s connection): %s",
                       conn->name, ac->errstr);
+
+        (void) ngx_cpystrn(conn->error, (u_char *) ac->errstr,
+                           NB_REDIS_ERROR_LEN);
+        conn->failing = 1;
 
         ngx_http_nb_maint_redis_store_down(conn, ac->errstr);
 
@@ -445,6 +464,7 @@ ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
     }
 
     conn->ready = 1;
+    conn->failing = 0;
     conn->backoff = NB_REDIS_BACKOFF_MIN;
 
     ngx_log_error(NGX_LOG_INFO, conn->log, 0,
@@ -454,6 +474,101 @@ ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
     if (conn->on_ready) {
         conn->on_ready(conn);
     }
+}
+
+
+/*
+ * A permission the ACL user lacks (a NOPERM answer): said in store.error,
+ * naming the user, what was refused and what to grant.  The kind of
+ * command refused (NB_REDIS_PERM_*) is kept in shared memory until one
+ * like it works again, so that the owner's re-read does not say store.ok
+ * meanwhile.
+ */
+
+ngx_uint_t
+ngx_http_nb_maint_redis_is_noperm(const char *s, size_t len)
+{
+    return (len >= 6 && ngx_strncmp(s, "NOPERM", 6) == 0)
+           || ngx_strlcasestrn((u_char *) s, (u_char *) s + len,
+                               (u_char *) "no permissions", 14 - 1)
+              != NULL;
+}
+
+
+static const char *
+ngx_http_nb_maint_redis_grant(const char *s, size_t len)
+{
+    u_char  *p, *end;
+
+    p = (u_char *) s;
+    end = p + len;
+
+    if (ngx_strlcasestrn(p, end, (u_char *) "subscribe", 9 - 1)
+        || ngx_strlcasestrn(p, end, (u_char *) "publish", 7 - 1)
+        || ngx_strlcasestrn(p, end, (u_char *) "channel", 7 - 1))
+    {
+        return "+@pubsub and the change channel (&* or allchannels)";
+    }
+
+    if (ngx_strlcasestrn(p, end, (u_char *) "eval", 4 - 1)) {
+        return "+eval and +evalsha (Lua scripts)";
+    }
+
+    return "the commands and keys README's ACL example lists";
+}
+
+
+void
+ngx_http_nb_maint_redis_noperm(ngx_http_nb_maint_redis_conn_t *conn,
+    ngx_uint_t what, const char *s, size_t len)
+{
+    const char                      *grant;
+    ngx_uint_t                       had;
+    ngx_http_nb_maint_shm_t         *sh;
+    ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
+
+    grant = ngx_http_nb_maint_redis_grant(s, len);
+
+    sh = ngx_http_nb_maint_shm();
+
+    ngx_rwlock_wlock(&sh->lock);
+    had = sh->store_perm & what;
+    sh->store_perm |= what;
+    ngx_rwlock_unlock(&sh->lock);
+
+    if (!had) {
+        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+                      "nb_maint: redis user \"%V\" lacks a permission "
+                      "(%V): grant it %s", &rcf->user,
+                      ngx_http_nb_maint_redis_log_str(s, len), grant);
+    }
+
+    ngx_http_nb_maint_set_store_status(0, "%V: permission denied for redis "
+                                       "user \"%V\" (%*s): grant it %s",
+                                       &rcf->url, &rcf->user,
+                                       ngx_min(len, 100), s, grant);
+}
+
+
+void
+ngx_http_nb_maint_redis_perm_ok(ngx_uint_t what)
+{
+    ngx_http_nb_maint_shm_t  *sh;
+
+    sh = ngx_http_nb_maint_shm();
+
+    if (sh->store_perm & what) {
+        ngx_rwlock_wlock(&sh->lock);
+        sh->store_perm &= ~what;
+        ngx_rwlock_unlock(&sh->lock);
+    }
+}
+
+
+ngx_uint_t
+ngx_http_nb_maint_redis_perm_refused(void)
+{
+    return ngx_http_nb_maint_shm()->store_perm;
 }
 
 
