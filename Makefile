@@ -21,7 +21,7 @@ include mk/versions.mk
 # make deb, make install (mk/deb.mk)
 include mk/deb.mk
 
-.PHONY: all deps deps-browser build test demo bench install clean test-nocobase bench-ws
+.PHONY: all deps deps-browser build test demo bench install clean test-nocobase bench-ws bench-redis
 
 all: build
 
@@ -98,6 +98,12 @@ demo: deps build
 
 bench: deps build
 	scripts/bench
+	scripts/bench-redis
+
+# Redis store: Sentinel failover (5 kills), propagation after it, fan-out to
+# 1/10/50 gateways (about 3 minutes)
+bench-redis: deps build
+	scripts/bench-redis
 
 # 5,000 idle gated WebSockets against one worker (a few minutes)
 bench-ws: deps build

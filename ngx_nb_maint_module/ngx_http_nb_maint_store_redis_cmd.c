@@ -465,6 +465,62 @@ malformed:
 }
 
 
+/* the version key: 0 when none, NGX_ERROR when malformed */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_version(ngx_http_nb_maint_redis_conf_t *rcf,
+    redisReply *ver, ngx_log_t *log)
+{
+    ngx_int_t  v;
+
+    if (ver->type != REDIS_REPLY_STRING) {
+        return 0;
+    }
+
+    v = ngx_atoi((u_char *) ver->str, ver->len);
+
+    if (v == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "nb_maint: malformed value in redis key \"%V\": "
+                      "\"%V\", keeping ours", &rcf->key_version,
+                      ngx_http_nb_maint_redis_log_str(ver->str, ver->len));
+        ngx_http_nb_maint_set_store_status(0, "malformed value in redis "
+                                           "key \"%V\"", &rcf->key_version);
+    }
+
+    return v;
+}
+
+
+/* Redis is ahead of us: take its state, then its audit list */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_catch_up(ngx_http_nb_maint_store_t *store,
+    ngx_int_t v, redisReply *state, ngx_log_t *log)
+{
+    ngx_http_nb_maint_state_t  st;
+
+    if (state->type != REDIS_REPLY_STRING
+        || ngx_http_nb_maint_redis_parse_state(store, state->str, state->len,
+                                               &st, log)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    st.version = v;
+
+    ngx_log_error(NGX_LOG_INFO, log, 0,
+                  "nb_maint: redis is at version %i, catching up", v);
+
+    (void) ngx_http_nb_maint_state_apply(store, &st, NULL, log);
+    ngx_http_nb_maint_redis_fetch_events(store);
+    ngx_http_nb_maint_cache_update(store);
+
+    return NGX_OK;
+}
+
+
 /* an error answer: a missing permission is said as such; down: any other
  * error makes the store unavailable */
 
@@ -531,21 +587,20 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
         ngx_http_nb_maint_redis_keep_secret(store);
     }
 
-    v = 0;
+    v = ngx_http_nb_maint_redis_version(rcf, ver, log);
+    if (v == NGX_ERROR) {
+        return;
+    }
 
-    if (ver->type == REDIS_REPLY_STRING) {
-        v = ngx_atoi((u_char *) ver->str, ver->len);
+    /* min_replicas: the new primary wins over our unconfirmed versions */
 
-        if (v == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "nb_maint: malformed value in redis key \"%V\": "
-                          "\"%V\", keeping ours", &rcf->key_version,
-                          ngx_http_nb_maint_redis_log_str(ver->str, ver->len));
-            ngx_http_nb_maint_set_store_status(0, "malformed value in redis "
-                                               "key \"%V\"",
-                                               &rcf->key_version);
-            return;
-        }
+    if (rcf->min_replicas && ver->type == REDIS_REPLY_STRING
+        && state->type == REDIS_REPLY_STRING
+        && ngx_http_nb_maint_redis_resync(store, v, state->str, state->len,
+                                          log)
+           != NGX_DECLINED)
+    {
+        goto ok;
     }
 
     if ((uint64_t) v < have->version) {
@@ -558,25 +613,10 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
         goto ok;
     }
 
-    if ((uint64_t) v > have->version) {
-        if (state->type != REDIS_REPLY_STRING
-            || ngx_http_nb_maint_redis_parse_state(store, state->str,
-                                                   state->len, &st, log)
-               != NGX_OK)
-        {
-            return;
-        }
-
-        if (st.version != (uint64_t) v) {
-            st.version = v;
-        }
-
-        ngx_log_error(NGX_LOG_INFO, log, 0,
-                      "nb_maint: redis is at version %i, catching up", v);
-
-        (void) ngx_http_nb_maint_state_apply(store, &st, NULL, log);
-        ngx_http_nb_maint_redis_fetch_events(store);
-        ngx_http_nb_maint_cache_update(store);
+    if ((uint64_t) v > have->version
+        && ngx_http_nb_maint_redis_catch_up(store, v, state, log) != NGX_OK)
+    {
+        return;
     }
 
 ok:

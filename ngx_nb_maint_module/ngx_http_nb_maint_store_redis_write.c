@@ -615,3 +615,93 @@ ngx_http_nb_maint_redis_probe_script(ngx_http_nb_maint_store_t *store)
 
     (void) ngx_http_nb_maint_redis_send(op, &a);
 }
+
+
+/*
+ * After a failover (min_replicas > 0) the new primary is the authority:
+ * versions this gateway holds beyond it, or a version it holds with other
+ * content, were never confirmed by a replica (they answered 503
+ * store_unreplicated) while Redis may hold acknowledged changes with the
+ * same numbers.  Take Redis' state and write it again as our version + 1,
+ * so that versions only move forward everywhere, then take Redis' audit
+ * list (our unconfirmed lines leave the ring).  NGX_DECLINED: nothing to do.
+ */
+
+static void
+ngx_http_nb_maint_redis_resynced(void *data, ngx_int_t rc)
+{
+    ngx_http_nb_maint_redis_fetch_events(data);
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_redis_same(ngx_http_nb_maint_state_t *a,
+    ngx_http_nb_maint_state_t *b)
+{
+    char       *sa, *sb;
+    ngx_int_t   rc;
+
+    sa = ngx_http_nb_maint_state_serialize(a, 0);
+    sb = ngx_http_nb_maint_state_serialize(b, 0);
+
+    /* unknown counts as the same: never write on a failed allocation */
+    rc = (sa == NULL || sb == NULL || ngx_strcmp(sa, sb) == 0);
+
+    cJSON_free(sa);
+    cJSON_free(sb);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_redis_resync(ngx_http_nb_maint_store_t *store, uint64_t v,
+    const char *s, size_t len, ngx_log_t *log)
+{
+    u_char                     t[32], *p, buf[256];
+    uint64_t                   mine;
+    ngx_str_t                  ev;
+    ngx_http_nb_maint_state_t  st, *have;
+
+    have = ngx_http_nb_maint_snapshot();
+    mine = have->version;
+
+    if (v > mine
+        || ngx_http_nb_maint_redis_parse_state(store, s, len, &st, log)
+           != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    st.version = v;
+
+    if (v == mine && ngx_http_nb_maint_redis_same(&st, have)) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "nb_maint: redis (after a failover?) holds version %uL "
+                  "and this gateway %uL, not confirmed by a replica: "
+                  "taking redis' state as version %uL", v, mine, mine + 1);
+
+    p = ngx_http_nb_maint_time_rfc3339(t, ngx_time());
+    *p = '\0';
+
+    st.version = mine + 1;
+
+    ev.data = buf;
+    ev.len = ngx_snprintf(buf, sizeof(buf),
+                          "{\"version\":%uL,\"time\":\"%s\",\"actor\":"
+                          "\"nb_maint\",\"action\":\"store_resync\","
+                          "\"from\":\"%s\",\"to\":\"%s\",\"node\":null,"
+                          "\"reason\":null}", st.version, t,
+                          ngx_http_nb_maint_mode_name(st.mode),
+                          ngx_http_nb_maint_mode_name(st.mode))
+             - buf;
+
+    (void) ngx_http_nb_maint_redis_save(store, v, &st, &ev, log,
+                                        ngx_http_nb_maint_redis_resynced,
+                                        store);
+
+    return NGX_OK;
+}

@@ -298,7 +298,7 @@ for my $id ($bid, $cid) {
 my $slow_file = "$DIR/slow.res";
 my $slow_pid = fork // die "fork: $!";
 if (!$slow_pid) {
-    my $r = HTTP::Tiny->new(timeout => 15, keep_alive => 0)->get("$GW/api/slow?sleep_ms=1500");
+    my $r = HTTP::Tiny->new(timeout => 15, keep_alive => 0)->get("$GW/api/slow?sleep_ms=3000");
     my $t = time;
     if (open my $fh, '>', $slow_file) {
         printf $fh "%s %s %.6f\n", $r->{status}, $r->{headers}{'x-node'} // '-', $t;
