@@ -613,13 +613,21 @@ ngx_http_nb_maint_watch_status(ngx_http_nb_maint_redis_conf_t *rcf)
 }
 
 
-/* non-owners: follow the primary the owner found (its watch, its ROLE) */
+/*
+ * Non-owners: follow the primary the owner found (its watch, its ROLE),
+ * when the owner's finding changes; a worker that found a newer primary
+ * by itself first is not sent back to the one before.
+ */
+
+static u_char  ngx_http_nb_maint_followed[NB_PRIMARY_LEN];
+static size_t  ngx_http_nb_maint_followed_len = (size_t) -1;
+
 
 static void
 ngx_http_nb_maint_sentinel_follow(ngx_http_nb_maint_redis_conf_t *rcf)
 {
     u_char                   now[NB_PRIMARY_LEN], *colon;
-    size_t                   len;
+    size_t                   len, seen;
     ngx_int_t                port;
     ngx_http_nb_maint_shm_t *sh;
 
@@ -629,6 +637,20 @@ ngx_http_nb_maint_sentinel_follow(ngx_http_nb_maint_redis_conf_t *rcf)
     len = sh->store_primary_len;
     ngx_memcpy(now, sh->store_primary, len);
     ngx_rwlock_unlock(&sh->lock);
+
+    seen = ngx_http_nb_maint_followed_len;
+
+    if (seen == len && ngx_memcmp(ngx_http_nb_maint_followed, now, len) == 0)
+    {
+        return;
+    }
+
+    ngx_memcpy(ngx_http_nb_maint_followed, now, len);
+    ngx_http_nb_maint_followed_len = len;
+
+    if (seen == (size_t) -1) {
+        return;         /* the first look: what it was when we started */
+    }
 
     colon = len ? ngx_strlchr(now, now + len, ':') : NULL;
 
