@@ -13,7 +13,7 @@ DEB_HTTP    := $(BUILD)/libnginx-mod-http-nb-maint_$(DEB_VERSION)_$(DEB_ARCH).de
 DEB_STREAM  := $(BUILD)/libnginx-mod-stream-nb-maint_$(DEB_VERSION)_$(DEB_ARCH).deb
 DEB_TREE    := $(BUILD)/deb/nb-maint-$(DEB_VERSION)
 DEB_INPUTS  := config $(wildcard ngx_nb_maint_module/*) $(wildcard debian/* debian/*/*) \
-               $(wildcard static/*.html static/nginx/* static/haproxy/*) \
+               $(wildcard static/*.html static/nginx/* static/haproxy/* static/grafana/*) \
                scripts/nb-maint scripts/embed $(wildcard doc/man/*.pod) README.md
 
 .PHONY: deb install
@@ -40,6 +40,7 @@ MODENABLED := /etc/nginx/modules-enabled
 install: build
 	install -d $(DESTDIR)$(MODDIR) $(DESTDIR)$(MODAVAIL) $(DESTDIR)/etc/nginx/nb_maint \
 	    $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/usr/share/nb-maint/haproxy \
+	    $(DESTDIR)/usr/share/nb-maint/grafana \
 	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 0644 $(MODULE_SO) $(STREAM_SO) $(DESTDIR)$(MODDIR)/
 	echo 'load_module modules/ngx_http_nb_maint_module.so;' \
@@ -54,6 +55,7 @@ install: build
 	done
 	install -m 0644 static/page.html $(DESTDIR)/usr/share/nb-maint/page.html
 	install -m 0644 static/haproxy/nb_maint.cfg $(DESTDIR)/usr/share/nb-maint/haproxy/
+	install -m 0644 static/grafana/nb_maint.json $(DESTDIR)/usr/share/nb-maint/grafana/
 	pod2man --section=1 --center=nb_maint doc/man/nb-maint.pod \
 	    > $(DESTDIR)$(PREFIX)/share/man/man1/nb-maint.1
 	pod2man --section=5 --center=nb_maint doc/man/nb_maint.pod \

@@ -460,6 +460,13 @@ ngx_uint_t ngx_http_nb_maint_node_pending(ngx_http_nb_maint_srv_conf_t *up,
 ngx_uint_t ngx_http_nb_maint_pending_count(
     ngx_http_nb_maint_main_conf_t *nmcf, ngx_http_nb_maint_state_t *st);
 
+/* the balancer, installed per request by the upstream */
+ngx_int_t ngx_http_nb_maint_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+
+/* restore: pending nodes, restoring -> normal */
+void ngx_http_nb_maint_restore_finish(ngx_log_t *log);
+
 /* health checks and the owner worker */
 ngx_int_t ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle);
 ngx_uint_t ngx_http_nb_maint_is_owner(void);
@@ -468,6 +475,7 @@ void ngx_http_nb_maint_health_exit_process(ngx_cycle_t *cycle);
 /* bypass cookie */
 ngx_int_t ngx_http_nb_maint_cookie_make(ngx_http_request_t *r, time_t expires,
     ngx_str_t *value);
+time_t ngx_http_nb_maint_cookie_expires(ngx_http_request_t *r);
 void ngx_http_nb_maint_secret_init(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_shm_t *sh, ngx_log_t *log);
 

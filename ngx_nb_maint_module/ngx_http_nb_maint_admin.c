@@ -6,10 +6,11 @@
  * (Bearer token, endpoint, node, method with 405 and Allow, If-Match,
  * Content-Type, body size), reading the body and parsing it as one JSON
  * object.  The handlers live by concern: admin_status.c (reads),
- * admin_write.c (changes), dashboard.c (the page).
- * May call: admin_token.c, admin_status.c, admin_write.c, dashboard.c,
- * http.c (answers), json.c, node_id.c.  Nothing calls it but nginx (and
- * module.c for the directive).
+ * admin_write.c (changes), admin_bypass.c (the bypass cookie),
+ * dashboard.c (the page and the event stream).
+ * May call: admin_token.c, admin_status.c, admin_write.c, admin_bypass.c,
+ * dashboard.c, http.c (answers), json.c, node_id.c.  Nothing calls it but
+ * nginx (and module.c for the directive).
  */
 
 #include "ngx_http_nb_maint_admin.h"
@@ -40,8 +41,14 @@ static ngx_http_nb_maint_route_t  ngx_http_nb_maint_routes[] = {
       ngx_http_nb_maint_admin_restore },
     { ngx_string("bypass"), NGX_HTTP_POST, 0,
       ngx_http_nb_maint_admin_bypass },
+    { ngx_string("bypass"), NGX_HTTP_GET, 0,
+      ngx_http_nb_maint_admin_bypass_get },
+    { ngx_string("bypass"), NGX_HTTP_DELETE, 0,
+      ngx_http_nb_maint_admin_bypass_delete },
     { ngx_string("metrics"), NGX_HTTP_GET, 0,
       ngx_http_nb_maint_admin_metrics },
+    { ngx_string("stream"), NGX_HTTP_GET, 0,
+      ngx_http_nb_maint_admin_stream },
     { ngx_string(""), NGX_HTTP_GET, 0,
       ngx_http_nb_maint_admin_dashboard },
     { ngx_string(""), NGX_HTTP_GET, 1,

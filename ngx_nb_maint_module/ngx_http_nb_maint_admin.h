@@ -2,9 +2,10 @@
  * nb_maint: what the admin API's own files share (SPEC section 5).
  *
  * Included only by admin_token.c, admin_status.c, admin_write.c,
- * dashboard.c and admin.c.  Their order, bottom up: admin_token.c (tokens,
- * Bearer authentication), admin_status.c (reads: status, node, events,
- * metrics), admin_write.c (changes: mode, restore, drain, bypass),
+ * admin_bypass.c, dashboard.c and admin.c.  Their order, bottom up:
+ * admin_token.c (tokens, Bearer authentication), admin_status.c (reads:
+ * status, node, events, metrics), admin_write.c (changes: mode, restore,
+ * drain), admin_bypass.c (the bypass cookie: POST, GET, DELETE),
  * dashboard.c (the page and the event stream), admin.c (routing, on top).
  * Answers and errors come from http.c, below them all.
  */
@@ -50,6 +51,10 @@ ngx_int_t ngx_http_nb_maint_admin_status(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
 ngx_int_t ngx_http_nb_maint_admin_node(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+ngx_int_t ngx_http_nb_maint_admin_since(ngx_http_request_t *r,
+    uint64_t *since);
+ngx_int_t ngx_http_nb_maint_events_json(cJSON *list, uint64_t since,
+    uint64_t *last);
 ngx_int_t ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
 ngx_int_t ngx_http_nb_maint_admin_metrics(ngx_http_request_t *r,
@@ -64,11 +69,19 @@ ngx_int_t ngx_http_nb_maint_admin_drain(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
 ngx_int_t ngx_http_nb_maint_admin_undrain(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+
+/* admin_bypass.c */
 ngx_int_t ngx_http_nb_maint_admin_bypass(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+ngx_int_t ngx_http_nb_maint_admin_bypass_get(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+ngx_int_t ngx_http_nb_maint_admin_bypass_delete(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
 
 /* dashboard.c */
 ngx_int_t ngx_http_nb_maint_admin_dashboard(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
+ngx_int_t ngx_http_nb_maint_admin_stream(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body);
 
 

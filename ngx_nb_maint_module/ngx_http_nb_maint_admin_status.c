@@ -2,11 +2,12 @@
  * nb_maint: the admin API's reads (SPEC section 5).
  *
  * Owns: GET status (the state, the store, restore progress, every node,
- * with ETag and If-None-Match), GET nodes/{id}, GET events?since=N and
- * GET metrics (the text itself comes from metrics.c).  The status document
+ * with ETag and If-None-Match), GET nodes/{id}, GET events (since=N,
+ * action=a,b, limit=N) and GET metrics (the text itself comes from metrics.c).  The status document
  * is also what a write answers and what the event stream sends.
- * May call: http.c (answers), json.c, state.c, upstream.c (the nodes' JSON)
- * and metrics.c.  Called by admin.c, admin_write.c and dashboard.c.
+ * May call: http.c (answers), json.c, state.c, state_nodes.c (the node
+ * table and its counters), health_restore.c (pending nodes) and metrics.c.
+ * Called by admin.c, admin_write.c and dashboard.c.
  */
 
 #include "ngx_http_nb_maint_admin.h"
@@ -103,6 +104,66 @@ ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,
     }
 
     return obj;
+}
+
+
+/* every upstream with its nodes, in configuration order */
+
+cJSON *
+ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_state_t *st)
+{
+    cJSON                          *list, *obj, *nodes, *n;
+    ngx_uint_t                      i, j;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_srv_conf_t  **up;
+
+    sh = ngx_http_nb_maint_shm();
+
+    list = cJSON_CreateArray();
+    if (list == NULL) {
+        return NULL;
+    }
+
+    up = nmcf->upstreams.elts;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        obj = cJSON_CreateObject();
+        cJSON_AddItemToArray(list, obj);
+
+        cJSON_AddItemToObject(obj, "name",
+                              ngx_http_nb_maint_json_strn(
+                                                  up[i]->uscf->host.data,
+                                                  up[i]->uscf->host.len));
+        nodes = cJSON_AddArrayToObject(obj, "nodes");
+        if (nodes == NULL) {
+            cJSON_Delete(list);
+            return NULL;
+        }
+
+        for (j = 0; j < up[i]->nnodes; j++) {
+            n = ngx_http_nb_maint_node_json(&sh->nodes[up[i]->nodes[j]], st,
+                                            up[i]->nodes[j]);
+            if (n == NULL) {
+                cJSON_Delete(list);
+                return NULL;
+            }
+
+            if (up[i]->down[j]) {
+                cJSON_AddBoolToObject(n, "config_down", 1);
+            }
+
+            if (j >= ((ngx_http_upstream_rr_peers_t *)
+                      up[i]->uscf->peer.data)->number)
+            {
+                cJSON_AddBoolToObject(n, "backup", 1);
+            }
+
+            cJSON_AddItemToArray(nodes, n);
+        }
+    }
+
+    return list;
 }
 
 
@@ -415,39 +476,49 @@ ngx_http_nb_maint_admin_node(ngx_http_request_t *r,
 
 /* GET events?since=N */
 
+/* "since": NGX_OK, NGX_DECLINED (absent) or NGX_ERROR (not a version) */
+
 ngx_int_t
-ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
-    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+ngx_http_nb_maint_admin_since(ngx_http_request_t *r, uint64_t *since)
 {
-    cJSON                    *root, *list, *ev, *item;
+    ngx_int_t  n;
+    ngx_str_t  arg;
+
+    *since = 0;
+
+    if (ngx_http_arg(r, (u_char *) "since", 5, &arg) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    n = ngx_atoi(arg.data, arg.len);
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *since = (uint64_t) n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The audit events newer than since, oldest first, added to list; *last is
+ * the newest version in the ring, or since if that is newer.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_events_json(cJSON *list, uint64_t since, uint64_t *last)
+{
+    cJSON                    *ev, *item;
     uint64_t                  version;
-    ngx_str_t                 arg, *e;
-    ngx_int_t                 since;
+    ngx_str_t                *e;
     const char               *err;
     ngx_uint_t                i, n;
     ngx_http_nb_maint_shm_t  *sh;
 
-    since = 0;
-
-    if (ngx_http_arg(r, (u_char *) "since", 5, &arg) == NGX_OK) {
-        since = ngx_atoi(arg.data, arg.len);
-
-        if (since == NGX_ERROR) {
-            return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                                 "bad_field", "\"since\" "
-                                                 "must be a version number");
-        }
-    }
-
-    root = cJSON_CreateObject();
-    list = cJSON_AddArrayToObject(root, "events");
-
-    if (list == NULL) {
-        cJSON_Delete(root);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     sh = ngx_http_nb_maint_shm();
+    *last = since;
 
     ngx_rwlock_rlock(&sh->lock);
 
@@ -463,17 +534,172 @@ ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
 
         if (ngx_http_nb_maint_json_u64(item, NB_VERSION_MAX, &version)
             != NGX_OK
-            || version <= (uint64_t) since
+            || version <= since
             || ngx_http_nb_maint_json_keep_version(ev) != NGX_OK)
         {
             cJSON_Delete(ev);
             continue;
         }
 
+        if (version > *last) {
+            *last = version;
+        }
+
         cJSON_AddItemToArray(list, ev);
     }
 
     ngx_rwlock_unlock(&sh->lock);
+
+    return NGX_OK;
+}
+
+
+/* ?action=a,b (URL-decoded): whether the event's action is one of them */
+
+static ngx_uint_t
+ngx_http_nb_maint_event_wanted(cJSON *ev, ngx_str_t *actions)
+{
+    u_char  *p, *end, *comma;
+    size_t   len;
+    cJSON   *item;
+
+    item = cJSON_GetObjectItemCaseSensitive(ev, "action");
+    if (!cJSON_IsString(item)) {
+        return 0;
+    }
+
+    len = ngx_strlen(item->valuestring);
+    p = actions->data;
+    end = p + actions->len;
+
+    for ( ;; ) {
+        comma = ngx_strlchr(p, end, ',');
+        if (comma == NULL) {
+            comma = end;
+        }
+
+        if ((size_t) (comma - p) == len
+            && ngx_strncmp(p, item->valuestring, len) == 0)
+        {
+            return 1;
+        }
+
+        if (comma == end) {
+            return 0;
+        }
+
+        p = comma + 1;
+    }
+}
+
+
+/* only the events of those actions (actions->len: filter), the last limit */
+
+static void
+ngx_http_nb_maint_events_filter(cJSON *list, ngx_str_t *actions,
+    ngx_uint_t limit)
+{
+    cJSON       *ev, *next;
+    ngx_uint_t   n;
+
+    if (actions->len) {
+        for (ev = list->child; ev; ev = next) {
+            next = ev->next;
+
+            if (!ngx_http_nb_maint_event_wanted(ev, actions)) {
+                cJSON_Delete(cJSON_DetachItemViaPointer(list, ev));
+            }
+        }
+    }
+
+    n = (ngx_uint_t) cJSON_GetArraySize(list);
+
+    while (limit && n > limit) {
+        cJSON_DeleteItemFromArray(list, 0);
+        n--;
+    }
+}
+
+
+/* ?action=...&limit=N: NGX_OK, NGX_ERROR (a bad limit), NGX_ABORT */
+
+static ngx_int_t
+ngx_http_nb_maint_events_args(ngx_http_request_t *r, ngx_str_t *actions,
+    ngx_uint_t *limit)
+{
+    u_char     *dst, *src;
+    ngx_int_t   n;
+    ngx_str_t   arg;
+
+    actions->len = 0;
+    *limit = 0;
+
+    if (ngx_http_arg(r, (u_char *) "limit", 5, &arg) == NGX_OK) {
+        n = ngx_atoi(arg.data, arg.len);
+
+        if (n < 1 || n > NB_EVENTS_MAX) {
+            return NGX_ERROR;
+        }
+
+        *limit = n;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "action", 6, &arg) == NGX_OK && arg.len) {
+        dst = ngx_pnalloc(r->pool, arg.len);
+        if (dst == NULL) {
+            return NGX_ABORT;
+        }
+
+        actions->data = dst;
+        src = arg.data;
+        ngx_unescape_uri(&dst, &src, arg.len, 0);
+        actions->len = dst - actions->data;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_admin_events(ngx_http_request_t *r,
+    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
+{
+    cJSON       *root, *list;
+    uint64_t     since, last;
+    ngx_int_t    rc;
+    ngx_str_t    actions;
+    ngx_uint_t   limit;
+
+    if (ngx_http_nb_maint_admin_since(r, &since) == NGX_ERROR) {
+        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "bad_field", "\"since\" "
+                                             "must be a version number");
+    }
+
+    rc = ngx_http_nb_maint_events_args(r, &actions, &limit);
+
+    if (rc == NGX_ABORT) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "bad_field", "\"limit\" must "
+                                             "be an integer from 1 to %d",
+                                             NB_EVENTS_MAX);
+    }
+
+    root = cJSON_CreateObject();
+    list = cJSON_AddArrayToObject(root, "events");
+
+    if (list == NULL
+        || ngx_http_nb_maint_events_json(list, since, &last) != NGX_OK)
+    {
+        cJSON_Delete(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_nb_maint_events_filter(list, &actions, limit);
 
     return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK, root);
 }

@@ -1,14 +1,14 @@
 /*
  * nb_maint: the admin API's writes (SPEC sections 3 and 5).
  *
- * Owns: POST mode, POST restore, POST nodes/{id}/drain and undrain, POST
- * bypass.  Every change goes through ngx_http_nb_maint_admin_apply(): the
+ * Owns: POST mode, POST restore, POST nodes/{id}/drain and undrain.
+ * Every change goes through ngx_http_nb_maint_admin_apply(): the
  * change is made on a copy of the current state, If-Match is checked, the
  * store is asked first and shared memory is published to only once the
  * store has accepted it (state.c); a write without If-Match that loses a
  * race is built again on the new state.
  * May call: http.c (answers), admin_status.c (the status a write answers),
- * state.c, json.c, node_id.c and the cookie maker (gate.c).
+ * state.c, json.c and node_id.c.
  */
 
 #include "ngx_http_nb_maint_admin.h"
@@ -601,87 +601,4 @@ ngx_http_nb_maint_admin_undrain(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
 {
     return ngx_http_nb_maint_admin_drain_set(r, ctx, body, 0);
-}
-
-
-/* POST bypass {"ttl":3600}: a signed cookie that makes its holder bypass */
-
-#define NB_BYPASS_TTL      3600
-#define NB_BYPASS_TTL_MAX  (7 * 86400)
-
-ngx_int_t
-ngx_http_nb_maint_admin_bypass(ngx_http_request_t *r,
-    ngx_http_nb_maint_admin_ctx_t *ctx, cJSON *body)
-{
-    u_char            t[32], *p;
-    cJSON            *item, *root;
-    time_t            ttl, expires;
-    ngx_str_t         cookie;
-
-    ttl = NB_BYPASS_TTL;
-
-    if (body) {
-        for (item = body->child; item; item = item->next) {
-            if (ngx_strcmp(item->string, "ttl") != 0) {
-                return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                                     "bad_field",
-                                                     "unknown field; "
-                                                     "allowed: ttl");
-            }
-
-            if (!cJSON_IsNumber(item) || item->valuedouble < 1
-                || item->valuedouble > NB_BYPASS_TTL_MAX
-                || item->valuedouble != (double) (time_t) item->valuedouble)
-            {
-                return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                                     "bad_field",
-                                                     "\"ttl\" must be an "
-                                                     "integer from 1 to %d "
-                                                     "seconds",
-                                                     NB_BYPASS_TTL_MAX);
-            }
-
-            ttl = (time_t) item->valuedouble;
-        }
-    }
-
-    expires = ngx_time() + ttl;
-
-    if (ngx_http_nb_maint_cookie_make(r, expires, &cookie) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_pnalloc(r->pool, cookie.len + NGX_TIME_T_LEN
-                             + sizeof("; HttpOnly; SameSite=Lax; Path=/"
-                                      "; Max-Age="));
-    if (p == NULL
-        || ngx_http_nb_maint_add_header(r, "Set-Cookie", p,
-                                        ngx_sprintf(p, "%V; HttpOnly; "
-                                                    "SameSite=Lax; Path=/; "
-                                                    "Max-Age=%T", &cookie, ttl)
-                                        - p)
-           == NULL)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    root = cJSON_CreateObject();
-    if (root == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_http_nb_maint_time_rfc3339(t, expires);
-    *p = '\0';
-
-    cJSON_AddItemToObject(root, "cookie",
-                          ngx_http_nb_maint_json_strn(cookie.data,
-                                                      cookie.len));
-    cJSON_AddStringToObject(root, "expires", (char *) t);
-    cJSON_AddNumberToObject(root, "ttl", (double) ttl);
-
-    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "nb_maint: bypass cookie for %T s issued to %V", ttl,
-                  &ctx->actor);
-
-    return ngx_http_nb_maint_admin_send(r, NGX_HTTP_OK, root);
 }

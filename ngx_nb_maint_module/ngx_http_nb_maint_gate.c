@@ -171,6 +171,15 @@ ngx_http_nb_maint_cookie_make(ngx_http_request_t *r, time_t expires,
 static ngx_int_t
 ngx_http_nb_maint_cookie_valid(ngx_http_request_t *r)
 {
+    return ngx_http_nb_maint_cookie_expires(r) != 0;
+}
+
+
+/* when the request's valid, unexpired bypass cookie expires; 0: none */
+
+time_t
+ngx_http_nb_maint_cookie_expires(ngx_http_request_t *r)
+{
     u_char     *dot, sig[NB_SIG_B64_LEN + 4];
     time_t      expires;
     ngx_str_t   name = ngx_string(NB_COOKIE_NAME), v;
@@ -195,7 +204,7 @@ ngx_http_nb_maint_cookie_valid(ngx_http_request_t *r)
 
     ngx_http_nb_maint_cookie_sign(v.data, dot - v.data, sig);
 
-    return CRYPTO_memcmp(sig, dot + 1, NB_SIG_B64_LEN) == 0;
+    return CRYPTO_memcmp(sig, dot + 1, NB_SIG_B64_LEN) == 0 ? expires : 0;
 }
 
 

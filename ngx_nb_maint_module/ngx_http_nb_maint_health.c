@@ -3,9 +3,11 @@
  *
  * One worker, the first to claim the owner word in shared memory, checks
  * every node with nginx's non-blocking peer connections and timers, writes
- * the results to shared memory and turns "restoring" into "normal" once no
- * node is pending.  The other workers look now and then whether the owner
- * is still there (or belongs to an older configuration) and take over.
+ * the results to the node table in shared memory (and the latency to its
+ * metrics) and lets health_restore.c end a restore once no node is
+ * pending.  The other workers look now and then whether the owner is still
+ * there (or belongs to an older configuration) and take over.  Calls
+ * state.c, state_nodes.c, health_restore.c and the store's tick.
  *
  * The claim is one compare-and-swap of a word holding both pid and
  * generation.  The owner refreshes a heartbeat every tick; an owner whose
@@ -47,7 +49,6 @@ static void ngx_http_nb_maint_check_write(ngx_event_t *wev);
 static void ngx_http_nb_maint_check_read(ngx_event_t *rev);
 static void ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
     ngx_uint_t result, const char *why);
-static void ngx_http_nb_maint_restore_finish(ngx_log_t *log);
 static void ngx_http_nb_maint_owner_release(void);
 
 
@@ -63,36 +64,17 @@ static ngx_atomic_uint_t           ngx_http_nb_maint_seen_beat;
 static ngx_msec_t                  ngx_http_nb_maint_seen_at;
 
 
-ngx_int_t
-ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle)
+/* one check per node, with the parameters of its first upstream */
+
+static ngx_int_t
+ngx_http_nb_maint_checks_create(ngx_cycle_t *cycle,
+    ngx_http_nb_maint_main_conf_t *nmcf)
 {
     u_char                          *p;
     ngx_uint_t                       i, j, k, dup;
     ngx_http_upstream_rr_peer_t     *peer;
     ngx_http_nb_maint_check_t       *chk, *c, **slot;
     ngx_http_nb_maint_srv_conf_t   **up;
-    ngx_http_nb_maint_main_conf_t   *nmcf;
-
-    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_nb_maint_module);
-
-    if (ngx_http_nb_maint_worker_register(cycle) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_nb_maint_pool = ngx_create_pool(4096, cycle->log);
-    if (ngx_http_nb_maint_pool == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_array_init(&ngx_http_nb_maint_checks, ngx_http_nb_maint_pool, 8,
-                       sizeof(ngx_http_nb_maint_check_t *))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    /* one check per node, with the parameters of its first upstream */
 
     up = nmcf->upstreams.elts;
 
@@ -155,6 +137,38 @@ ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle)
 
             *slot = chk;
         }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_nb_maint_module);
+
+    if (ngx_http_nb_maint_worker_register(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_nb_maint_pool = ngx_create_pool(4096, cycle->log);
+    if (ngx_http_nb_maint_pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_array_init(&ngx_http_nb_maint_checks, ngx_http_nb_maint_pool, 8,
+                       sizeof(ngx_http_nb_maint_check_t *))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_nb_maint_checks_create(cycle, nmcf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (nmcf->store.init_process
@@ -480,38 +494,6 @@ ngx_http_nb_maint_check_write(ngx_event_t *wev)
 #define NB_CHECK_COMMANDING  2
 
 
-const char *
-ngx_http_nb_maint_app_code_name(ngx_uint_t code)
-{
-    switch (code) {
-    case NB_APP_COMMANDING:
-        return "APP_COMMANDING";
-    case NB_APP_PREPARING:
-        return "APP_PREPARING";
-    case NB_APP_INITIALIZING:
-        return "APP_INITIALIZING";
-    default:
-        return "";
-    }
-}
-
-
-const char *
-ngx_http_nb_maint_health_name(ngx_uint_t health)
-{
-    switch (health) {
-    case NB_HEALTH_UP:
-        return "up";
-    case NB_HEALTH_DOWN:
-        return "down";
-    case NB_HEALTH_COMMANDING:
-        return "commanding";
-    default:
-        return "unknown";
-    }
-}
-
-
 /*
  * A node that answers NocoBase's envelope {"error":{"code":...,
  * "command":{"name":...}}} with a busy code is alive and working: it is
@@ -682,51 +664,20 @@ ngx_http_nb_maint_check_read(ngx_event_t *rev)
 }
 
 
+/* a check's result: the node's counters and health (SPEC section 3) */
+
 static void
-ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
-    ngx_uint_t result, const char *why)
+ngx_http_nb_maint_check_apply(ngx_http_nb_maint_check_t *chk,
+    ngx_http_nb_maint_shm_t *sh, ngx_http_nb_maint_node_t *node,
+    ngx_http_nb_maint_state_t *st, ngx_uint_t result)
 {
-    ngx_uint_t                      old, pass;
-    ngx_http_nb_maint_shm_t        *sh;
-    ngx_http_nb_maint_node_t       *node;
-    ngx_http_nb_maint_state_t      *st;
-    ngx_http_nb_maint_check_conf_t *ck;
+    ngx_uint_t                       old;
+    ngx_http_nb_maint_check_conf_t  *ck;
 
-    if (chk->pc.connection) {
-        ngx_close_connection(chk->pc.connection);
-        chk->pc.connection = NULL;
-    }
-
-    if (chk->timer.timer_set) {
-        ngx_del_timer(&chk->timer);
-    }
-
-    if (!ngx_http_nb_maint_is_owner()) {
-        /* another worker took the checks over: its results count */
-        return;
-    }
-
-    sh = ngx_http_nb_maint_shm();
-    node = &sh->nodes[chk->node];
     ck = &chk->conf->check;
-    st = ngx_http_nb_maint_snapshot();
     old = node->health;
-    pass = (result == NB_CHECK_PASS);
 
-    node->last_check = ngx_http_nb_maint_now_ms();
-
-    ngx_http_nb_maint_check_observe(node,
-                                    node->last_check >= chk->started
-                                    ? node->last_check - chk->started : 0);
-
-    if (st->mode == NB_MODE_RESTORING
-        && node->restore_mark != st->restore_started)
-    {
-        node->restore_mark = st->restore_started;
-        node->restore_passes = 0;
-    }
-
-    if (pass) {
+    if (result == NB_CHECK_PASS) {
         node->last_pass = chk->started;
         node->rise_count++;
         node->fall_count = 0;
@@ -784,6 +735,54 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
             sh->node_down[chk->node] = NB_NODE_DOWN;
         }
     }
+}
+
+
+static void
+ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
+    ngx_uint_t result, const char *why)
+{
+    ngx_uint_t                      old, pass;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_node_t       *node;
+    ngx_http_nb_maint_state_t      *st;
+    ngx_http_nb_maint_check_conf_t *ck;
+
+    if (chk->pc.connection) {
+        ngx_close_connection(chk->pc.connection);
+        chk->pc.connection = NULL;
+    }
+
+    if (chk->timer.timer_set) {
+        ngx_del_timer(&chk->timer);
+    }
+
+    if (!ngx_http_nb_maint_is_owner()) {
+        /* another worker took the checks over: its results count */
+        return;
+    }
+
+    sh = ngx_http_nb_maint_shm();
+    node = &sh->nodes[chk->node];
+    ck = &chk->conf->check;
+    st = ngx_http_nb_maint_snapshot();
+    old = node->health;
+    pass = (result == NB_CHECK_PASS);
+
+    node->last_check = ngx_http_nb_maint_now_ms();
+
+    ngx_http_nb_maint_check_observe(node,
+                                    node->last_check >= chk->started
+                                    ? node->last_check - chk->started : 0);
+
+    if (st->mode == NB_MODE_RESTORING
+        && node->restore_mark != st->restore_started)
+    {
+        node->restore_mark = st->restore_started;
+        node->restore_passes = 0;
+    }
+
+    ngx_http_nb_maint_check_apply(chk, sh, node, st, result);
 
     if (node->health != old && result == NB_CHECK_COMMANDING) {
         ngx_log_error(NGX_LOG_NOTICE, chk->timer.log, 0,
@@ -805,72 +804,5 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
 
     if (st->mode == NB_MODE_RESTORING && pass) {
         ngx_http_nb_maint_restore_finish(chk->timer.log);
-    }
-}
-
-
-/* restoring -> normal once no node is pending (SPEC section 3) */
-
-static ngx_uint_t  ngx_http_nb_maint_restoring_busy;
-
-
-static void
-ngx_http_nb_maint_restore_saved(void *data, ngx_int_t rc)
-{
-    ngx_pool_t *pool = data;
-
-    ngx_http_nb_maint_restoring_busy = 0;
-
-    if (rc != NGX_OK && rc != NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
-                      "nb_maint: every node is healthy but the store did not "
-                      "accept \"normal\"; retrying");
-    }
-
-    ngx_destroy_pool(pool);
-}
-
-
-static void
-ngx_http_nb_maint_restore_finish(ngx_log_t *log)
-{
-    ngx_int_t                       rc;
-    ngx_str_t                       actor = ngx_string("nb_maint");
-    ngx_pool_t                     *pool;
-    ngx_http_nb_maint_state_t       old, st;
-    ngx_http_nb_maint_main_conf_t  *nmcf;
-
-    nmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_nb_maint_module);
-
-    old = *ngx_http_nb_maint_snapshot();
-
-    if (ngx_http_nb_maint_restoring_busy
-        || old.mode != NB_MODE_RESTORING
-        || ngx_http_nb_maint_pending_count(nmcf, &old))
-    {
-        return;
-    }
-
-    st = old;
-    st.mode = NB_MODE_NORMAL;
-    st.restoring_from = NB_MODE_NONE;
-    st.node_len = 0;
-    st.reason_len = 0;
-    st.retry_after = NB_RETRY_AFTER_DEFAULT;
-
-    pool = ngx_create_pool(1024, log);
-    if (pool == NULL) {
-        return;
-    }
-
-    ngx_http_nb_maint_restoring_busy = 1;
-
-    rc = ngx_http_nb_maint_state_save(nmcf, &old, &st, "restored", &actor, -1,
-                                      pool, log,
-                                      ngx_http_nb_maint_restore_saved, pool);
-
-    if (rc != NGX_AGAIN) {
-        ngx_http_nb_maint_restore_saved(pool, rc);
     }
 }

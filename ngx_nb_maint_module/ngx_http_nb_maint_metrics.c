@@ -5,8 +5,8 @@
  * and all its samples together, counters ending in _total, times in
  * _timestamp_seconds, as `promtool check metrics` wants.  The buffer is
  * measured before it is written.  Reads the state snapshot and the shared
- * memory counters (state.c) and the node table (upstream.c); nothing below
- * calls it.
+ * memory counters (state.c), the node table (state_nodes.c) and the
+ * pending nodes (health_restore.c); nothing below calls it.
  */
 
 #include "ngx_http_nb_maint.h"

@@ -22,6 +22,7 @@ my $dir = $ng->prefix;
 my $sock = "$dir/" . ('n' x 40) . '.sock';   # a long unix: id, never up
 my $odd = 'we"ird\\name';                     # escaped in label values
 my $long = 'u' x 200;
+my $bytes = "bad\xff\xc3name\xe2\x82";           # not UTF-8: U+FFFD in labels
 (my $odd_conf = $odd) =~ s{([\\"])}{\\$1}g;
 
 $ng->{http} = NbTest::http_head() . <<"EOT";
@@ -42,6 +43,11 @@ upstream "$odd_conf" {
 upstream $long {
     nb_maint;
     server ${\ $B->id };
+}
+upstream "$bytes" {
+    nb_maint;
+    nb_maint_check off;
+    server ${\ $C->id };
 }
 server {
     listen 127.0.0.1:%%PORT%%;
@@ -92,5 +98,10 @@ for my $line (split /\n/, $m) {
         && ($name eq $family || $name =~ /^\Q$family\E_(bucket|sum|count)$/);
 }
 is_deeply(\@bad, [], 'every sample in its own family, once');
+
+like($m, qr/^nb_maint_node_up\{upstream="bad\xef\xbf\xbd\xef\xbf\xbdname\xef\xbf\xbd\xef\xbf\xbd",/m,
+     'bytes that are not UTF-8 become U+FFFD in a label value');
+like($m, qr/^nb_maint_node_up\{upstream="we\\"ird\\\\name",/m,
+     'quote and backslash escaped in a label value');
 
 done_testing;

@@ -89,6 +89,7 @@ ok(-f "/etc/nginx/nb_maint/$_", "snippet /etc/nginx/nb_maint/$_")
 my $conff = `dpkg-query -W -f='\${Conffiles}' libnginx-mod-http-nb-maint`;
 like($conff, qr{/etc/nginx/nb_maint/nb_maint_http\.conf}, 'snippets are conffiles');
 ok(-f '/usr/share/nb-maint/page.html', 'page template /usr/share/nb-maint/page.html');
+ok(-f '/usr/share/nb-maint/grafana/nb_maint.json', 'Grafana dashboard /usr/share/nb-maint/grafana/nb_maint.json');
 ok(-f '/usr/share/man/man1/nb-maint.1.gz' && -f '/usr/share/man/man5/nb_maint.5.gz', 'man pages');
 my @st = stat '/var/lib/nb-maint';
 is(@st ? scalar getpwuid($st[4]) : '', 'www-data', '/var/lib/nb-maint owned by www-data');

@@ -463,6 +463,11 @@ nb_setup(void)
     ngx_time_init();
     ngx_slab_sizes_init();
 
+    /* the timers a request may start (GET stream's), as a worker has them */
+    if (ngx_event_timer_init(&nb_log) != NGX_OK) {
+        abort();
+    }
+
     if (ngx_preinit_modules() != NGX_OK) {
         abort();
     }

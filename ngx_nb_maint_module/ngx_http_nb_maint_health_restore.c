@@ -1,0 +1,167 @@
+/*
+ * nb_maint: the end of a restore (SPEC section 3): "restoring" turns into
+ * "normal" once every node of the upstreams that is not down in the
+ * configuration has passed "rise" checks that started after the restore
+ * was requested.
+ *
+ * Owns which nodes are pending (status, metrics) and the write of
+ * "normal" through the store; health.c calls it after each passed check
+ * and every owner tick.  Calls state.c and the store only.
+ */
+
+#include "ngx_http_nb_maint.h"
+
+
+/* a node that restore still waits for (SPEC section 3) */
+
+ngx_uint_t
+ngx_http_nb_maint_node_pending(ngx_http_nb_maint_srv_conf_t *up,
+    ngx_uint_t j, ngx_http_nb_maint_state_t *st)
+{
+    ngx_http_nb_maint_node_t  *node;
+
+    if (st->mode != NB_MODE_RESTORING || up->down[j] || !up->check.set) {
+        return 0;
+    }
+
+    node = &ngx_http_nb_maint_shm()->nodes[up->nodes[j]];
+
+    return node->restore_mark != st->restore_started
+           || node->restore_passes < up->check.rise;
+}
+
+
+ngx_uint_t
+ngx_http_nb_maint_pending_count(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_state_t *st)
+{
+    ngx_uint_t                      i, j, n;
+    ngx_http_nb_maint_srv_conf_t  **up;
+
+    up = nmcf->upstreams.elts;
+    n = 0;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        for (j = 0; j < up[i]->nnodes; j++) {
+            n += ngx_http_nb_maint_node_pending(up[i], j, st);
+        }
+    }
+
+    return n;
+}
+
+
+cJSON *
+ngx_http_nb_maint_pending_json(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_state_t *st)
+{
+    cJSON                          *list;
+    ngx_uint_t                      i, j, k, dup;
+    ngx_http_nb_maint_shm_t        *sh;
+    ngx_http_nb_maint_node_t       *node;
+    ngx_http_nb_maint_srv_conf_t  **up;
+
+    list = cJSON_CreateArray();
+    if (list == NULL) {
+        return NULL;
+    }
+
+    sh = ngx_http_nb_maint_shm();
+    up = nmcf->upstreams.elts;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        for (j = 0; j < up[i]->nnodes; j++) {
+            if (!ngx_http_nb_maint_node_pending(up[i], j, st)) {
+                continue;
+            }
+
+            node = &sh->nodes[up[i]->nodes[j]];
+
+            /* a node in two upstreams is listed once */
+            dup = 0;
+            for (k = 0; k < (ngx_uint_t) cJSON_GetArraySize(list); k++) {
+                if (ngx_strncmp(cJSON_GetArrayItem(list, k)->valuestring,
+                                node->id, node->id_len) == 0
+                    && cJSON_GetArrayItem(list, k)->valuestring[node->id_len]
+                       == '\0')
+                {
+                    dup = 1;
+                }
+            }
+
+            if (!dup) {
+                cJSON_AddItemToArray(list,
+                          ngx_http_nb_maint_json_strn(node->id, node->id_len));
+            }
+        }
+    }
+
+    return list;
+}
+
+
+static ngx_uint_t  ngx_http_nb_maint_restoring_busy;
+
+
+static void
+ngx_http_nb_maint_restore_saved(void *data, ngx_int_t rc)
+{
+    ngx_pool_t *pool = data;
+
+    ngx_http_nb_maint_restoring_busy = 0;
+
+    if (rc != NGX_OK && rc != NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "nb_maint: every node is healthy but the store did not "
+                      "accept \"normal\"; retrying");
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
+/* restoring -> normal once no node is pending */
+
+void
+ngx_http_nb_maint_restore_finish(ngx_log_t *log)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       actor = ngx_string("nb_maint");
+    ngx_pool_t                     *pool;
+    ngx_http_nb_maint_state_t       old, st;
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_nb_maint_module);
+
+    old = *ngx_http_nb_maint_snapshot();
+
+    if (ngx_http_nb_maint_restoring_busy
+        || old.mode != NB_MODE_RESTORING
+        || ngx_http_nb_maint_pending_count(nmcf, &old))
+    {
+        return;
+    }
+
+    st = old;
+    st.mode = NB_MODE_NORMAL;
+    st.restoring_from = NB_MODE_NONE;
+    st.node_len = 0;
+    st.reason_len = 0;
+    st.retry_after = NB_RETRY_AFTER_DEFAULT;
+
+    pool = ngx_create_pool(1024, log);
+    if (pool == NULL) {
+        return;
+    }
+
+    ngx_http_nb_maint_restoring_busy = 1;
+
+    rc = ngx_http_nb_maint_state_save(nmcf, &old, &st, "restored", &actor, -1,
+                                      pool, log,
+                                      ngx_http_nb_maint_restore_saved, pool);
+
+    if (rc != NGX_AGAIN) {
+        ngx_http_nb_maint_restore_saved(pool, rc);
+    }
+}
