@@ -667,7 +667,9 @@ ngx_http_nb_maint_sentinel_follow(ngx_http_nb_maint_redis_conf_t *rcf)
     port = ngx_atoi(colon + 1, now + len - (colon + 1));
 
     if (port <= 0 || port > 65535
-        || (rcf->port == port && ngx_strlen(rcf->host) == (size_t) (colon - now)
+        || (ngx_http_nb_maint_redis_cmd.ready
+            && rcf->port == port
+            && ngx_strlen(rcf->host) == (size_t) (colon - now)
             && ngx_strncmp(rcf->host, now, colon - now) == 0))
     {
         return;
@@ -717,7 +719,8 @@ ngx_http_nb_maint_sentinel_tick(ngx_http_nb_maint_store_t *store,
     if (owner) {
         ngx_http_nb_maint_watch_status(rcf);
 
-    } else if (ngx_http_nb_maint_redis_cmd.ready) {
+    } else {
+        /* also while reconnecting: at once, not after the back-off */
         ngx_http_nb_maint_sentinel_follow(rcf);
     }
 }
