@@ -9,6 +9,11 @@
  * reads one line: "up ready", "up drain", "maint" or "down", as the cluster
  * state in nb_maint's shared memory says.  The state is read through the
  * http module (load ngx_http_nb_maint_module.so before this one).
+ *
+ * A second, core module in this file checks once the whole configuration
+ * is read (http{} may come after stream{}) that every nb_maint_agent names
+ * an http upstream with "nb_maint;": else "nginx -t" fails.  It may call the
+ * http module's configuration only, never the other way round.
  */
 
 #include "ngx_http_nb_maint.h"
@@ -20,8 +25,23 @@
 
 
 typedef struct {
-    ngx_str_t   upstream;
+    ngx_str_t                      upstream;
+    ngx_http_nb_maint_srv_conf_t  *up;       /* set by the check below */
 } ngx_stream_nb_maint_srv_conf_t;
+
+
+/* one nb_maint_agent directive, where it was written */
+
+typedef struct {
+    ngx_stream_nb_maint_srv_conf_t  *conf;
+    ngx_str_t                        file;
+    ngx_uint_t                       line;
+} ngx_stream_nb_maint_agent_t;
+
+
+typedef struct {
+    ngx_array_t                      agents;  /* ngx_stream_nb_maint_agent_t */
+} ngx_stream_nb_maint_main_conf_t;
 
 
 typedef struct {
@@ -30,7 +50,9 @@ typedef struct {
 } ngx_stream_nb_maint_ctx_t;
 
 
+static void *ngx_stream_nb_maint_create_main_conf(ngx_conf_t *cf);
 static void *ngx_stream_nb_maint_create_srv_conf(ngx_conf_t *cf);
+static char *ngx_stream_nb_maint_check(ngx_cycle_t *cycle, void *conf);
 static char *ngx_stream_nb_maint_agent(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void ngx_stream_nb_maint_handler(ngx_stream_session_t *s);
@@ -54,7 +76,7 @@ static ngx_stream_module_t  ngx_stream_nb_maint_module_ctx = {
     NULL,                                  /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_stream_nb_maint_create_main_conf,  /* create main configuration */
     NULL,                                  /* init main configuration */
 
     ngx_stream_nb_maint_create_srv_conf,   /* create server configuration */
@@ -78,6 +100,52 @@ ngx_module_t  ngx_stream_nb_maint_module = {
 };
 
 
+/* the check after the whole configuration: a core module's init_conf */
+
+static ngx_core_module_t  ngx_stream_nb_maint_check_module_ctx = {
+    ngx_string("nb_maint_agent_check"),
+    NULL,                                  /* create conf */
+    ngx_stream_nb_maint_check              /* init conf */
+};
+
+
+ngx_module_t  ngx_stream_nb_maint_check_module = {
+    NGX_MODULE_V1,
+    &ngx_stream_nb_maint_check_module_ctx, /* module context */
+    NULL,                                  /* module directives */
+    NGX_CORE_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_stream_nb_maint_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_stream_nb_maint_main_conf_t  *amcf;
+
+    amcf = ngx_pcalloc(cf->pool, sizeof(ngx_stream_nb_maint_main_conf_t));
+    if (amcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&amcf->agents, cf->pool, 2,
+                       sizeof(ngx_stream_nb_maint_agent_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return amcf;
+}
+
+
 static void *
 ngx_stream_nb_maint_create_srv_conf(ngx_conf_t *cf)
 {
@@ -90,15 +158,35 @@ ngx_stream_nb_maint_agent(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_stream_nb_maint_srv_conf_t *nscf = conf;
 
-    ngx_str_t                   *value;
-    ngx_stream_core_srv_conf_t  *cscf;
+    ngx_str_t                        *value;
+    ngx_stream_core_srv_conf_t       *cscf;
+    ngx_stream_nb_maint_agent_t      *agent;
+    ngx_stream_nb_maint_main_conf_t  *amcf;
 
     if (nscf->upstream.data) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "needs an upstream name";
+    }
+
     nscf->upstream = value[1];
+
+    /* checked once the http{} block is known too, wherever it is */
+
+    amcf = ngx_stream_conf_get_module_main_conf(cf, ngx_stream_nb_maint_module);
+
+    agent = ngx_array_push(&amcf->agents);
+    if (agent == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    agent->conf = nscf;
+    agent->file = cf->conf_file->file.name;
+    agent->line = cf->conf_file->line;
 
     cscf = ngx_stream_conf_get_module_srv_conf(cf, ngx_stream_core_module);
     cscf->handler = ngx_stream_nb_maint_handler;
@@ -107,20 +195,13 @@ ngx_stream_nb_maint_agent(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* the nb_maint upstream named by the directive, from the http module */
+/* the nb_maint upstream called "name" in the http module's configuration */
 
 static ngx_http_nb_maint_srv_conf_t *
-ngx_stream_nb_maint_upstream(ngx_str_t *name)
+ngx_stream_nb_maint_find(ngx_http_nb_maint_main_conf_t *nmcf, ngx_str_t *name)
 {
-    ngx_uint_t                       i;
-    ngx_http_nb_maint_srv_conf_t   **up;
-    ngx_http_nb_maint_main_conf_t   *nmcf;
-
-    nmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_nb_maint_module);
-    if (nmcf == NULL || nmcf->shm_zone == NULL) {
-        return NULL;
-    }
+    ngx_uint_t                      i;
+    ngx_http_nb_maint_srv_conf_t  **up;
 
     up = nmcf->upstreams.elts;
 
@@ -133,6 +214,94 @@ ngx_stream_nb_maint_upstream(ngx_str_t *name)
     }
 
     return NULL;
+}
+
+
+/* whether the http module has a plain upstream called "name" */
+
+static ngx_uint_t
+ngx_stream_nb_maint_http_upstream(ngx_cycle_t *cycle, ngx_str_t *name)
+{
+    ngx_uint_t                       i;
+    ngx_http_upstream_srv_conf_t   **uscfp;
+    ngx_http_upstream_main_conf_t   *umcf;
+
+    umcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_upstream_module);
+    if (umcf == NULL) {
+        return 0;
+    }
+
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        if (uscfp[i]->srv_conf != NULL
+            && uscfp[i]->host.len == name->len
+            && ngx_strncmp(uscfp[i]->host.data, name->data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Core modules' init_conf runs after the whole configuration is parsed,
+ * stream{} and http{} in either order: every agent gets its upstream here
+ * or "nginx -t" fails naming the directive and where it is written.
+ */
+
+static char *
+ngx_stream_nb_maint_check(ngx_cycle_t *cycle, void *conf)
+{
+    const char                       *why;
+    ngx_uint_t                        i;
+    ngx_stream_nb_maint_agent_t      *agent;
+    ngx_http_nb_maint_main_conf_t    *nmcf;
+    ngx_stream_nb_maint_main_conf_t  *amcf;
+
+    amcf = ngx_stream_cycle_get_module_main_conf(cycle,
+                                                 ngx_stream_nb_maint_module);
+    if (amcf == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_nb_maint_module);
+
+    agent = amcf->agents.elts;
+
+    for (i = 0; i < amcf->agents.nelts; i++) {
+
+        if (nmcf != NULL) {
+            agent[i].conf->up = ngx_stream_nb_maint_find(nmcf,
+                                                     &agent[i].conf->upstream);
+            if (agent[i].conf->up != NULL) {
+                continue;
+            }
+        }
+
+        if (nmcf == NULL) {
+            why = "there is no http{} block with nb_maint";
+
+        } else if (ngx_stream_nb_maint_http_upstream(cycle,
+                                                     &agent[i].conf->upstream))
+        {
+            why = "that http upstream has no \"nb_maint;\"";
+
+        } else {
+            why = "there is no http upstream of that name";
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "\"nb_maint_agent\" names upstream \"%V\", but %s, "
+                      "in %V:%ui", &agent[i].conf->upstream, why,
+                      &agent[i].file, agent[i].line);
+
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -151,11 +320,9 @@ ngx_stream_nb_maint_answer(ngx_stream_session_t *s, u_char *id, size_t len)
 
     nscf = ngx_stream_get_module_srv_conf(s, ngx_stream_nb_maint_module);
 
-    up = ngx_stream_nb_maint_upstream(&nscf->upstream);
+    /* resolved by ngx_stream_nb_maint_check(): nginx does not start without */
+    up = nscf->up;
     if (up == NULL) {
-        ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
-                      "nb_maint_agent: \"%V\" is not an http upstream with "
-                      "\"nb_maint;\"", &nscf->upstream);
         return "down";
     }
 

@@ -68,6 +68,8 @@ my ($rc, $out) = NbTest::run_cmd("$dir/ef.out", $^X, "$ROOT/scripts/nb-maint", '
 is($rc, 0, 'nb-maint haproxy-errorfile wrote the 503 file') or diag $out;
 
 (my $local_cfg = $cfg) =~ s{\Q$errorfile\E}{$dir/nb_maint_503.http}g if defined $errorfile;
+(my $api_file = $errorfile // '') =~ s/\.http\z/_api.http/;
+$local_cfg =~ s{\Q$api_file\E}{$dir/nb_maint_503_api.http}g if length $api_file;
 $local_cfg //= $cfg;
 my $snippet = $hp->write_file('nb_maint.cfg', $local_cfg);
 my $global = $hp->write_file('global.cfg', <<'EOT');

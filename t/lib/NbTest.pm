@@ -1321,7 +1321,8 @@ my %HAPROXIES;    # refaddr => weak ref
 
 sub bin { $ENV{HAPROXY_BIN} || 'haproxy' }
 
-# new(cfg => TEXT, ports => {name => port}, no_start => 1, files => {rel => content})
+# new(cfg => TEXT, ports => {name => port}, no_start => 1, files => {rel => content},
+#     master_worker => 1)
 # %%PORT%% (the frontend port), %%PORT_name%%, %%DIR%% (the temp dir) and
 # %%STATS%% (a "stats socket" line for the global section) are substituted.
 sub new {
@@ -1401,7 +1402,8 @@ sub start {
         open STDIN,  '<', '/dev/null';
         open STDOUT, '>>', "$self->{dir}/haproxy.log";
         open STDERR, '>&', \*STDOUT;
-        exec bin(), '-db', '-f', $self->cfg_path or POSIX::_exit(127);
+        # master_worker => 1: haproxy -W, reloaded by SIGUSR2 to the master
+        exec bin(), ($self->{master_worker} ? '-W' : ()), '-db', '-f', $self->cfg_path or POSIX::_exit(127);
     }
     $self->{pid} = $pid;
     my $ok = NbTest::wait_until(sub {
