@@ -427,8 +427,20 @@ ngx_http_nb_maint_watch_switch(ngx_http_nb_maint_sentinel_watch_t *w,
     rcf->port = port;
     rcf->known = 1;
 
-    ngx_http_nb_maint_sentinel_reconnect(&ngx_http_nb_maint_redis_cmd);
-    ngx_http_nb_maint_sentinel_reconnect(&ngx_http_nb_maint_redis_sub);
+    /*
+     * Connections still open (the old primary alive: SENTINEL FAILOVER, a
+     * healed partition) move now; ones already lost reconnect on their
+     * back-off as the other workers do, so that store.ok never comes
+     * before those workers can write.
+     */
+
+    if (ngx_http_nb_maint_redis_cmd.ac) {
+        ngx_http_nb_maint_sentinel_reconnect(&ngx_http_nb_maint_redis_cmd);
+    }
+
+    if (ngx_http_nb_maint_redis_sub.ac) {
+        ngx_http_nb_maint_sentinel_reconnect(&ngx_http_nb_maint_redis_sub);
+    }
 }
 
 
