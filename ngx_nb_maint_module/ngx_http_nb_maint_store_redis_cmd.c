@@ -192,10 +192,13 @@ ngx_http_nb_maint_redis_apply_message(ngx_http_nb_maint_store_t *store,
 
     have = ngx_http_nb_maint_snapshot()->version;
 
+    /* we missed changes, or a gateway re-synced after a failover (our
+     * lines below it may be unconfirmed ones): take Redis' audit log */
+
     if (ngx_http_nb_maint_state_apply(store, &st, &e, log) == NGX_OK
-        && st.version > have + 1)
+        && (st.version > have + 1
+            || (ev && ngx_strstr(ev, "\"action\":\"store_resync\"") != NULL)))
     {
-        /* we missed changes: take the audit log as Redis has it */
         ngx_http_nb_maint_redis_fetch_events(store);
     }
 

@@ -118,13 +118,25 @@ sub kill_primary {
     return $p;
 }
 
-# until the sentinels name a primary other than $old (an NbTest::Redis) and
-# it says it is a master; the new NbTest::Redis or undef
+# until every sentinel names the same primary other than $old (an
+# NbTest::Redis), none has a failover in progress any more, and the new one
+# says it is a master; the new NbTest::Redis or undef.  (Restarting the old
+# primary empty while a slow failover may still be aborted could make the
+# sentinels sync the promoted replica from it.)
 sub wait_promoted {
     my ($self, $old, $timeout) = @_;
     my $new;
     NbTest::wait_until(sub {
-        my $s = $self->primary or return 0;
+        my %addr;
+        for my $i (0 .. $#{ $self->{sentinels} }) {
+            my $m = $self->sentinel_cli($i, 'SENTINEL', 'master', $self->{name});
+            return 0 if $m =~ /failover_in_progress/;
+            my ($ip, $port) = ($m =~ /^ip\n(\S+)\n/m, $m =~ /^port\n(\d+)\n/m);
+            return 0 unless $port;
+            $addr{"$ip:$port"}++;
+        }
+        return 0 unless keys %addr == 1;
+        my $s = $self->server_of((keys %addr)[0]) or return 0;
         return 0 if $s == $old;
         return 0 unless $s->cli('ROLE') =~ /^master/;
         $new = $s;
