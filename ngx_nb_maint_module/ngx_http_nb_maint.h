@@ -322,12 +322,14 @@ extern ngx_module_t  ngx_http_nb_maint_module;
 
 
 /* state: shm zone, snapshots, changes, events */
-ngx_int_t ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
+ngx_http_nb_maint_shm_t *ngx_http_nb_maint_state_zone_create(
+    ngx_shm_zone_t *shm_zone);
+ngx_slab_pool_t *ngx_http_nb_maint_state_use(ngx_slab_pool_t *shpool);
 ngx_int_t ngx_http_nb_maint_state_init_module(ngx_cycle_t *cycle,
     ngx_http_nb_maint_main_conf_t *nmcf);
 ngx_http_nb_maint_shm_t *ngx_http_nb_maint_shm(void);
 ngx_int_t ngx_http_nb_maint_designated(void);
+void ngx_http_nb_maint_commit_pids(ngx_http_nb_maint_shm_t *sh);
 uint64_t ngx_http_nb_maint_proc_start(ngx_pid_t pid);
 ngx_uint_t ngx_http_nb_maint_worker_alive(ngx_http_nb_maint_worker_t *w);
 ngx_int_t ngx_http_nb_maint_worker_register(ngx_cycle_t *cycle);
@@ -342,6 +344,9 @@ void ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
 size_t ngx_http_nb_maint_zone_min_size(void);
 ngx_int_t ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, u_char *data, size_t len);
+void ngx_http_nb_maint_ring_replace(ngx_http_nb_maint_shm_t *sh,
+    ngx_slab_pool_t *shpool, ngx_str_t *events, ngx_uint_t n);
+uint64_t ngx_http_nb_maint_event_version(ngx_str_t *ev);
 void ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...);
 void ngx_http_nb_maint_secret_publish(u_char *key);
 void ngx_http_nb_maint_secret_copy(u_char *out);
@@ -396,7 +401,12 @@ ngx_int_t ngx_http_nb_maint_file_check(ngx_http_nb_maint_store_t *store,
 char *ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
     ngx_http_nb_maint_store_t *store, ngx_str_t *url);
 
-/* gate, bypass */
+/* gate, bypass (and their directives) */
+char *ngx_http_nb_maint_bypass_allow(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_nb_maint_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_nb_maint_default_pass(ngx_conf_t *cf,
+    ngx_http_nb_maint_loc_conf_t *conf);
 ngx_int_t ngx_http_nb_maint_gate_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_nb_maint_is_bypass(ngx_http_request_t *r);
 ngx_int_t ngx_http_nb_maint_passed(ngx_http_request_t *r,
@@ -421,6 +431,7 @@ ngx_int_t ngx_http_nb_maint_admin_error(ngx_http_request_t *r,
 /* 503 page */
 ngx_int_t ngx_http_nb_maint_page_send(ngx_http_request_t *r,
     ngx_uint_t mode);
+char *ngx_http_nb_maint_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_nb_maint_page_load(ngx_conf_t *cf, ngx_str_t *file,
     ngx_str_t *out);
 ngx_int_t ngx_http_nb_maint_page_filter_init(ngx_conf_t *cf);
@@ -446,6 +457,7 @@ ngx_int_t ngx_http_nb_maint_state_parse(cJSON *json,
     ngx_http_nb_maint_shm_t *sh, ngx_http_nb_maint_state_t *st,
     const char **err, ngx_log_t *log);
 ngx_uint_t ngx_http_nb_maint_generation(void);
+ngx_uint_t ngx_http_nb_maint_is_owner(void);
 
 /* upstream nodes: table, JSON */
 char *ngx_http_nb_maint_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -469,10 +481,13 @@ void ngx_http_nb_maint_restore_finish(ngx_log_t *log);
 
 /* health checks and the owner worker */
 ngx_int_t ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle);
-ngx_uint_t ngx_http_nb_maint_is_owner(void);
 void ngx_http_nb_maint_health_exit_process(ngx_cycle_t *cycle);
 
 /* bypass cookie */
+#define NB_COOKIE_NAME          "nb_maint_bypass"
+#define NB_SIG_B64_LEN          43      /* base64url of 32 bytes, no padding */
+
+void ngx_http_nb_maint_cookie_sign(u_char *exp, size_t len, u_char *out);
 ngx_int_t ngx_http_nb_maint_cookie_make(ngx_http_request_t *r, time_t expires,
     ngx_str_t *value);
 time_t ngx_http_nb_maint_cookie_expires(ngx_http_request_t *r);

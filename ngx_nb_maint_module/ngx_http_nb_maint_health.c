@@ -215,19 +215,6 @@ ngx_http_nb_maint_owner_release(void)
 }
 
 
-ngx_uint_t
-ngx_http_nb_maint_is_owner(void)
-{
-    ngx_http_nb_maint_shm_t  *sh;
-
-    sh = ngx_http_nb_maint_shm();
-
-    return sh != NULL
-           && sh->owner == nb_owner_word(ngx_http_nb_maint_generation(),
-                                         ngx_pid);
-}
-
-
 /* the owner in word w is gone: its process, or its heartbeat */
 
 static ngx_uint_t

@@ -1,11 +1,25 @@
 /*
- * nb_maint: the state as JSON (cJSON), shared by the stores and the API.
+ * nb_maint: JSON (cJSON) at the bottom of the module: the state as a JSON
+ * object and back, the words and times it is written in (mode names,
+ * RFC 3339), exact 64-bit numbers, strings with NULs refused, and the
+ * drained ids of unknown nodes.  Shared by the state, the stores and the API.
+ *
+ * May call: node_id.c only (no shared memory, no state, no store).
  */
 
 #include "ngx_http_nb_maint.h"
 
 
+static const char  *ngx_http_nb_maint_modes[] = {
+    "normal", "maintenance", "upgrade", "restoring"
+};
+
+
 static u_char *ngx_http_nb_maint_time_rfc3339_ms(u_char *buf, ngx_msec_t ms);
+static ngx_int_t ngx_http_nb_maint_modes_from_json(cJSON *obj,
+    ngx_http_nb_maint_state_t *st, const char **err);
+static ngx_int_t ngx_http_nb_maint_times_from_json(cJSON *obj,
+    ngx_http_nb_maint_state_t *st, const char **err);
 
 cJSON *
 ngx_http_nb_maint_json_strn(u_char *s, size_t len)
@@ -145,6 +159,91 @@ ngx_http_nb_maint_parse_rfc3339(const char *s, ngx_uint_t *ms)
 }
 
 
+/* "mode" and "restoring_from" into st */
+
+static ngx_int_t
+ngx_http_nb_maint_modes_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
+    const char **err)
+{
+    cJSON      *item;
+    ngx_int_t   mode;
+
+    item = cJSON_GetObjectItemCaseSensitive(obj, "mode");
+    mode = NGX_ERROR;
+    if (cJSON_IsString(item)) {
+        mode = ngx_http_nb_maint_mode_parse((u_char *) item->valuestring,
+                                            ngx_strlen(item->valuestring));
+    }
+    if (mode == NGX_ERROR) {
+        *err = "bad \"mode\"";
+        return NGX_ERROR;
+    }
+    st->mode = mode;
+
+    st->restoring_from = NB_MODE_NONE;
+    item = cJSON_GetObjectItemCaseSensitive(obj, "restoring_from");
+    if (st->mode == NB_MODE_RESTORING) {
+        mode = NGX_ERROR;
+        if (cJSON_IsString(item)) {
+            mode = ngx_http_nb_maint_mode_parse(
+                                          (u_char *) item->valuestring,
+                                          ngx_strlen(item->valuestring));
+        }
+        if (mode != NB_MODE_MAINTENANCE && mode != NB_MODE_UPGRADE) {
+            *err = "bad \"restoring_from\"";
+            return NGX_ERROR;
+        }
+        st->restoring_from = mode;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "since" and, while restoring, "restore_started" into st */
+
+static ngx_int_t
+ngx_http_nb_maint_times_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
+    const char **err)
+{
+    cJSON       *item;
+    time_t       t;
+    ngx_uint_t   ms;
+
+    st->since = ngx_time();
+    item = cJSON_GetObjectItemCaseSensitive(obj, "since");
+    if (cJSON_IsString(item)) {
+        st->since = ngx_http_nb_maint_parse_rfc3339(item->valuestring, &ms);
+        if (st->since == NGX_ERROR) {
+            *err = "bad \"since\"";
+            return NGX_ERROR;
+        }
+    }
+
+    /* the restore's start; a state written before it was stored: "since" */
+    if (st->mode == NB_MODE_RESTORING) {
+        st->restore_started = (ngx_msec_t) st->since * 1000;
+
+        item = cJSON_GetObjectItemCaseSensitive(obj, "restore_started");
+        if (cJSON_IsString(item)) {
+            t = ngx_http_nb_maint_parse_rfc3339(item->valuestring, &ms);
+            if (t == NGX_ERROR) {
+                *err = "bad \"restore_started\"";
+                return NGX_ERROR;
+            }
+
+            st->restore_started = (ngx_msec_t) t * 1000 + ms;
+
+        } else if (item && !cJSON_IsNull(item)) {
+            *err = "bad \"restore_started\"";
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 /* the persisted form back into a state; all-or-nothing */
 
 ngx_int_t
@@ -153,9 +252,6 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
 {
     size_t                     len;
     cJSON                     *item;
-    time_t                     t;
-    ngx_int_t                  mode;
-    ngx_uint_t                 ms;
     ngx_http_nb_maint_state_t  s;
 
     ngx_memzero(&s, sizeof(ngx_http_nb_maint_state_t));
@@ -175,32 +271,8 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
         return NGX_ERROR;
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(obj, "mode");
-    mode = NGX_ERROR;
-    if (cJSON_IsString(item)) {
-        mode = ngx_http_nb_maint_mode_parse((u_char *) item->valuestring,
-                                            ngx_strlen(item->valuestring));
-    }
-    if (mode == NGX_ERROR) {
-        *err = "bad \"mode\"";
+    if (ngx_http_nb_maint_modes_from_json(obj, &s, err) != NGX_OK) {
         return NGX_ERROR;
-    }
-    s.mode = mode;
-
-    s.restoring_from = NB_MODE_NONE;
-    item = cJSON_GetObjectItemCaseSensitive(obj, "restoring_from");
-    if (s.mode == NB_MODE_RESTORING) {
-        mode = NGX_ERROR;
-        if (cJSON_IsString(item)) {
-            mode = ngx_http_nb_maint_mode_parse(
-                                          (u_char *) item->valuestring,
-                                          ngx_strlen(item->valuestring));
-        }
-        if (mode != NB_MODE_MAINTENANCE && mode != NB_MODE_UPGRADE) {
-            *err = "bad \"restoring_from\"";
-            return NGX_ERROR;
-        }
-        s.restoring_from = mode;
     }
 
     item = cJSON_GetObjectItemCaseSensitive(obj, "node");
@@ -241,34 +313,8 @@ ngx_http_nb_maint_state_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
         s.retry_after = (ngx_uint_t) item->valuedouble;
     }
 
-    s.since = ngx_time();
-    item = cJSON_GetObjectItemCaseSensitive(obj, "since");
-    if (cJSON_IsString(item)) {
-        s.since = ngx_http_nb_maint_parse_rfc3339(item->valuestring, &ms);
-        if (s.since == NGX_ERROR) {
-            *err = "bad \"since\"";
-            return NGX_ERROR;
-        }
-    }
-
-    /* the restore's start; a state written before it was stored: "since" */
-    if (s.mode == NB_MODE_RESTORING) {
-        s.restore_started = (ngx_msec_t) s.since * 1000;
-
-        item = cJSON_GetObjectItemCaseSensitive(obj, "restore_started");
-        if (cJSON_IsString(item)) {
-            t = ngx_http_nb_maint_parse_rfc3339(item->valuestring, &ms);
-            if (t == NGX_ERROR) {
-                *err = "bad \"restore_started\"";
-                return NGX_ERROR;
-            }
-
-            s.restore_started = (ngx_msec_t) t * 1000 + ms;
-
-        } else if (item && !cJSON_IsNull(item)) {
-            *err = "bad \"restore_started\"";
-            return NGX_ERROR;
-        }
+    if (ngx_http_nb_maint_times_from_json(obj, &s, err) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     *st = s;
@@ -299,112 +345,6 @@ ngx_http_nb_maint_json_str(ngx_pool_t *pool, cJSON *json, ngx_str_t *out)
 
     ngx_memcpy(out->data, s, out->len);
     cJSON_free(s);
-
-    return NGX_OK;
-}
-
-
-/* the stored form: the state, the drained node ids, maybe the cookie key */
-
-char *
-ngx_http_nb_maint_state_serialize(ngx_http_nb_maint_state_t *st,
-    ngx_uint_t with_secret)
-{
-    char                     *s;
-    u_char                    hex[NB_SECRET_LEN * 2 + 1], *p, *end, *nl;
-    cJSON                    *json, *drain;
-    ngx_uint_t                i;
-    ngx_http_nb_maint_shm_t  *sh;
-
-    json = ngx_http_nb_maint_state_to_json(st);
-    if (json == NULL) {
-        return NULL;
-    }
-
-    sh = ngx_http_nb_maint_shm();
-
-    if (with_secret && sh->secret_set) {
-        *ngx_hex_dump(hex, sh->secret, NB_SECRET_LEN) = '\0';
-        cJSON_AddStringToObject(json, "secret", (char *) hex);
-    }
-
-    drain = cJSON_AddArrayToObject(json, "drain");
-
-    for (i = 0; drain && i < sh->nnodes; i++) {
-        if (nb_drained(st, i)) {
-            cJSON_AddItemToArray(drain,
-                                 ngx_http_nb_maint_json_strn(sh->nodes[i].id,
-                                                     sh->nodes[i].id_len));
-        }
-    }
-
-    /* and those of nodes other gateways know (issue 9, defect 15) */
-
-    p = st->drain_other;
-    end = st->drain_other + st->drain_other_len;
-
-    while (drain && p < end) {
-        nl = ngx_strlchr(p, end, '\n');
-        if (nl == NULL) {
-            nl = end;
-        }
-
-        cJSON_AddItemToArray(drain, ngx_http_nb_maint_json_strn(p, nl - p));
-        p = nl + 1;
-    }
-
-    s = cJSON_PrintUnformatted(json);
-    cJSON_Delete(json);
-
-    return s;
-}
-
-
-ngx_int_t
-ngx_http_nb_maint_state_parse(cJSON *json, ngx_http_nb_maint_shm_t *sh,
-    ngx_http_nb_maint_state_t *st, const char **err, ngx_log_t *log)
-{
-    size_t      len;
-    cJSON      *item;
-    ngx_int_t   i;
-
-    if (ngx_http_nb_maint_state_from_json(json, st, err) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(json, "drain")) {
-        if (!cJSON_IsString(item)
-            || !ngx_http_nb_maint_node_id_valid((u_char *) item->valuestring,
-                                                ngx_strlen(item->valuestring)))
-        {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "nb_maint: an invalid node id in \"drain\" is "
-                          "ignored");
-            continue;
-        }
-
-        len = ngx_strlen(item->valuestring);
-        i = ngx_http_nb_maint_node_find(sh, (u_char *) item->valuestring,
-                                        len);
-
-        if (i != NGX_ERROR) {
-            st->drain[i / 8] |= (u_char) (1 << (i % 8));
-            continue;
-        }
-
-        /* a node of another gateway (or of a later configuration): kept */
-
-        if (ngx_http_nb_maint_drain_other_add(st, (u_char *) item->valuestring,
-                                              len)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "nb_maint: drained node \"%*s\" unknown here "
-                          "cannot be kept (malformed, or over %d bytes of "
-                          "such ids)", ngx_min(len, 64), item->valuestring,
-                          NB_DRAIN_OTHER_LEN);
-        }
-    }
 
     return NGX_OK;
 }
@@ -677,38 +617,44 @@ ngx_http_nb_maint_json_keep_version(cJSON *obj)
 }
 
 
-/* after a reload: ids that became nodes here turn into drain flags */
-
-void
-ngx_http_nb_maint_drain_resolve(ngx_http_nb_maint_shm_t *sh,
-    ngx_http_nb_maint_state_t *st)
+const char *
+ngx_http_nb_maint_mode_name(ngx_uint_t mode)
 {
-    u_char     *p, *end, *nl, buf[NB_DRAIN_OTHER_LEN];
-    size_t      len;
-    ngx_int_t   i;
-
-    len = st->drain_other_len;
-    ngx_memcpy(buf, st->drain_other, len);
-    st->drain_other_len = 0;
-
-    p = buf;
-    end = buf + len;
-
-    while (p < end) {
-        nl = ngx_strlchr(p, end, '\n');
-        if (nl == NULL) {
-            nl = end;
-        }
-
-        i = ngx_http_nb_maint_node_find(sh, p, nl - p);
-
-        if (i != NGX_ERROR) {
-            st->drain[i / 8] |= (u_char) (1 << (i % 8));
-
-        } else {
-            (void) ngx_http_nb_maint_drain_other_add(st, p, nl - p);
-        }
-
-        p = nl + 1;
+    if (mode > NB_MODE_RESTORING) {
+        return NULL;
     }
+
+    return ngx_http_nb_maint_modes[mode];
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_mode_parse(u_char *s, size_t len)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i <= NB_MODE_RESTORING; i++) {
+        if (ngx_strlen(ngx_http_nb_maint_modes[i]) == len
+            && ngx_strncmp(ngx_http_nb_maint_modes[i], s, len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* "2026-11-27T06:00:00Z"; buf needs 21 bytes, returns the end */
+
+u_char *
+ngx_http_nb_maint_time_rfc3339(u_char *buf, time_t t)
+{
+    ngx_tm_t  tm;
+
+    ngx_gmtime(t, &tm);
+
+    return ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02dZ",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
 }

@@ -1,5 +1,13 @@
 /*
- * nb_maint: module definition, directives and configuration (SPEC section 4).
+ * nb_maint: the module definition (SPEC section 4): the directive table,
+ * configuration create/merge, the zone's set-up at each configuration
+ * load, and the process hooks.  Directives of one concern are parsed in
+ * that concern's file (nb_maint_bypass_allow and nb_maint_pass: bypass.c;
+ * nb_maint_page: page.c; nb_maint and
+ * nb_maint_check: upstream.c; nb_maint_admin and the tokens: admin*.c);
+ * nb_maint_zone, nb_maint_store and nb_maint_secret are here.
+ *
+ * May call: every file (it is the top).
  */
 
 #include "ngx_http_nb_maint.h"
@@ -18,18 +26,12 @@ static char *ngx_http_nb_maint_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_nb_maint_store(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_nb_maint_bypass_allow(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static char *ngx_http_nb_maint_pass(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_nb_maint_page(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_http_nb_maint_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_nb_maint_path_slot(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_nb_maint_default_pass(ngx_conf_t *cf,
-    ngx_http_nb_maint_loc_conf_t *conf);
+static ngx_int_t ngx_http_nb_maint_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
 static ngx_int_t ngx_http_nb_maint_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_nb_maint_init_process(ngx_cycle_t *cycle);
 static void ngx_http_nb_maint_exit_process(ngx_cycle_t *cycle);
@@ -393,7 +395,7 @@ ngx_http_nb_maint_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    nmcf->shm_zone->init = ngx_http_nb_maint_state_init_zone;
+    nmcf->shm_zone->init = ngx_http_nb_maint_init_zone;
     nmcf->shm_zone->data = nmcf;
 
     return NGX_CONF_OK;
@@ -440,231 +442,6 @@ ngx_http_nb_maint_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static char *
-ngx_http_nb_maint_bypass_allow(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_nb_maint_loc_conf_t *nlcf = conf;
-
-    ngx_int_t    rc;
-    ngx_str_t   *value;
-    ngx_cidr_t  *cidr;
-
-    value = cf->args->elts;
-
-    if (nlcf->bypass_allow == NGX_CONF_UNSET_PTR) {
-        nlcf->bypass_allow = ngx_array_create(cf->pool, 4,
-                                              sizeof(ngx_cidr_t));
-        if (nlcf->bypass_allow == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    cidr = ngx_array_push(nlcf->bypass_allow);
-    if (cidr == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (value[1].len == 3 && ngx_strncmp(value[1].data, "all", 3) == 0) {
-        ngx_memzero(cidr, sizeof(ngx_cidr_t));
-        cidr->family = AF_INET;
-
-#if (NGX_HAVE_INET6)
-        /* "all" is both families, as in allow/deny */
-        cidr = ngx_array_push(nlcf->bypass_allow);
-        if (cidr == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(cidr, sizeof(ngx_cidr_t));
-        cidr->family = AF_INET6;
-#endif
-
-        return NGX_CONF_OK;
-    }
-
-    rc = ngx_ptocidr(&value[1], cidr);
-
-    if (rc == NGX_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nb_maint_bypass_allow\": invalid address or "
-                           "network \"%V\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (rc == NGX_DONE) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "\"nb_maint_bypass_allow\": low address bits of "
-                           "%V are meaningless", &value[1]);
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_nb_maint_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_nb_maint_loc_conf_t *nlcf = conf;
-
-    u_char               errstr[NGX_MAX_CONF_ERRSTR];
-    ngx_str_t           *value;
-    ngx_regex_t        **re;
-    ngx_regex_compile_t  rc;
-
-    value = cf->args->elts;
-
-    /* "off": not even NocoBase's static paths pass here */
-    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
-        if (nlcf->pass != NGX_CONF_UNSET_PTR) {
-            return "is duplicate";
-        }
-
-        nlcf->pass = NULL;
-        nlcf->pass_off = 1;
-        return NGX_CONF_OK;
-    }
-
-    if (nlcf->pass == NULL) {
-        return "cannot follow \"nb_maint_pass off\"";
-    }
-
-    if (value[1].len < 2 || value[1].data[0] != '~') {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nb_maint_pass\": expected \"~regex\", "
-                           "\"~*regex\" or \"off\", got \"%V\"",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
-
-    rc.pattern.data = value[1].data + 1;
-    rc.pattern.len = value[1].len - 1;
-
-    if (rc.pattern.data[0] == '*') {
-        rc.pattern.data++;
-        rc.pattern.len--;
-        rc.options = NGX_REGEX_CASELESS;
-    }
-
-    rc.pool = cf->pool;
-    rc.err.len = NGX_MAX_CONF_ERRSTR;
-    rc.err.data = errstr;
-
-    if (rc.pattern.len == 0 || ngx_regex_compile(&rc) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nb_maint_pass\": invalid regex \"%V\": %V",
-                           &value[1], &rc.err);
-        return NGX_CONF_ERROR;
-    }
-
-    if (nlcf->pass == NGX_CONF_UNSET_PTR) {
-        nlcf->pass = ngx_array_create(cf->pool, 4, sizeof(ngx_regex_t *));
-        if (nlcf->pass == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    re = ngx_array_push(nlcf->pass);
-    if (re == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *re = rc.regex;
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * NocoBase serves /static/plugins/, /dist/, /v/ and /storage/uploads/ (under
- * its public path) without a status check; an open page needs its plugin
- * chunks during an upgrade.  The public path is the API prefix's parent.
- */
-
-static char *
-ngx_http_nb_maint_default_pass(ngx_conf_t *cf,
-    ngx_http_nb_maint_loc_conf_t *conf)
-{
-    u_char               errstr[NGX_MAX_CONF_ERRSTR], *p;
-    size_t               len;
-    ngx_uint_t           i;
-    ngx_regex_t        **re;
-    ngx_regex_compile_t  rc;
-
-    static const char    tail[] = "(?:static/plugins|dist|v|storage/uploads)/";
-
-    /* "/nocobase/api/" -> "/nocobase/" */
-    len = conf->api_prefix.len;
-
-    if (len && conf->api_prefix.data[len - 1] == '/') {
-        len--;
-    }
-
-    while (len && conf->api_prefix.data[len - 1] != '/') {
-        len--;
-    }
-
-    if (len == 0) {
-        return NGX_CONF_OK;
-    }
-
-    /* "^" + the path with every byte quoted + tail */
-    p = ngx_pnalloc(cf->pool, 1 + 2 * len + sizeof(tail));
-    if (p == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
-    rc.pattern.data = p;
-
-    *p++ = '^';
-
-    for (i = 0; i < len; i++) {
-        if (!((conf->api_prefix.data[i] >= 'a'
-               && conf->api_prefix.data[i] <= 'z')
-              || (conf->api_prefix.data[i] >= 'A'
-                  && conf->api_prefix.data[i] <= 'Z')
-              || (conf->api_prefix.data[i] >= '0'
-                  && conf->api_prefix.data[i] <= '9')))
-        {
-            *p++ = '\\';
-        }
-
-        *p++ = conf->api_prefix.data[i];
-    }
-
-    p = ngx_cpymem(p, tail, sizeof(tail) - 1);
-
-    rc.pattern.len = p - rc.pattern.data;
-    rc.pool = cf->pool;
-    rc.err.len = NGX_MAX_CONF_ERRSTR;
-    rc.err.data = errstr;
-
-    if (ngx_regex_compile(&rc) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nb_maint_api_prefix\": cannot make the static "
-                           "path pattern \"%V\": %V", &rc.pattern, &rc.err);
-        return NGX_CONF_ERROR;
-    }
-
-    conf->pass = ngx_array_create(cf->pool, 1, sizeof(ngx_regex_t *));
-    if (conf->pass == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    re = ngx_array_push(conf->pass);
-    if (re == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *re = rc.regex;
-
-    return NGX_CONF_OK;
-}
-
-
 /* nb_maint_ws_path, nb_maint_api_prefix: an absolute path, no spaces */
 
 static char *
@@ -706,20 +483,126 @@ invalid:
 }
 
 
-static char *
-ngx_http_nb_maint_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+/*
+ * The zone of a configuration being loaded (master): on a reload the state
+ * lives on in the old zone, and entries for new nodes are only added,
+ * under the next generation's mark; a new zone gets the state's defaults,
+ * the node table, the store's state and the cookie key.  Nothing here may
+ * change what the running generation sees (see state.c).
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_http_nb_maint_loc_conf_t *nlcf = conf;
+    ngx_http_nb_maint_main_conf_t *nmcf = shm_zone->data;
 
-    ngx_str_t  *value;
+    ngx_log_t                *log;
+    ngx_slab_pool_t          *shpool, *old_pool;
+    ngx_http_nb_maint_shm_t  *sh;
 
-    if (nlcf->page.data) {
-        return "is duplicate";
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    log = shm_zone->shm.log;
+
+    if (shm_zone->shm.exists || data) {
+        sh = shpool->data;
+
+        /* a reload fails on a file store the workers cannot write */
+        if (ngx_http_nb_maint_file_check(&nmcf->store, sh, log) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return ngx_http_nb_maint_nodes_init(nmcf, sh, sh->generation + 1,
+                                            log);
     }
 
-    value = cf->args->elts;
+    sh = ngx_http_nb_maint_state_zone_create(shm_zone);
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
 
-    return ngx_http_nb_maint_page_load(cf, &value[1], &nlcf->page);
+    if (ngx_http_nb_maint_nodes_init(nmcf, sh, 1, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* so do nginx -t and a start; and the file becomes ours, or not */
+    if (ngx_http_nb_maint_file_check(&nmcf->store, sh, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    old_pool = ngx_http_nb_maint_state_use(shpool);
+
+    nmcf->store.load(&nmcf->store, sh, shpool, log);
+    ngx_http_nb_maint_secret_init(nmcf, sh, log);
+
+    sh->seq = (ngx_atomic_uint_t) sh->state.version;
+
+    (void) ngx_http_nb_maint_state_use(old_pool);
+
+    return NGX_OK;
+}
+
+
+/* called once the cycle is committed: only now may the zone be used */
+
+static ngx_int_t
+ngx_http_nb_maint_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_nb_maint_module);
+
+    if (nmcf == NULL || nmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_nb_maint_state_init_module(cycle, nmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the master's children at this commit (state_workers.c) */
+    ngx_http_nb_maint_commit_pids(ngx_http_nb_maint_shm());
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_nb_maint_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_nb_maint_module);
+
+    if (nmcf == NULL || nmcf->shm_zone == NULL
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_nb_maint_health_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_nb_maint_ws_init_process(cycle);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_nb_maint_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_nb_maint_module);
+
+    if (nmcf && nmcf->shm_zone) {
+        ngx_http_nb_maint_health_exit_process(cycle);
+    }
 }
 
 
@@ -762,61 +645,4 @@ ngx_http_nb_maint_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     nmcf->secret_set = 1;
 
     return NGX_CONF_OK;
-}
-
-
-/* called once the cycle is committed: only now may the zone be used */
-
-static ngx_int_t
-ngx_http_nb_maint_init_module(ngx_cycle_t *cycle)
-{
-    ngx_http_nb_maint_main_conf_t  *nmcf;
-
-    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_nb_maint_module);
-
-    if (nmcf == NULL || nmcf->shm_zone == NULL) {
-        return NGX_OK;
-    }
-
-    return ngx_http_nb_maint_state_init_module(cycle, nmcf);
-}
-
-
-static ngx_int_t
-ngx_http_nb_maint_init_process(ngx_cycle_t *cycle)
-{
-    ngx_http_nb_maint_main_conf_t  *nmcf;
-
-    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_nb_maint_module);
-
-    if (nmcf == NULL || nmcf->shm_zone == NULL
-        || (ngx_process != NGX_PROCESS_WORKER
-            && ngx_process != NGX_PROCESS_SINGLE))
-    {
-        return NGX_OK;
-    }
-
-    if (ngx_http_nb_maint_health_init_process(cycle) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_nb_maint_ws_init_process(cycle);
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_nb_maint_exit_process(ngx_cycle_t *cycle)
-{
-    ngx_http_nb_maint_main_conf_t  *nmcf;
-
-    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_nb_maint_module);
-
-    if (nmcf && nmcf->shm_zone) {
-        ngx_http_nb_maint_health_exit_process(cycle);
-    }
 }

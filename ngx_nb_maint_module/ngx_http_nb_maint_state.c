@@ -5,7 +5,11 @@
  * events (slab-allocated JSON lines) and the node table.  Readers copy the
  * state into a per-worker snapshot only when the version moved; writers
  * serialize on a shm mutex and publish under the rwlock, never doing I/O
- * while the rwlock is held.
+ * while the rwlock is held.  A change goes through the store's save()
+ * (state_save); the owner worker's claim is a word in the zone.
+ *
+ * May call: json.c, state_events.c, and a store only through its function
+ * pointers (never a store, the balancer or a request handler by name).
  */
 
 #include "ngx_http_nb_maint.h"
@@ -19,58 +23,25 @@ static ngx_http_nb_maint_state_t  ngx_http_nb_maint_local;
 static ngx_int_t                  ngx_http_nb_maint_local_node;
 static ngx_uint_t                 ngx_http_nb_maint_local_valid;
 static ngx_uint_t                 ngx_http_nb_maint_gen;
-static ngx_http_nb_maint_worker_t *ngx_http_nb_maint_slot;
-
-
-static void ngx_http_nb_maint_events_drop_oldest(ngx_http_nb_maint_shm_t *sh,
-    ngx_slab_pool_t *shpool);
-static void ngx_http_nb_maint_commit_pids(ngx_http_nb_maint_shm_t *sh);
-static ngx_uint_t ngx_http_nb_maint_forked_before_commit(
-    ngx_http_nb_maint_shm_t *sh, ngx_pid_t pid);
-
-
-static uint64_t ngx_http_nb_maint_event_version(ngx_str_t *ev);
-
-
-static const char  *ngx_http_nb_maint_modes[] = {
-    "normal", "maintenance", "upgrade", "restoring"
-};
 
 
 /*
- * The zone of a configuration being loaded.  Nothing here may change what
- * the running generation sees: nginx may still roll this cycle back (a
+ * A new zone (master, at configuration load): the shared header with the
+ * state's defaults and the write mutex.  Nothing here may change what the
+ * running generation sees: nginx may still roll this cycle back (a
  * "listen" that fails after the zones were made) and unmap a new zone.
  * Module statics and the generation change in init_module only, once the
- * cycle is committed.
+ * cycle is committed.  NULL: the zone is too small.
  */
 
-ngx_int_t
-ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+ngx_http_nb_maint_shm_t *
+ngx_http_nb_maint_state_zone_create(ngx_shm_zone_t *shm_zone)
 {
-    ngx_http_nb_maint_main_conf_t *nmcf = shm_zone->data;
-
     size_t                    size;
-    ngx_slab_pool_t          *shpool, *old_pool;
-    ngx_http_nb_maint_shm_t  *sh, *old_sh;
+    ngx_slab_pool_t          *shpool;
+    ngx_http_nb_maint_shm_t  *sh;
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists || data) {
-        /* reload (or Windows): the state lives on in the old zone; entries
-         * for new nodes are only added, under the next generation's mark */
-        sh = shpool->data;
-
-        /* a reload fails on a file store the workers cannot write */
-        if (ngx_http_nb_maint_file_check(&nmcf->store, sh, shm_zone->shm.log)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        return ngx_http_nb_maint_nodes_init(nmcf, sh, sh->generation + 1,
-                                            shm_zone->shm.log);
-    }
 
     size = sizeof(ngx_http_nb_maint_shm_t)
            + NB_MAX_NODES * sizeof(ngx_http_nb_maint_node_t);
@@ -80,7 +51,7 @@ ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                       "nb_maint: zone \"%V\" is too small",
                       &shm_zone->shm.name);
-        return NGX_ERROR;
+        return NULL;
     }
 
     shpool->data = sh;
@@ -97,42 +68,31 @@ ngx_http_nb_maint_state_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* the mutex lives in the zone: a semaphore must be shared to wake up
      * a waiter in another process */
     if (ngx_shmtx_create(&sh->write_lock, &sh->write_mtx, NULL) != NGX_OK) {
-        return NGX_ERROR;
+        return NULL;
     }
 
-    if (ngx_http_nb_maint_nodes_init(nmcf, sh, 1, shm_zone->shm.log)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    return sh;
+}
 
-    /* so do nginx -t and a start; and the file becomes ours, or not */
-    if (ngx_http_nb_maint_file_check(&nmcf->store, sh, shm_zone->shm.log)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
 
-    /*
-     * The store and the cookie key go through the module's accessors:
-     * point them at the new zone for the while, and back, so that a cycle
-     * rolled back leaves the running one's pointers as they were.
-     */
-    old_sh = ngx_http_nb_maint_sh;
-    old_pool = ngx_http_nb_maint_shpool;
+/*
+ * The store and the cookie key go through the module's accessors: at zone
+ * creation they are pointed at the new zone for the while, and back, so
+ * that a cycle rolled back leaves the running one's pointers as they were.
+ * Returns the pool in use before (NULL: none).
+ */
 
-    ngx_http_nb_maint_sh = sh;
+ngx_slab_pool_t *
+ngx_http_nb_maint_state_use(ngx_slab_pool_t *shpool)
+{
+    ngx_slab_pool_t  *old;
+
+    old = ngx_http_nb_maint_shpool;
+
     ngx_http_nb_maint_shpool = shpool;
+    ngx_http_nb_maint_sh = shpool ? shpool->data : NULL;
 
-    nmcf->store.load(&nmcf->store, sh, shpool, shm_zone->shm.log);
-    ngx_http_nb_maint_secret_init(nmcf, sh, shm_zone->shm.log);
-
-    sh->seq = (ngx_atomic_uint_t) sh->state.version;
-
-    ngx_http_nb_maint_sh = old_sh;
-    ngx_http_nb_maint_shpool = old_pool;
-
-    return NGX_OK;
+    return old;
 }
 
 
@@ -157,8 +117,6 @@ ngx_http_nb_maint_state_init_module(ngx_cycle_t *cycle,
 
     sh->generation++;
     ngx_http_nb_maint_gen = sh->generation;
-
-    ngx_http_nb_maint_commit_pids(sh);
 
     /* the designated node may have got its entry with this configuration,
      * and so may drained nodes kept as unknown ids */
@@ -471,187 +429,6 @@ ngx_http_nb_maint_state_save(ngx_http_nb_maint_main_conf_t *nmcf,
 
 
 /*
- * A state that the store already holds (from another gateway, or our own
- * write coming back): applied when newer than ours, kept in the local
- * cache file.  NGX_DECLINED when not newer.
- */
-
-ngx_int_t
-ngx_http_nb_maint_state_apply(ngx_http_nb_maint_store_t *store,
-    ngx_http_nb_maint_state_t *st, ngx_str_t *event, ngx_log_t *log)
-{
-    ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
-
-    ngx_http_nb_maint_state_lock_write();
-
-    if (st->version <= sh->state.version) {
-        ngx_http_nb_maint_state_unlock_write();
-        return NGX_DECLINED;
-    }
-
-    ngx_http_nb_maint_state_commit(st, event);
-
-    ngx_http_nb_maint_state_unlock_write();
-
-    /* the store's local cache follows off the event loop (store_cache.c) */
-
-    return NGX_OK;
-}
-
-
-/* the version an audit line records, 0 if none */
-
-static uint64_t
-ngx_http_nb_maint_event_version(ngx_str_t *ev)
-{
-    u_char  *p, *end, *q;
-    off_t    v;
-
-    end = ev->data + ev->len;
-    p = ngx_strnstr(ev->data, (char *) "\"version\":", ev->len);
-
-    if (p == NULL) {
-        return 0;
-    }
-
-    p += sizeof("\"version\":") - 1;
-
-    for (q = p; q < end && *q >= '0' && *q <= '9'; q++) { /* void */ }
-
-    v = ngx_atoof(p, q - p);
-
-    return (v == NGX_ERROR) ? 0 : (uint64_t) v;
-}
-
-
-/*
- * The event ring from the store's list (oldest first).  Lines this gateway
- * already holds beyond the list's last version (written after the store
- * answered the list) stay after it.
- */
-
-void
-ngx_http_nb_maint_events_replace(ngx_str_t *events, ngx_uint_t n)
-{
-    uint64_t                  last;
-    ngx_str_t                *keep, *e;
-    ngx_uint_t                i, j, k, from;
-    ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
-
-    last = n ? ngx_http_nb_maint_event_version(&events[n - 1]) : 0;
-
-    keep = ngx_alloc(sizeof(ngx_str_t) * NB_EVENTS_MAX, ngx_cycle->log);
-
-    ngx_rwlock_wlock(&sh->lock);
-    ngx_shmtx_lock(&ngx_http_nb_maint_shpool->mutex);
-
-    k = 0;
-    j = (sh->ev_next + NB_EVENTS_MAX - sh->ev_count) % NB_EVENTS_MAX;
-
-    for (i = 0; i < sh->ev_count; i++, j = (j + 1) % NB_EVENTS_MAX) {
-        e = &sh->events[j];
-
-        if (keep && e->data && ngx_http_nb_maint_event_version(e) > last) {
-            keep[k++] = *e;
-
-        } else if (e->data) {
-            ngx_slab_free_locked(ngx_http_nb_maint_shpool, e->data);
-        }
-    }
-
-    for (i = 0; i < NB_EVENTS_MAX; i++) {
-        sh->events[i].data = NULL;
-        sh->events[i].len = 0;
-    }
-
-    sh->ev_next = 0;
-    sh->ev_count = 0;
-
-    from = (n + k > NB_EVENTS_MAX) ? n + k - NB_EVENTS_MAX : 0;
-
-    for (i = ngx_min(from, n); i < n; i++) {
-        (void) ngx_http_nb_maint_events_add(sh, ngx_http_nb_maint_shpool,
-                                            events[i].data, events[i].len);
-    }
-
-    for (i = 0; i < k; i++) {
-        sh->events[sh->ev_next] = keep[i];
-        sh->ev_next = (sh->ev_next + 1) % NB_EVENTS_MAX;
-        sh->ev_count++;
-    }
-
-    ngx_shmtx_unlock(&ngx_http_nb_maint_shpool->mutex);
-    ngx_rwlock_unlock(&sh->lock);
-
-    if (keep) {
-        ngx_free(keep);
-    }
-}
-
-
-/*
- * Append one event line to the ring; caller holds the slab mutex.  When
- * the ring or the zone is full, the oldest events make room: the newest
- * is never the one dropped.
- */
-
-ngx_int_t
-ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
-    ngx_slab_pool_t *shpool, u_char *data, size_t len)
-{
-    u_char     *p;
-    ngx_str_t  *ev;
-
-    if (sh->ev_count == NB_EVENTS_MAX) {
-        ngx_http_nb_maint_events_drop_oldest(sh, shpool);
-    }
-
-    for ( ;; ) {
-        p = ngx_slab_alloc_locked(shpool, len);
-        if (p != NULL) {
-            break;
-        }
-
-        if (sh->ev_count == 0) {
-            return NGX_ERROR;
-        }
-
-        ngx_http_nb_maint_events_drop_oldest(sh, shpool);
-    }
-
-    ngx_memcpy(p, data, len);
-
-    ev = &sh->events[sh->ev_next];
-    ev->data = p;
-    ev->len = len;
-
-    sh->ev_next = (sh->ev_next + 1) % NB_EVENTS_MAX;
-    sh->ev_count++;
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_nb_maint_events_drop_oldest(ngx_http_nb_maint_shm_t *sh,
-    ngx_slab_pool_t *shpool)
-{
-    ngx_str_t  *ev;
-
-    ev = &sh->events[(sh->ev_next + NB_EVENTS_MAX - sh->ev_count)
-                     % NB_EVENTS_MAX];
-
-    if (ev->data) {
-        ngx_slab_free_locked(shpool, ev->data);
-    }
-
-    ev->data = NULL;
-    ev->len = 0;
-    sh->ev_count--;
-}
-
-
-/*
  * The smallest zone that holds the shared header, the whole node table
  * and NB_EVENTS_MIN events of up to NB_EVENT_RESERVE bytes: in slab pages,
  * each with its page descriptor, plus the pool header and alignment.
@@ -700,36 +477,6 @@ ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...)
 }
 
 
-/*
- * The cookie key from the store: validated by the caller, published whole
- * under the state lock, so that no reader ever sees half a key.
- */
-
-void
-ngx_http_nb_maint_secret_publish(u_char *key)
-{
-    ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
-
-    ngx_rwlock_wlock(&sh->lock);
-
-    ngx_memcpy(sh->secret, key, NB_SECRET_LEN);
-    sh->secret_set = 1;
-
-    ngx_rwlock_unlock(&sh->lock);
-}
-
-
-void
-ngx_http_nb_maint_secret_copy(u_char *out)
-{
-    ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
-
-    ngx_rwlock_rlock(&sh->lock);
-    ngx_memcpy(out, sh->secret, NB_SECRET_LEN);
-    ngx_rwlock_unlock(&sh->lock);
-}
-
-
 /* whether a change would change nothing that is stored */
 
 ngx_uint_t
@@ -774,271 +521,6 @@ ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm_t *sh, u_char *id,
 }
 
 
-/*
- * The start time of a process (field 22 of /proc/<pid>/stat, in clock
- * ticks since boot): a pid that was reused has another.  0: no such
- * process; 1: it exists, its start time is unknown (no procfs).
- */
-
-uint64_t
-ngx_http_nb_maint_proc_start(ngx_pid_t pid)
-{
-    u_char    buf[512], name[64], *p, *last;
-    ssize_t   n;
-    uint64_t  start;
-    ngx_fd_t  fd;
-    ngx_uint_t  field;
-
-    if (pid <= 0) {
-        return 0;
-    }
-
-    ngx_sprintf(name, "/proc/%P/stat%Z", pid);
-
-    fd = ngx_open_file(name, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        if (kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH) {
-            return 0;
-        }
-
-        return 1;
-    }
-
-    n = read(fd, buf, sizeof(buf) - 1);
-    (void) ngx_close_file(fd);
-
-    if (n <= 0) {
-        return 0;
-    }
-
-    last = buf + n;
-
-    /* the command may hold spaces and ')': fields start after the last ')' */
-    for (p = last - 1; p > buf && *p != ')'; p--) { /* void */ }
-
-    if (p == buf) {
-        return 1;
-    }
-
-    p++;
-
-    /* p is at " S ppid ...": field 3 is the state; 22 the start time */
-    for (field = 2; p < last && field < 22; p++) {
-        if (*p == ' ') {
-            field++;
-        }
-
-        if (field == 3 && (*p == 'Z' || *p == 'X')) {
-            return 0;       /* exited, not yet reaped */
-        }
-    }
-
-    start = 0;
-
-    while (p < last && *p >= '0' && *p <= '9') {
-        start = start * 10 + (*p++ - '0');
-    }
-
-    return start ? start + 1 : 1;
-}
-
-
-ngx_uint_t
-ngx_http_nb_maint_worker_alive(ngx_http_nb_maint_worker_t *w)
-{
-    ngx_pid_t  pid;
-    uint64_t   start;
-
-    pid = (ngx_pid_t) w->pid;
-
-    if (pid == 0) {
-        return 0;
-    }
-
-    start = ngx_http_nb_maint_proc_start(pid);
-
-    return start != 0 && (start == 1 || w->start <= 1 || start == w->start);
-}
-
-
-/*
- * Every worker holds a slot (pid, start time, generation) while it runs,
- * so that the master knows which generations may still use node entries.
- * A killed worker's slot is recognized by its pid being gone or reused.
- */
-
-ngx_int_t
-ngx_http_nb_maint_worker_register(ngx_cycle_t *cycle)
-{
-    ngx_uint_t                   i;
-    ngx_atomic_uint_t            pid;
-    ngx_http_nb_maint_shm_t     *sh;
-    ngx_http_nb_maint_worker_t  *w;
-
-    sh = ngx_http_nb_maint_sh;
-
-    for (i = 0; i < NB_WORKER_SLOTS; i++) {
-        w = &sh->workers[i];
-        pid = w->pid;
-
-        if (pid != 0 && ngx_http_nb_maint_worker_alive(w)) {
-            continue;
-        }
-
-        if (!ngx_atomic_cmp_set(&w->pid, pid, (ngx_atomic_uint_t) ngx_pid)) {
-            continue;
-        }
-
-        /* the master trusts gen only once start matches: gen first */
-        w->start = 0;
-        w->gen = ngx_http_nb_maint_gen;
-        ngx_memory_barrier();
-        w->start = ngx_http_nb_maint_proc_start(ngx_pid);
-        ngx_http_nb_maint_slot = w;
-
-        return NGX_OK;
-    }
-
-    ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
-                  "nb_maint: more than %d workers, node entries of old "
-                  "configurations are kept", NB_WORKER_SLOTS);
-
-    return NGX_OK;
-}
-
-
-void
-ngx_http_nb_maint_worker_unregister(void)
-{
-    ngx_http_nb_maint_worker_t  *w;
-
-    w = ngx_http_nb_maint_slot;
-
-    if (w) {
-        (void) ngx_atomic_cmp_set(&w->pid, (ngx_atomic_uint_t) ngx_pid, 0);
-        ngx_http_nb_maint_slot = NULL;
-    }
-}
-
-
-/*
- * The master's live worker children at the commit of a generation (master
- * only, no fork runs meanwhile).  Workers are forked from the committed
- * cycle only, so a child not in this list belongs to that generation.
- */
-
-static void
-ngx_http_nb_maint_commit_pids(ngx_http_nb_maint_shm_t *sh)
-{
-    ngx_int_t   p;
-    ngx_uint_t  n;
-
-    n = 0;
-
-    for (p = 0; p < ngx_last_process && n < NB_WORKER_SLOTS; p++) {
-        if (ngx_processes[p].pid == -1 || ngx_processes[p].pid == 0
-            || ngx_processes[p].exited)
-        {
-            continue;
-        }
-
-        sh->commit_pids[n++] = ngx_processes[p].pid;
-    }
-
-    sh->ncommit_pids = n;
-}
-
-
-static ngx_uint_t
-ngx_http_nb_maint_forked_before_commit(ngx_http_nb_maint_shm_t *sh,
-    ngx_pid_t pid)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < sh->ncommit_pids; i++) {
-        if (sh->commit_pids[i] == pid) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/*
- * The generations whose workers may still run, seen from the master: each
- * live worker child with its slot's generation, and "newest", the one
- * being loaded.  A child without a slot yet that was forked after the last
- * commit runs the committed generation; one forked before it, without a
- * slot, could run any generation: NGX_ERROR, nothing is freed.
- */
-
-ngx_int_t
-ngx_http_nb_maint_live_gens(ngx_http_nb_maint_shm_t *sh, ngx_uint_t newest,
-    ngx_uint_t *gens, ngx_uint_t max)
-{
-    uint64_t                     start;
-    ngx_int_t                    p;
-    ngx_uint_t                   i, k, n, gen;
-    ngx_http_nb_maint_worker_t  *w;
-
-    gens[0] = newest;
-    n = 1;
-
-    for (p = 0; p < ngx_last_process; p++) {
-
-        if (ngx_processes[p].pid == -1 || ngx_processes[p].pid == 0
-            || ngx_processes[p].exited
-            || ngx_processes[p].name == NULL
-            || ngx_strcmp(ngx_processes[p].name, "worker process") != 0)
-        {
-            continue;
-        }
-
-        start = ngx_http_nb_maint_proc_start(ngx_processes[p].pid);
-        if (start == 0) {
-            continue;
-        }
-
-        gen = 0;
-
-        for (i = 0; i < NB_WORKER_SLOTS; i++) {
-            w = &sh->workers[i];
-
-            if ((ngx_pid_t) w->pid == ngx_processes[p].pid
-                && (w->start == start || start == 1))
-            {
-                ngx_memory_barrier();
-                gen = w->gen;
-                break;
-            }
-        }
-
-        if (gen == 0) {
-            if (ngx_http_nb_maint_forked_before_commit(sh,
-                                                       ngx_processes[p].pid))
-            {
-                return NGX_ERROR;
-            }
-
-            gen = sh->generation;
-        }
-
-        for (k = 0; k < n && gens[k] != gen; k++) { /* void */ }
-
-        if (k == n) {
-            if (n == max) {
-                return NGX_ERROR;
-            }
-
-            gens[n++] = gen;
-        }
-    }
-
-    return n;
-}
-
-
 ngx_msec_t
 ngx_http_nb_maint_now_ms(void)
 {
@@ -1050,46 +532,13 @@ ngx_http_nb_maint_now_ms(void)
 }
 
 
-const char *
-ngx_http_nb_maint_mode_name(ngx_uint_t mode)
+/* the event ring from a store's list (oldest first) */
+
+void
+ngx_http_nb_maint_events_replace(ngx_str_t *events, ngx_uint_t n)
 {
-    if (mode > NB_MODE_RESTORING) {
-        return NULL;
-    }
-
-    return ngx_http_nb_maint_modes[mode];
-}
-
-
-ngx_int_t
-ngx_http_nb_maint_mode_parse(u_char *s, size_t len)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i <= NB_MODE_RESTORING; i++) {
-        if (ngx_strlen(ngx_http_nb_maint_modes[i]) == len
-            && ngx_strncmp(ngx_http_nb_maint_modes[i], s, len) == 0)
-        {
-            return i;
-        }
-    }
-
-    return NGX_ERROR;
-}
-
-
-/* "2026-11-27T06:00:00Z"; buf needs 21 bytes, returns the end */
-
-u_char *
-ngx_http_nb_maint_time_rfc3339(u_char *buf, time_t t)
-{
-    ngx_tm_t  tm;
-
-    ngx_gmtime(t, &tm);
-
-    return ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02dZ",
-                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+    ngx_http_nb_maint_ring_replace(ngx_http_nb_maint_sh,
+                                   ngx_http_nb_maint_shpool, events, n);
 }
 
 
@@ -1102,4 +551,160 @@ ngx_http_nb_maint_zone_usage(size_t *used, size_t *total)
 
     *total = shpool->end - shpool->start;
     *used = *total - shpool->pfree * ngx_pagesize;
+}
+
+
+/* after a reload: ids that became nodes here turn into drain flags */
+
+void
+ngx_http_nb_maint_drain_resolve(ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st)
+{
+    u_char     *p, *end, *nl, buf[NB_DRAIN_OTHER_LEN];
+    size_t      len;
+    ngx_int_t   i;
+
+    len = st->drain_other_len;
+    ngx_memcpy(buf, st->drain_other, len);
+    st->drain_other_len = 0;
+
+    p = buf;
+    end = buf + len;
+
+    while (p < end) {
+        nl = ngx_strlchr(p, end, '\n');
+        if (nl == NULL) {
+            nl = end;
+        }
+
+        i = ngx_http_nb_maint_node_find(sh, p, nl - p);
+
+        if (i != NGX_ERROR) {
+            st->drain[i / 8] |= (u_char) (1 << (i % 8));
+
+        } else {
+            (void) ngx_http_nb_maint_drain_other_add(st, p, nl - p);
+        }
+
+        p = nl + 1;
+    }
+}
+
+
+/* the stored form: the state, the drained node ids, maybe the cookie key */
+
+char *
+ngx_http_nb_maint_state_serialize(ngx_http_nb_maint_state_t *st,
+    ngx_uint_t with_secret)
+{
+    char                     *s;
+    u_char                    hex[NB_SECRET_LEN * 2 + 1], *p, *end, *nl;
+    cJSON                    *json, *drain;
+    ngx_uint_t                i;
+    ngx_http_nb_maint_shm_t  *sh;
+
+    json = ngx_http_nb_maint_state_to_json(st);
+    if (json == NULL) {
+        return NULL;
+    }
+
+    sh = ngx_http_nb_maint_shm();
+
+    if (with_secret && sh->secret_set) {
+        *ngx_hex_dump(hex, sh->secret, NB_SECRET_LEN) = '\0';
+        cJSON_AddStringToObject(json, "secret", (char *) hex);
+    }
+
+    drain = cJSON_AddArrayToObject(json, "drain");
+
+    for (i = 0; drain && i < sh->nnodes; i++) {
+        if (nb_drained(st, i)) {
+            cJSON_AddItemToArray(drain,
+                                 ngx_http_nb_maint_json_strn(sh->nodes[i].id,
+                                                     sh->nodes[i].id_len));
+        }
+    }
+
+    /* and those of nodes other gateways know (issue 9, defect 15) */
+
+    p = st->drain_other;
+    end = st->drain_other + st->drain_other_len;
+
+    while (drain && p < end) {
+        nl = ngx_strlchr(p, end, '\n');
+        if (nl == NULL) {
+            nl = end;
+        }
+
+        cJSON_AddItemToArray(drain, ngx_http_nb_maint_json_strn(p, nl - p));
+        p = nl + 1;
+    }
+
+    s = cJSON_PrintUnformatted(json);
+    cJSON_Delete(json);
+
+    return s;
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_state_parse(cJSON *json, ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st, const char **err, ngx_log_t *log)
+{
+    size_t      len;
+    cJSON      *item;
+    ngx_int_t   i;
+
+    if (ngx_http_nb_maint_state_from_json(json, st, err) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(json, "drain")) {
+        if (!cJSON_IsString(item)
+            || !ngx_http_nb_maint_node_id_valid((u_char *) item->valuestring,
+                                                ngx_strlen(item->valuestring)))
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "nb_maint: an invalid node id in \"drain\" is "
+                          "ignored");
+            continue;
+        }
+
+        len = ngx_strlen(item->valuestring);
+        i = ngx_http_nb_maint_node_find(sh, (u_char *) item->valuestring,
+                                        len);
+
+        if (i != NGX_ERROR) {
+            st->drain[i / 8] |= (u_char) (1 << (i % 8));
+            continue;
+        }
+
+        /* a node of another gateway (or of a later configuration): kept */
+
+        if (ngx_http_nb_maint_drain_other_add(st, (u_char *) item->valuestring,
+                                              len)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "nb_maint: drained node \"%*s\" unknown here "
+                          "cannot be kept (malformed, or over %d bytes of "
+                          "such ids)", ngx_min(len, 64), item->valuestring,
+                          NB_DRAIN_OTHER_LEN);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_nb_maint_is_owner(void)
+{
+    ngx_http_nb_maint_shm_t  *sh;
+
+    sh = ngx_http_nb_maint_shm();
+
+    return sh != NULL
+           && sh->owner == nb_owner_word(ngx_http_nb_maint_generation(),
+                                         ngx_pid);
 }

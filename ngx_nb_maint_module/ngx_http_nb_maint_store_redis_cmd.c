@@ -134,12 +134,22 @@ ngx_http_nb_maint_redis_events(ngx_http_nb_maint_redis_op_t *op,
 }
 
 
+static ngx_uint_t  ngx_http_nb_maint_redis_events_stale;
+
+
 void
 ngx_http_nb_maint_redis_fetch_events(ngx_http_nb_maint_store_t *store)
 {
     ngx_http_nb_maint_redis_op_t    *op;
     ngx_http_nb_maint_redis_args_t   a;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    /* not connected (a change came by pub/sub first): the next sync asks */
+    ngx_http_nb_maint_redis_events_stale = 1;
+
+    if (!ngx_http_nb_maint_redis_cmd.ready) {
+        return;
+    }
 
     op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
                                     ngx_http_nb_maint_redis_events);
@@ -153,7 +163,9 @@ ngx_http_nb_maint_redis_fetch_events(ngx_http_nb_maint_store_t *store)
     nb_arg_lit(&a, NB_REDIS_EVENTS_READ);
     nb_arg_lit(&a, "-1");
 
-    (void) ngx_http_nb_maint_redis_send(op, &a);
+    if (ngx_http_nb_maint_redis_send(op, &a) == NGX_OK) {
+        ngx_http_nb_maint_redis_events_stale = 0;
+    }
 }
 
 
@@ -625,6 +637,10 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
 ok:
 
     ngx_http_nb_maint_redis_perm_ok(NB_REDIS_PERM_OTHER);
+
+    if (ngx_http_nb_maint_redis_events_stale) {
+        ngx_http_nb_maint_redis_fetch_events(store);
+    }
 
     /* a refused SUBSCRIBE or script keeps saying so in store.error */
 

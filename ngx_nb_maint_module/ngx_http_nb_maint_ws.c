@@ -1,35 +1,29 @@
 /*
- * nb_maint: WebSockets (SPEC sections 3 and 7).
+ * nb_maint: the WebSockets the gateway answers itself (SPEC section 7).
  *
  * While public traffic is gated the gateway answers NocoBase's /ws itself
  * (RFC 6455) and speaks as a NocoBase node does: a "maintaining" message
  * for the current state, a new one on every change, and APP_RUNNING with
- * "refresh" followed by a close once traffic is allowed again.
+ * "refresh" followed by a close once traffic is allowed again.  Proxied
+ * WebSockets are ws_proxied.c's, which also runs the worker's tick; the
+ * timer event is kept here so that a new socket can arm it.
  *
- * Proxied WebSockets are counted per node apart from in-flight requests and
- * closed after nb_maint_ws_drain_grace when their node is drained or taken
- * out by maintenance.  A public one open when an upgrade starts is taken
- * over by the gateway, so the open tab learns of the upgrade at once.
+ * Every worker keeps its own sockets in a list; a socket has no timer of
+ * its own.
  *
- * Every worker keeps its own sockets in two lists and one timer looks at
- * shared memory a few times a second; a socket has no timer of its own.
+ * May call: ws_message.c, bypass.c, state.c.
  */
 
-#include "ngx_http_nb_maint.h"
+#include "ngx_http_nb_maint_ws.h"
 #include <openssl/sha.h>
 
 
-#define NB_WS_TICK          200         /* ms between looks at the state */
 #define NB_WS_GUID          "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define NB_WS_CTL_MAX       125
 
-#define NB_WS_ALLOWED       0           /* kinds of gated sockets' state */
-#define NB_WS_UPGRADE       1
-#define NB_WS_STOPPED       2
-
 
 /* a WebSocket the gateway answers itself */
-typedef struct {
+struct ngx_http_nb_maint_ws_s {
     ngx_queue_t              queue;
     ngx_http_request_t      *request;
     uint64_t                 sent;        /* state key of the last message */
@@ -49,280 +43,69 @@ typedef struct {
     size_t                   out_len;
     size_t                   out_size;
     unsigned                 closing:1;   /* close once sent */
-} ngx_http_nb_maint_ws_t;
+};
 
 
-/* a proxied WebSocket: an upgraded upstream request */
-typedef struct {
-    ngx_queue_t              queue;
-    ngx_http_request_t      *request;
-    ngx_int_t                node;
-    ngx_msec_t               doom;        /* closed at, 0: not doomed */
-    ngx_uint_t               bypass;
-} ngx_http_nb_maint_ws_proxied_t;
-
-
-static void ngx_http_nb_maint_ws_tick(ngx_event_t *ev);
-static void ngx_http_nb_maint_ws_update(void);
 static void ngx_http_nb_maint_ws_read(ngx_http_request_t *r);
 static void ngx_http_nb_maint_ws_write(ngx_http_request_t *r);
-static void ngx_http_nb_maint_ws_sync(ngx_http_nb_maint_ws_t *ws);
 static ngx_int_t ngx_http_nb_maint_ws_start(ngx_http_request_t *r,
     u_char *accept);
 
 
 static ngx_queue_t        ngx_http_nb_maint_ws_gated;
-static ngx_queue_t        ngx_http_nb_maint_ws_proxied;
-static ngx_uint_t         ngx_http_nb_maint_ws_doomed;
 static ngx_event_t        ngx_http_nb_maint_ws_ev;
 static ngx_connection_t   ngx_http_nb_maint_ws_dummy;
 static uint64_t           ngx_http_nb_maint_ws_key_now;
-static uint64_t           ngx_http_nb_maint_ws_seq;   /* proxied: seen */
-static ngx_str_t          ngx_http_nb_maint_ws_msg;   /* frames for key_now */
-static uint64_t           ngx_http_nb_maint_ws_msg_key;
 static ngx_uint_t         ngx_http_nb_maint_ws_in_timer;
 
-static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
+/* at worker start: the list, and the timer that calls tick */
 
 void
-ngx_http_nb_maint_ws_init_process(ngx_cycle_t *cycle)
+ngx_http_nb_maint_ws_gated_init(ngx_cycle_t *cycle, ngx_event_handler_pt tick)
 {
     ngx_queue_init(&ngx_http_nb_maint_ws_gated);
-    ngx_queue_init(&ngx_http_nb_maint_ws_proxied);
 
     ngx_http_nb_maint_ws_dummy.fd = (ngx_socket_t) -1;
 
-    ngx_http_nb_maint_ws_ev.handler = ngx_http_nb_maint_ws_tick;
+    ngx_http_nb_maint_ws_ev.handler = tick;
     ngx_http_nb_maint_ws_ev.data = &ngx_http_nb_maint_ws_dummy;
     ngx_http_nb_maint_ws_ev.log = cycle->log;
     ngx_http_nb_maint_ws_ev.cancelable = 1;
 }
 
 
-static void
+/* the tick runs (closes happen at once, not once a handler returns) */
+
+void
+ngx_http_nb_maint_ws_in_tick(ngx_uint_t in)
+{
+    ngx_http_nb_maint_ws_in_timer = in;
+}
+
+
+ngx_uint_t
+ngx_http_nb_maint_ws_gated_empty(void)
+{
+    return ngx_queue_empty(&ngx_http_nb_maint_ws_gated);
+}
+
+
+/* the state key gated sockets were last brought up to */
+
+uint64_t
+ngx_http_nb_maint_ws_gated_key(void)
+{
+    return ngx_http_nb_maint_ws_key_now;
+}
+
+
+void
 ngx_http_nb_maint_ws_arm(void)
 {
     if (!ngx_http_nb_maint_ws_ev.timer_set) {
         ngx_add_timer(&ngx_http_nb_maint_ws_ev, NB_WS_TICK);
     }
-}
-
-
-/* whether a public request would find a node now (SPEC section 3) */
-
-ngx_uint_t
-ngx_http_nb_maint_public_node(void)
-{
-    ngx_int_t                       want;
-    ngx_uint_t                      i, j, n, mode;
-    ngx_http_nb_maint_shm_t        *sh;
-    ngx_http_nb_maint_state_t      *st;
-    ngx_http_nb_maint_srv_conf_t  **up;
-    ngx_http_nb_maint_main_conf_t  *nmcf;
-
-    nmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_nb_maint_module);
-    sh = ngx_http_nb_maint_shm();
-    st = ngx_http_nb_maint_snapshot();
-
-    mode = (st->mode == NB_MODE_RESTORING) ? st->restoring_from : st->mode;
-
-    if (mode == NB_MODE_UPGRADE) {
-        return 0;
-    }
-
-    /* no nb_maint upstream: nothing to judge, /ws goes where it is sent */
-    if (nmcf->upstreams.nelts == 0) {
-        return 1;
-    }
-
-    want = -1;
-
-    if (mode == NB_MODE_MAINTENANCE) {
-        want = ngx_http_nb_maint_designated();    /* kept with the state */
-        if (want < 0) {
-            return 0;
-        }
-    }
-
-    up = nmcf->upstreams.elts;
-
-    for (i = 0; i < nmcf->upstreams.nelts; i++) {
-        for (j = 0; j < up[i]->nnodes; j++) {
-            n = up[i]->nodes[j];
-
-            if (up[i]->down[j] || nb_drained(st, n)
-                || (want >= 0 && (ngx_int_t) n != want)
-                || sh->node_down[n] == NB_NODE_DOWN
-                || (sh->node_down[n] == NB_NODE_BUSY && want < 0))
-            {
-                continue;
-            }
-
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/* the state as gated sockets see it: version and kind */
-
-static uint64_t
-ngx_http_nb_maint_ws_key(void)
-{
-    ngx_uint_t                  kind;
-    ngx_http_nb_maint_state_t  *st;
-
-    st = ngx_http_nb_maint_snapshot();
-
-    if (st->mode == NB_MODE_UPGRADE
-        || (st->mode == NB_MODE_RESTORING
-            && st->restoring_from == NB_MODE_UPGRADE))
-    {
-        kind = NB_WS_UPGRADE;
-
-    } else if (!ngx_http_nb_maint_public_node()) {
-        kind = NB_WS_STOPPED;
-
-    } else {
-        kind = NB_WS_ALLOWED;
-    }
-
-    return (st->version << 2) | kind;
-}
-
-
-/* a server frame: FIN + opcode, unmasked */
-
-static u_char *
-ngx_http_nb_maint_ws_frame(u_char *p, ngx_uint_t opcode, u_char *data,
-    size_t len)
-{
-    *p++ = (u_char) (0x80 | opcode);
-
-    if (len < 126) {
-        *p++ = (u_char) len;
-
-    } else {
-        *p++ = 126;
-        *p++ = (u_char) (len >> 8);
-        *p++ = (u_char) len;
-    }
-
-    return ngx_cpymem(p, data, len);
-}
-
-
-/*
- * NocoBase's messages, rendered once per state key:
- *   {"type":"maintaining","payload":{"code":"APP_COMMANDING",
- *    "message":"...","command":{"name":"upgrade"}}}
- *   {"type":"maintaining","payload":{"code":"APP_STOPPED",...}}
- *   {"type":"maintaining","payload":{"code":"APP_RUNNING",...,
- *    "refresh":true}} and a close frame (1000)
- */
-
-static ngx_str_t *
-ngx_http_nb_maint_ws_message(uint64_t key)
-{
-    char                       *s;
-    u_char                     *p;
-    size_t                      len;
-    cJSON                      *root, *pl, *cmd;
-    ngx_uint_t                  kind;
-    ngx_http_nb_maint_state_t  *st;
-
-    static u_char               close_1000[] = { 0x03, 0xe8 };
-
-    if (ngx_http_nb_maint_ws_msg.data && ngx_http_nb_maint_ws_msg_key == key)
-    {
-        return &ngx_http_nb_maint_ws_msg;
-    }
-
-    kind = key & 3;
-    st = ngx_http_nb_maint_snapshot();
-
-    root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "type", "maintaining");
-    pl = cJSON_AddObjectToObject(root, "payload");
-
-    if (pl == NULL) {
-        cJSON_Delete(root);
-        return NULL;
-    }
-
-    switch (kind) {
-
-    case NB_WS_UPGRADE:
-        cJSON_AddStringToObject(pl, "code", "APP_COMMANDING");
-
-        if (st->reason_len) {
-            cJSON_AddItemToObject(pl, "message",
-                      ngx_http_nb_maint_json_strn(st->reason, st->reason_len));
-        } else {
-            cJSON_AddStringToObject(pl, "message",
-                                    "The application is being upgraded to "
-                                    "a new version. It will be back "
-                                    "shortly.");
-        }
-
-        cmd = cJSON_AddObjectToObject(pl, "command");
-        cJSON_AddStringToObject(cmd, "name", "upgrade");
-        break;
-
-    case NB_WS_STOPPED:
-        cJSON_AddStringToObject(pl, "code", "APP_STOPPED");
-        cJSON_AddStringToObject(pl, "message", "application main is stopped");
-        break;
-
-    default:
-        cJSON_AddStringToObject(pl, "code", "APP_RUNNING");
-        cJSON_AddStringToObject(pl, "message", "application main is running");
-        cJSON_AddTrueToObject(pl, "refresh");
-    }
-
-    s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-
-    if (s == NULL) {
-        return NULL;
-    }
-
-    len = ngx_strlen(s);
-
-    if (len > 65535) {
-        ngx_free(s);
-        return NULL;
-    }
-
-    if (ngx_http_nb_maint_ws_msg.data) {
-        ngx_free(ngx_http_nb_maint_ws_msg.data);
-        ngx_http_nb_maint_ws_msg.data = NULL;
-    }
-
-    p = ngx_alloc(4 + len + 4, ngx_cycle->log);
-    if (p == NULL) {
-        ngx_free(s);
-        return NULL;
-    }
-
-    ngx_http_nb_maint_ws_msg.data = p;
-
-    p = ngx_http_nb_maint_ws_frame(p, 0x1, (u_char *) s, len);
-
-    if (kind == NB_WS_ALLOWED) {
-        p = ngx_http_nb_maint_ws_frame(p, 0x8, close_1000, 2);
-    }
-
-    ngx_free(s);
-
-    ngx_http_nb_maint_ws_msg.len = p - ngx_http_nb_maint_ws_msg.data;
-    ngx_http_nb_maint_ws_msg_key = key;
-
-    return &ngx_http_nb_maint_ws_msg;
 }
 
 
@@ -423,7 +206,7 @@ ngx_http_nb_maint_ws_flush(ngx_http_nb_maint_ws_t *ws)
 
 /* bring one socket up to the current state */
 
-static void
+void
 ngx_http_nb_maint_ws_sync(ngx_http_nb_maint_ws_t *ws)
 {
     ngx_int_t   rc;
@@ -762,7 +545,7 @@ ngx_http_nb_maint_ws_cleanup(void *data)
 }
 
 
-static ngx_http_nb_maint_ws_t *
+ngx_http_nb_maint_ws_t *
 ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r)
 {
     ngx_connection_t         *c;
@@ -874,253 +657,9 @@ ngx_http_nb_maint_ws_start(ngx_http_request_t *r, u_char *accept)
 }
 
 
-/*
- * Proxied WebSockets: the 101 from a node moves the request from "active"
- * to "websockets" and into this worker's list.
- */
-
-static void
-ngx_http_nb_maint_ws_proxied_cleanup(void *data)
-{
-    ngx_http_nb_maint_ws_proxied_t *wp = data;
-
-    if (wp->queue.next) {
-        if (wp->doom) {
-            ngx_http_nb_maint_ws_doomed--;
-        }
-
-        ngx_queue_remove(&wp->queue);
-        wp->queue.next = NULL;
-    }
-}
-
-
-ngx_int_t
-ngx_http_nb_maint_ws_upgraded(ngx_http_request_t *r,
-    ngx_http_nb_maint_ctx_t *ctx)
-{
-    ngx_pool_cleanup_t              *cln;
-    ngx_http_nb_maint_shm_t         *sh;
-    ngx_http_nb_maint_ws_proxied_t  *wp;
-
-    sh = ngx_http_nb_maint_shm();
-
-    (void) ngx_atomic_fetch_add(&sh->nodes[ctx->node].active, -1);
-    (void) ngx_atomic_fetch_add(&sh->nodes[ctx->node].websockets, 1);
-    ctx->ws = 1;
-
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_nb_maint_ws_proxied_t));
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    wp = cln->data;
-    ngx_memzero(wp, sizeof(ngx_http_nb_maint_ws_proxied_t));
-
-    wp->request = r;
-    wp->node = ctx->node;
-    wp->bypass = ngx_http_nb_maint_is_bypass(r);
-
-    cln->handler = ngx_http_nb_maint_ws_proxied_cleanup;
-
-    ngx_queue_insert_tail(&ngx_http_nb_maint_ws_proxied, &wp->queue);
-
-    ngx_http_nb_maint_ws_arm();
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_nb_maint_ws_header_filter(ngx_http_request_t *r)
-{
-    ngx_http_nb_maint_ctx_t  *ctx;
-
-    if (r->headers_out.status == NGX_HTTP_SWITCHING_PROTOCOLS
-        && r->upstream && r->upstream->upgrade)
-    {
-        ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
-
-        if (ctx && ctx->node >= 0 && !ctx->ws
-            && ngx_http_nb_maint_ws_upgraded(r, ctx) != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    return ngx_http_next_header_filter(r);
-}
-
-
-ngx_int_t
-ngx_http_nb_maint_ws_filter_init(ngx_conf_t *cf)
-{
-    ngx_http_next_header_filter = ngx_http_top_header_filter;
-    ngx_http_top_header_filter = ngx_http_nb_maint_ws_header_filter;
-
-    return NGX_OK;
-}
-
-
-/*
- * A public WebSocket proxied when an upgrade starts: the gateway drops the
- * node's side and answers the client itself.  Only between frames: if the
- * node's bytes are still in flight, the socket is just closed.
- */
-
-static void
-ngx_http_nb_maint_ws_take_over(ngx_http_nb_maint_ws_proxied_t *wp)
-{
-    ngx_connection_t        *c;
-    ngx_http_request_t      *r;
-    ngx_http_upstream_t     *u;
-    ngx_http_nb_maint_ws_t  *ws;
-
-    r = wp->request;
-    u = r->upstream;
-    c = r->connection;
-
-    ngx_http_nb_maint_ws_proxied_cleanup(wp);
-
-    if (u == NULL || u->cleanup == NULL
-        || u->buffer.pos != u->buffer.last || r->out)
-    {
-        ngx_http_finalize_request(r, NGX_ERROR);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
-
-    *u->cleanup = NULL;
-    u->cleanup = NULL;
-
-    if (u->peer.connection) {
-        ngx_close_connection(u->peer.connection);
-        u->peer.connection = NULL;
-    }
-
-    if (u->peer.free && u->peer.sockaddr) {
-        u->peer.free(&u->peer, u->peer.data, 0);
-        u->peer.sockaddr = NULL;
-    }
-
-    ws = ngx_http_nb_maint_ws_adopt(r);
-    if (ws == NULL) {
-        ngx_http_finalize_request(r, NGX_ERROR);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
-
-    ngx_http_nb_maint_ws_sync(ws);
-}
-
-
-/* whether a proxied WebSocket must go: drained node, or the mode */
-
-static ngx_uint_t
-ngx_http_nb_maint_ws_unwanted(ngx_http_nb_maint_ws_proxied_t *wp,
-    ngx_http_nb_maint_state_t *st, ngx_int_t designated)
-{
-    ngx_uint_t  mode;
-
-    if (nb_drained(st, wp->node)) {
-        return 1;
-    }
-
-    mode = (st->mode == NB_MODE_RESTORING) ? st->restoring_from : st->mode;
-
-    if (mode == NB_MODE_MAINTENANCE) {
-        return wp->node != designated;
-    }
-
-    if (mode == NB_MODE_UPGRADE) {
-        return designated >= 0 && wp->node != designated;
-    }
-
-    return 0;
-}
-
-
-static void
-ngx_http_nb_maint_ws_proxied_scan(ngx_msec_t now, ngx_uint_t changed)
-{
-    ngx_int_t                        designated;
-    ngx_uint_t                       gated;
-    ngx_queue_t                     *q, *next;
-    ngx_connection_t                *c;
-    ngx_http_request_t              *r;
-    ngx_http_nb_maint_shm_t         *sh;
-    ngx_http_nb_maint_state_t       *st;
-    ngx_http_nb_maint_main_conf_t   *nmcf;
-    ngx_http_nb_maint_ws_proxied_t  *wp;
-
-    nmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_nb_maint_module);
-    sh = ngx_http_nb_maint_shm();
-    st = ngx_http_nb_maint_snapshot();
-
-    designated = ngx_http_nb_maint_designated();    /* kept with the state */
-
-    gated = (ngx_http_nb_maint_ws_key_now & 3) == NB_WS_UPGRADE;
-
-    for (q = ngx_queue_head(&ngx_http_nb_maint_ws_proxied);
-         q != ngx_queue_sentinel(&ngx_http_nb_maint_ws_proxied);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        wp = ngx_queue_data(q, ngx_http_nb_maint_ws_proxied_t, queue);
-
-        if (gated && !wp->bypass) {
-            if (changed) {
-                ngx_http_nb_maint_ws_take_over(wp);
-            }
-
-            continue;
-        }
-
-        if (!ngx_http_nb_maint_ws_unwanted(wp, st, designated)) {
-            if (wp->doom) {
-                wp->doom = 0;
-                ngx_http_nb_maint_ws_doomed--;
-            }
-
-            continue;
-        }
-
-        if (wp->doom == 0) {
-            wp->doom = now + nmcf->ws_drain_grace;
-            ngx_http_nb_maint_ws_doomed++;
-            continue;
-        }
-
-        if ((ngx_msec_int_t) (now - wp->doom) >= 0) {
-            c = wp->request->connection;
-
-            ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                          "nb_maint: closing a WebSocket to node %*s",
-                          sh->nodes[wp->node].id_len,
-                          sh->nodes[wp->node].id);
-
-            ngx_http_nb_maint_ws_proxied_cleanup(wp);
-
-            /*
-             * A reference of our own: the upstream's cleanup, run by the
-             * terminate below, would otherwise free the request while
-             * nginx still walks its cleanup list (heap-use-after-free
-             * under make test-asan); the posted terminate handler closes
-             * it whatever the count.
-             */
-            r = wp->request;
-            r->main->count++;
-            ngx_http_finalize_request(r, NGX_ERROR);
-            ngx_http_run_posted_requests(c);
-        }
-    }
-}
-
-
 /* a new state key: every gated socket of this worker hears of it */
 
-static void
+void
 ngx_http_nb_maint_ws_update(void)
 {
     uint64_t                  key;
@@ -1145,31 +684,3 @@ ngx_http_nb_maint_ws_update(void)
     }
 }
 
-
-static void
-ngx_http_nb_maint_ws_tick(ngx_event_t *ev)
-{
-    uint64_t    seq;
-    ngx_msec_t  now;
-
-    seq = ngx_http_nb_maint_shm()->seq;
-    now = ngx_current_msec;
-
-    ngx_http_nb_maint_ws_in_timer = 1;
-
-    ngx_http_nb_maint_ws_update();
-
-    if (seq != ngx_http_nb_maint_ws_seq || ngx_http_nb_maint_ws_doomed) {
-        ngx_http_nb_maint_ws_proxied_scan(now,
-                                          seq != ngx_http_nb_maint_ws_seq);
-        ngx_http_nb_maint_ws_seq = seq;
-    }
-
-    ngx_http_nb_maint_ws_in_timer = 0;
-
-    if (!ngx_queue_empty(&ngx_http_nb_maint_ws_gated)
-        || !ngx_queue_empty(&ngx_http_nb_maint_ws_proxied))
-    {
-        ngx_add_timer(ev, NB_WS_TICK);
-    }
-}

@@ -25,7 +25,7 @@ EOT
     is(scalar $ng->crashes, 0, 'no crash (plain config)');
 }
 
-# the example configuration of doc/CONTRACT-issue3.md
+# the example configuration of doc/testing.md
 my $ng = NbTest::Nginx->new(http => std_http());
 my ($rc, $out) = $ng->test_config;
 is($rc, 0, 'nginx -t passes with the contract example config') or diag $out;

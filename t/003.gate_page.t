@@ -15,14 +15,7 @@ my $ng = NbTest::Nginx->new(http => std_http(
                          nb_maint_bypass_allow 127.0.0.1/32; return 200 "multi\n"; }
     location /static/  { return 200 "static\n"; }
 EOT
-    servers => <<'EOT',
-server {
-    listen 127.0.0.1:%%PORT_b%%;
-    nb_maint_gate on;
-    nb_maint_bypass_allow 127.0.0.1/32;
-    location / { return 200 "bypass-server\n"; }
-}
-EOT
+    servers => NbTest::bypass_server('return 200 "bypass-server\n";'),
 ));
 $ng->start;
 my $B = $ng->port_of('b');

@@ -21,14 +21,7 @@ my $ng = NbTest::Nginx->new(http => cluster_http(
     locations  => <<'EOT',
     location /trusted/ { nb_maint_bypass_allow 127.0.0.1/32; proxy_pass http://app; }
 EOT
-    servers => <<'EOT',
-server {
-    listen 127.0.0.1:%%PORT_b%%;
-    nb_maint_gate on;
-    nb_maint_bypass_allow 127.0.0.1/32;
-    location / { proxy_pass http://app; }
-}
-EOT
+    servers => NbTest::bypass_server('proxy_pass http://app;'),
 ));
 $ng->start;
 my $PB = $ng->port_of('b');

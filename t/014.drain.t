@@ -10,14 +10,10 @@ use NbTest;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 
-my ($A, $B, $C) = map { NbTest::Mock->new } 1 .. 3;
-my @M = ($A, $B, $C);
+my ($ng, @M) = NbTest::cluster3();
+my ($A, $B, $C) = @M;
 my @ids = map { $_->id } @M;
 my ($aid, $bid, $cid) = @ids;
-
-my $ng = NbTest::Nginx->new(http => cluster_http(nodes => \@M));
-$ng->start;
-ok($ng->wait_all_health('up', 5, @ids), 'all three nodes are up');
 
 sub total { my ($d) = @_; my $t = 0; $t += $_ for values %$d; $t }
 

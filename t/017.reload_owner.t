@@ -9,14 +9,10 @@ use lib "$FindBin::Bin/lib";
 use NbTest;
 use Time::HiRes qw(time sleep);
 
-my ($A, $B, $C) = map { NbTest::Mock->new } 1 .. 3;
-my @M = ($A, $B, $C);
+my ($ng, @M) = NbTest::cluster3();
+my ($A, $B, $C) = @M;
 my @ids = map { $_->id } @M;
 my ($aid, $bid, $cid) = @ids;
-
-my $ng = NbTest::Nginx->new(http => cluster_http(nodes => \@M));
-$ng->start;
-ok($ng->wait_all_health('up', 5, @ids), 'all three nodes are up');
 
 my $OWNER_RE = qr/nb_maint: worker (\d+) runs the health checks/;
 sub owners { map { /$OWNER_RE/ ? $1 : () } $ng->log_grep($OWNER_RE) }

@@ -26,67 +26,10 @@ my @GWNAME = qw(A B);
 ok($A->wait_store_ok(1, 10), 'A: store ok') or BAIL_OUT('A never reached Redis');
 ok($B->wait_store_ok(1, 10), 'B: store ok') or BAIL_OUT('B never reached Redis');
 
-# All jobs at once: every child connects first, then all send their request
-# when the parent closes the "go" pipe.  Each job: {gw => index, body => {..},
-# if_match => v or undef}.  Returns the parsed responses (+ {job}) in order.
+# all jobs at once ({gw => index, body => {..}, if_match => v or undef}):
+# NbTest::burst_admin's answers (+ {job}) in order
 sub burst {
-    my (@jobs) = @_;
-    pipe(my $go_r, my $go_w) or die "pipe: $!";
-    my @kids;
-    for my $job (@jobs) {
-        pipe(my $res_r, my $res_w) or die "pipe: $!";
-        my $pid = fork // die "fork: $!";
-        if (!$pid) {
-            close $go_w;
-            close $res_r;
-            my $out = eval {
-                my $ng = $GW[ $job->{gw} ];
-                my $body = json_encode($job->{body});
-                my $req = "POST /_nb_maint/mode HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                        . "Authorization: Bearer " . ADMIN_TOKEN . "\r\n"
-                        . "Content-Type: application/json\r\n"
-                        . (defined $job->{if_match} ? qq(If-Match: "$job->{if_match}"\r\n) : '')
-                        . "Content-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body";
-                my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port,
-                                              Proto => 'tcp', Timeout => 10)
-                    or die "connect: $!";
-                binmode $s;
-                sysread($go_r, my $x, 1);    # EOF when the parent releases everyone
-                my $t0 = time;
-                syswrite($s, $req) == length($req) or die "write: $!";
-                my $raw = '';
-                my $end = time + 20;
-                while (time < $end) {
-                    my $n = sysread($s, my $buf, 65536);
-                    last unless $n;
-                    $raw .= $buf;
-                }
-                my $r = parse_response($raw);
-                json_encode({ status => $r->{status}, body => $r->{body}, secs => time - $t0 });
-            } // json_encode({ status => 0, body => "child: $@" });
-            syswrite $res_w, $out;
-            close $res_w;
-            POSIX::_exit(0);
-        }
-        close $res_w;
-        push @kids, [$pid, $res_r, $job];
-    }
-    close $go_r;
-    sleep 0.2;    # let every child connect (bounded: they only connect)
-    close $go_w;
-    my @res;
-    for my $k (@kids) {
-        my ($pid, $fh, $job) = @$k;
-        local $/;
-        my $txt = <$fh> // '';
-        close $fh;
-        waitpid $pid, 0;
-        my $r = eval { json_decode($txt) } || { status => 0, body => "no result: $txt" };
-        $r->{json} = eval { json_decode($r->{body}) } if ($r->{body} // '') =~ /^\s*\{/;
-        $r->{job} = $job;
-        push @res, $r;
-    }
-    return @res;
+    return NbTest::burst_admin(map { { %$_, nginx => $GW[ $_->{gw} ], path => 'mode' } } @_);
 }
 
 sub code_of { my ($r) = @_; ref $r->{json} eq 'HASH' && ref $r->{json}{error} eq 'HASH' ? $r->{json}{error}{code} // '' : '' }

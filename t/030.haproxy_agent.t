@@ -1,4 +1,4 @@
-# HAProxy agent (SPEC section 9, doc/CONTRACT-haproxy.md), raw protocol:
+# HAProxy agent (SPEC section 9, doc/haproxy.md), raw protocol:
 # connect to the stream port, send "<node id>\n", read one line, the agent
 # closes.  up ready / up drain / maint / down as the cluster state says, in
 # every mode (normal, maintenance, upgrade, restoring from either); unknown

@@ -20,14 +20,10 @@ my $CLI = $ENV{NB_MAINT_CLI} || NbTest::repo_root() . '/scripts/nb-maint';    # 
 my $DIR = tempdir('nb_maint_cli_e2e_XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my $PERL = $^X;
 
-my ($A, $B, $C) = map { NbTest::Mock->new } 1 .. 3;
-my @M = ($A, $B, $C);
+my ($ng, @M) = NbTest::cluster3(bail => 1);
+my ($A, $B, $C) = @M;
 my @ids = map { $_->id } @M;
 my ($aid, $bid, $cid) = @ids;
-
-my $ng = NbTest::Nginx->new(http => cluster_http(nodes => \@M));
-$ng->start;
-ok($ng->wait_all_health('up', 5, @ids), 'all three nodes are up') or BAIL_OUT('gateway not ready');
 
 my $GW  = 'http://127.0.0.1:' . $ng->port;
 my %ENV_CLI = (

@@ -64,7 +64,7 @@ like($m, qr/^nb_maint_node_failures_total\{upstream="flaky",node="\Q$dead1\E"\} 
      'failures_total of the dead node');
 my ($cnt) = $m =~ /^nb_maint_node_check_duration_seconds_count\{upstream="app",node="\Q$aid\E"\} (\d+)$/m;
 my ($inf) = $m =~ /^nb_maint_node_check_duration_seconds_bucket\{upstream="app",node="\Q$aid\E",le="\+Inf"\} (\d+)$/m;
-cmp_ok($cnt // 0, '>=', 2, 'checks observed in the histogram');
+cmp_ok($cnt // 0, '>=', 1, 'checks observed in the histogram (a node goes from unknown to up on its first pass)');
 is($inf, $cnt, '+Inf bucket = count');
 like($m, qr/^nb_maint_node_last_check_timestamp_seconds\{upstream="app",node="\Q$aid\E"\} \d{10}\.\d{3}$/m,
      'last check as a timestamp');

@@ -5,6 +5,8 @@ use strict;
 use warnings;
 use Test::More;
 use FindBin;
+use lib "$FindBin::Bin/lib";
+use NbTest qw(free_port);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use HTTP::Tiny;
@@ -14,14 +16,6 @@ use Time::HiRes qw(time sleep);
 
 my $MOCK = "$FindBin::Bin/../scripts/mock-node";
 my $dir  = tempdir(CLEANUP => 1);
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1, ReuseAddr => 1)
-        or die "bind: $@";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
 
 my %pids;
 sub start_mock {

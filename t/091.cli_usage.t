@@ -6,6 +6,8 @@ use strict;
 use warnings;
 use Test::More;
 use FindBin;
+use lib "$FindBin::Bin/lib";
+use NbTest qw(free_port);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use HTTP::Tiny;
@@ -17,14 +19,6 @@ my $CLI  = "$FindBin::Bin/../scripts/nb-maint";
 my $MOCK = "$FindBin::Bin/../scripts/mock-node";
 my $dir  = tempdir(CLEANUP => 1);
 my $JSON = JSON::PP->new->utf8->canonical;
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1, ReuseAddr => 1)
-        or die "bind: $@";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
 
 sub slurp { my ($f) = @_; open my $fh, '<:raw', $f or return undef; local $/; <$fh> }
 

@@ -16,16 +16,7 @@ use Time::HiRes qw(time sleep);
 
 plan skip_all => 'needs /proc/<pid>/task/*/wchan' unless -r "/proc/$$/task/$$/wchan";
 
-my $ng = NbTest::Nginx->new(http => std_http(
-    listen_opts  => ' reuseport',
-    server_extra => '    add_header X-Pid $pid always;',
-));
-$ng->start;
-
-my $v0 = $ng->status->{version};
-my $fifo = $ng->prefix . '/state.json.events';
-unlink $fifo;
-POSIX::mkfifo($fifo, 0600) or die "mkfifo: $!";
+my ($ng, $v0, $fifo) = slow_disk_gateway();
 
 my $first = bg_admin($ng, POST => 'mode', { mode => 'upgrade', reason => 'slow' });
 my $writer = stuck_worker($ng, 10);

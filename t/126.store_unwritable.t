@@ -75,12 +75,7 @@ SKIP: {
     };
 
     subtest 'status follows the directory at run time' => sub {
-        my $ng = NbTest::Nginx->new(main => 'user nobody nogroup;',
-                                    http => std_http(store => 'file:%%PREFIX%%/st/state.json'));
-        chmod 0755, $ng->prefix;
-        my $dir = $ng->prefix . '/st';
-        mkdir $dir;
-        chown 65534, 65534, $dir;
+        my ($ng, $dir) = NbTest::nobody_store_gateway();
         $ng->start;
         ok($ng->status->{store}{ok}, 'writable: ok');
 

@@ -10,12 +10,7 @@ use NbTest;
 
 plan skip_all => 'needs root (master root, workers nobody)' unless $> == 0;
 
-my $ng = NbTest::Nginx->new(main => 'user nobody nogroup;',
-                            http => std_http(store => 'file:%%PREFIX%%/st/state.json'));
-chmod 0755, $ng->prefix;
-my $dir = $ng->prefix . '/st';
-mkdir $dir;
-chown 65534, 65534, $dir;
+my ($ng, $dir) = NbTest::nobody_store_gateway();
 
 # 2,100 audit lines (more than twice the ring: compacted at start), as a
 # gateway with nobody workers would have written them

@@ -19,59 +19,7 @@ my $N = 16;
 
 # all jobs at once ({gw => NbTest::Nginx, path, body}); parsed answers in order
 sub burst {
-    my (@jobs) = @_;
-    pipe(my $go_r, my $go_w) or die "pipe: $!";
-    my @kids;
-    for my $job (@jobs) {
-        pipe(my $res_r, my $res_w) or die "pipe: $!";
-        my $pid = fork // die "fork: $!";
-        if (!$pid) {
-            close $go_w;
-            close $res_r;
-            my $out = eval {
-                my $body = json_encode($job->{body});
-                my $req = "POST /_nb_maint/$job->{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                        . "Authorization: Bearer " . ADMIN_TOKEN . "\r\n"
-                        . "Content-Type: application/json\r\n"
-                        . "Content-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body";
-                my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $job->{gw}->port,
-                                              Proto => 'tcp', Timeout => 10) or die "connect: $!";
-                binmode $s;
-                sysread($go_r, my $x, 1);
-                syswrite($s, $req) == length($req) or die "write: $!";
-                my $raw = '';
-                my $end = time + 20;
-                while (time < $end) {
-                    my $n = sysread($s, my $buf, 65536);
-                    last unless $n;
-                    $raw .= $buf;
-                }
-                my $r = parse_response($raw);
-                json_encode({ status => $r->{status}, body => $r->{body} });
-            } // json_encode({ status => 0, body => "child: $@" });
-            syswrite $res_w, $out;
-            close $res_w;
-            POSIX::_exit(0);
-        }
-        close $res_w;
-        push @kids, [$pid, $res_r, $job];
-    }
-    close $go_r;
-    sleep 0.2;
-    close $go_w;
-    my @res;
-    for my $k (@kids) {
-        my ($pid, $fh, $job) = @$k;
-        local $/;
-        my $txt = <$fh> // '';
-        close $fh;
-        waitpid $pid, 0;
-        my $r = eval { json_decode($txt) } || { status => 0, body => $txt };
-        $r->{json} = eval { json_decode($r->{body}) };
-        $r->{job} = $job;
-        push @res, $r;
-    }
-    return @res;
+    return NbTest::burst_admin(map { { %$_, nginx => $_->{gw} } } @_);
 }
 
 my $BURST = 0;

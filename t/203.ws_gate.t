@@ -17,15 +17,7 @@ use IO::Socket::INET;
 my ($A, $B) = map { NbTest::Mock->new } 1 .. 2;
 my ($aid, $bid) = map { $_->id } $A, $B;
 
-my $WS_LOC = <<'EOT';
-    location /ws {
-        proxy_pass http://app;
-        proxy_http_version 1.1;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection "upgrade";
-        proxy_read_timeout 1h;
-    }
-EOT
+my $WS_LOC = NbWS::LOCATION;
 my $ng = NbTest::Nginx->new(http => cluster_http(nodes => [$A, $B], locations => $WS_LOC,
                                                  bypass => '10.255.255.255/32'));
 $ng->start;

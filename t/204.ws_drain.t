@@ -17,15 +17,7 @@ my ($A, $B) = map { NbTest::Mock->new } 1 .. 2;
 my ($aid, $bid) = map { $_->id } $A, $B;
 my $GRACE = 1.5;
 
-my $WS_LOC = <<'EOT';
-    location /ws {
-        proxy_pass http://app;
-        proxy_http_version 1.1;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection "upgrade";
-        proxy_read_timeout 1h;
-    }
-EOT
+my $WS_LOC = NbWS::LOCATION;
 my $ng = NbTest::Nginx->new(http => cluster_http(nodes => [$A, $B], locations => $WS_LOC,
                                                  http_extra => "nb_maint_ws_drain_grace 1500ms;\n"));
 $ng->start;

@@ -560,7 +560,7 @@ nb_setup(void)
     nb_zone.shm.log = &nb_log;
     nb_zone.data = &nb_nmcf;
 
-    if (ngx_http_nb_maint_state_init_zone(&nb_zone, NULL) != NGX_OK) {
+    if (ngx_http_nb_maint_init_zone(&nb_zone, NULL) != NGX_OK) {
         fprintf(stderr, "nb_fuzz: init_zone failed\n");
         abort();
     }

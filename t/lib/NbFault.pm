@@ -8,7 +8,26 @@ use Exporter 'import';
 use POSIX ();
 use Time::HiRes qw(sleep time);
 
-our @EXPORT = qw(stuck_worker timed_get bg_admin bg_wait fifo_release);
+our @EXPORT = qw(slow_disk_gateway stuck_worker timed_get bg_admin bg_wait
+                 fifo_release);
+
+# A started gateway (several workers, each answer naming its pid in X-Pid)
+# whose events file is a FIFO nobody reads: its next write sticks on it, as
+# on a disk that does not answer.  Returns ($ng, version at start, fifo).
+sub slow_disk_gateway {
+    my $ng = NbTest::Nginx->new(http => NbTest::std_http(
+        listen_opts  => ' reuseport',
+        server_extra => '    add_header X-Pid $pid always;',
+    ));
+    $ng->start;
+
+    my $v0 = $ng->status->{version};
+    my $fifo = $ng->prefix . '/state.json.events';
+    unlink $fifo;
+    POSIX::mkfifo($fifo, 0600) or die "mkfifo: $!";
+
+    return ($ng, $v0, $fifo);
+}
 
 # the worker (of $ng) with a thread asleep opening a FIFO nobody reads
 sub stuck_worker {

@@ -167,7 +167,7 @@ sub parse_response {
     return \%r;
 }
 
-# The example configuration of doc/CONTRACT-issue3.md, with hooks:
+# The example configuration of doc/testing.md, with hooks:
 #   store        => 'file:...' (default file:%%PREFIX%%/state.json; undef: no directive)
 #   listen_opts  => ' reuseport'
 #   http_extra   => text in http{} before the server
@@ -190,27 +190,33 @@ sub http_head {
 
 sub std_http {
     my %o = @_;
-    my $t = http_head(%o);
-    my $listen = $o{listen_opts} // '';
-    my $bypass = $o{bypass} // '10.0.0.0/8';
-    my $server_extra = $o{server_extra} // '';
-    my $root_extra   = $o{root_extra} // '';
-    my $locations    = $o{locations} // '';
-    my $servers      = $o{servers} // '';
-    $t .= <<"EOT";
+    my $root_extra = $o{root_extra} // '';
+    return http_head(%o)
+        . server_block(\%o, "    nb_maint_pass ~^/healthz\$;\n",
+                       qq($root_extra return 200 "app\\n";));
+}
+
+# the server of std_http and cluster_http: the gate, the admin location,
+# "location / { $root }", and the hooks of %$o (see cluster_http)
+sub server_block {
+    my ($o, $head, $root) = @_;
+    my $listen       = $o->{listen_opts} // '';
+    my $bypass       = $o->{bypass} // '10.0.0.0/8';
+    my $server_extra = $o->{server_extra} // '';
+    my $locations    = $o->{locations} // '';
+    my $servers      = $o->{servers} // '';
+    return <<"EOT";
 server {
     listen 127.0.0.1:%%PORT%%$listen;
     nb_maint_gate on;
-    nb_maint_pass ~^/healthz\$;
-    nb_maint_bypass_allow $bypass;
+$head    nb_maint_bypass_allow $bypass;
 $server_extra
-    location / { $root_extra return 200 "app\\n"; }
+    location / { $root }
     location /_nb_maint/ { nb_maint_admin; }
 $locations
 }
 $servers
 EOT
-    return $t;
 }
 
 # the fields that make up "the state" (for unchanged-state checks)
@@ -263,6 +269,74 @@ sub run_cmd {
     my $out = '';
     if (open my $fh, '<', $outfile) { local $/; $out = <$fh> // '' }
     return ($rc, $out);
+}
+
+# Admin writes all at once: every child connects first, then all send their
+# request when the parent closes the "go" pipe.  Each job: {nginx => an
+# NbTest::Nginx (or anything with ->port), path => 'mode', body => {...},
+# if_match => version or undef}.  Returns the parsed answers in job order:
+# {status, body, json, secs (time to the answer), job}.
+sub burst_admin {
+    my (@jobs) = @_;
+    pipe(my $go_r, my $go_w) or die "pipe: $!";
+    my @kids;
+    for my $job (@jobs) {
+        pipe(my $res_r, my $res_w) or die "pipe: $!";
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            close $go_w;
+            close $res_r;
+            my $out = eval { _burst_one($job, $go_r) }
+                      // json_encode({ status => 0, body => "child: $@" });
+            syswrite $res_w, $out;
+            close $res_w;
+            POSIX::_exit(0);
+        }
+        close $res_w;
+        push @kids, [$pid, $res_r, $job];
+    }
+    close $go_r;
+    sleep 0.2;    # let every child connect (bounded: they only connect)
+    close $go_w;
+    my @res;
+    for my $k (@kids) {
+        my ($pid, $fh, $job) = @$k;
+        local $/;
+        my $txt = <$fh> // '';
+        close $fh;
+        waitpid $pid, 0;
+        my $r = eval { json_decode($txt) } || { status => 0, body => "no result: $txt" };
+        $r->{json} = eval { json_decode($r->{body}) } if ($r->{body} // '') =~ /^\s*\{/;
+        $r->{job} = $job;
+        push @res, $r;
+    }
+    return @res;
+}
+
+sub _burst_one {
+    my ($job, $go_r) = @_;
+    my $body = json_encode($job->{body});
+    my $req = "POST /_nb_maint/$job->{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            . "Authorization: Bearer " . ADMIN_TOKEN . "\r\n"
+            . "Content-Type: application/json\r\n"
+            . (defined $job->{if_match} ? qq(If-Match: "$job->{if_match}"\r\n) : '')
+            . "Content-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body";
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $job->{nginx}->port,
+                                  Proto => 'tcp', Timeout => 10)
+        or die "connect: $!";
+    binmode $s;
+    sysread($go_r, my $x, 1);    # EOF when the parent releases everyone
+    my $t0 = time;
+    syswrite($s, $req) == length($req) or die "write: $!";
+    my $raw = '';
+    my $end = time + 20;
+    while (time < $end) {
+        my $n = sysread($s, my $buf, 65536);
+        last unless $n;
+        $raw .= $buf;
+    }
+    my $r = parse_response($raw);
+    return json_encode({ status => $r->{status}, body => $r->{body}, secs => time - $t0 });
 }
 
 # ---------------------------------------------------------------------------
@@ -600,22 +674,9 @@ sub _finish {
     }
 }
 
-sub DESTROY {
-    my ($self) = @_;
-    return if $self->{finished} || $self->{owner} != $$;
-    local ($?, $@, $!);
-    my $failed = ${^GLOBAL_PHASE} eq 'DESTRUCT' ? 0 : !Test::More->builder->is_passing;
-    $self->_finish($failed);
-}
+sub DESTROY { NbTest::finish_owned($_[0]) }
 
-END {
-    my $code = $?;
-    local $?;
-    my $failed = $code != 0 || !Test::More->builder->is_passing;
-    for my $ng (values %LIVE) {
-        $ng->_finish($failed) if $ng;
-    }
-}
+END { my $code = $?; local $?; NbTest::finish_all($code, values %LIVE) }
 
 1;
 
@@ -657,27 +718,123 @@ sub cluster_http {
     $t .= $o{upstream_extra} // '';
     $t .= "    keepalive 8;\n}\n";
     $t .= $o{upstreams} // '';
-    my $bypass = $o{bypass} // '10.0.0.0/8';
-    my $server_extra = $o{server_extra} // '';
-    my $root_extra   = $o{root_extra} // '';
-    my $locations    = $o{locations} // '';
-    my $servers      = $o{servers} // '';
-    my $listen       = $o{listen_opts} // '';
-    $t .= <<"EOT";
-server {
-    listen 127.0.0.1:%%PORT%%$listen;
-    nb_maint_gate on;
-    nb_maint_bypass_allow $bypass;
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-$server_extra
-    location / { proxy_pass http://app; $root_extra }
-    location /_nb_maint/ { nb_maint_admin; }
-$locations
+    my $root_extra = $o{root_extra} // '';
+    return $t . NbTest::server_block(\%o,
+        qq(    proxy_http_version 1.1;\n    proxy_set_header Connection "";\n),
+        "proxy_pass http://app; $root_extra");
 }
-$servers
+
+# the whole text of a file, '' if there is none
+sub slurp {
+    my ($path) = @_;
+    open my $fh, '<', $path or return '';
+    local $/;
+    return scalar(<$fh>) // '';
+}
+
+# a child running @cmd, its output appended to $log: its pid
+sub spawn_logged {
+    my ($log, @cmd) = @_;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE);
+        open STDIN,  '<', '/dev/null';
+        open STDOUT, '>>', $log;
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or POSIX::_exit(127);
+    }
+    return $pid;
+}
+
+# $obj->{pid} = a child running @cmd (output appended to $log), once
+# $ready->() says it is: $obj.  Dies with the log when it exits first or
+# is not ready within 10 s (after $obj->stop).
+sub start_child {
+    my ($obj, $what, $log, $ready, @cmd) = @_;
+    my $pid = spawn_logged($log, @cmd);
+    $obj->{pid} = $pid;
+    my $ok = wait_until(sub { !NbTest::Nginx::_alive($pid) || $ready->() }, 10);
+    unless ($ok && NbTest::Nginx::_alive($pid)) {
+        my $text = slurp($log);
+        $obj->stop;
+        die "$what did not start:\n$text\n";
+    }
+    return $obj;
+}
+
+# waits up to $timeout s for child $pid to exit: 1 if it did
+sub reap_pid {
+    my ($pid, $timeout) = @_;
+    my $end = time + $timeout;
+    while (time < $end) {
+        my $w = waitpid($pid, POSIX::WNOHANG());
+        return 1 if $w == $pid || $w == -1;
+        sleep 0.01;
+    }
+    return 0;
+}
+
+# SIGTERM to child $pid, SIGKILL if it is still there after 5 s
+sub stop_pid {
+    my ($pid) = @_;
+    kill 'TERM', $pid;
+    unless (reap_pid($pid, 5)) { kill 'KILL', $pid; reap_pid($pid, 5) }
+}
+
+# DESTROY of an nginx or haproxy this process started: stopped, its prefix
+# kept (NB_KEEP=1) or removed, diagnostics when the test is failing
+sub finish_owned {
+    my ($self) = @_;
+    return if $self->{finished} || ($self->{owner} // 0) != $$;
+    local ($?, $@, $!);
+    my $failed = ${^GLOBAL_PHASE} eq 'DESTRUCT' ? 0 : !Test::More->builder->is_passing;
+    $self->_finish($failed);
+}
+
+# END: the same for every one still there ($code: the exit code so far)
+sub finish_all {
+    my ($code, @objs) = @_;
+    my $failed = $code != 0 || !Test::More->builder->is_passing;
+    for my $o (@objs) { $o->_finish($failed) if $o }
+}
+
+# Three mock nodes behind a started gateway (cluster_http with %o), all
+# three up: ($ng, @mocks).  bail => 1: stop the whole run if they are not.
+sub cluster3 {
+    my (%o) = @_;
+    my $bail = delete $o{bail};
+    my @M = map { NbTest::Mock->new } 1 .. 3;
+    my $ng = NbTest::Nginx->new(http => cluster_http(nodes => \@M, %o));
+    $ng->start;
+    Test::More::ok($ng->wait_all_health('up', 5, map { $_->id } @M),
+                   'all three nodes are up')
+        or ($bail && Test::More::BAIL_OUT('gateway not ready'));
+    return ($ng, @M);
+}
+
+# a second server (port name "b") whose clients are all bypass requests
+sub bypass_server {
+    my ($location_body) = @_;
+    return <<"EOT";
+server {
+    listen 127.0.0.1:%%PORT_b%%;
+    nb_maint_gate on;
+    nb_maint_bypass_allow 127.0.0.1/32;
+    location / { $location_body }
+}
 EOT
-    return $t;
+}
+
+# A gateway (not started) whose workers run as nobody, with its file store
+# in PREFIX/st owned by nobody: ($ng, that directory).  Needs root.
+sub nobody_store_gateway {
+    my $ng = NbTest::Nginx->new(main => 'user nobody nogroup;',
+                                http => std_http(store => 'file:%%PREFIX%%/st/state.json'));
+    chmod 0755, $ng->prefix;
+    my $dir = $ng->prefix . '/st';
+    mkdir $dir;
+    chown 65534, 65534, $dir;
+    return ($ng, $dir);
 }
 
 # requests counted by the mocks: { id => requests }
@@ -837,36 +994,15 @@ sub start {
                ($self->{starting} ? ('--starting', $self->{starting}) : ()),
                ($self->{delay_ms} ? ('--delay-ms', $self->{delay_ms}) : ()),
                @{ $self->{args} });
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        open STDIN,  '<', '/dev/null';
-        open STDOUT, '>>', "$self->{dir}/mock.log";
-        open STDERR, '>&', \*STDOUT;
-        exec @cmd or POSIX::_exit(127);
-    }
-    $self->{pid} = $pid;
-    my $ok = NbTest::wait_until(sub { -s $pidfile || !NbTest::Nginx::_alive($pid) }, 10);
-    unless ($ok && -s $pidfile) {
-        my $log = '';
-        if (open my $fh, '<', "$self->{dir}/mock.log") { local $/; $log = <$fh> // '' }
-        $self->stop;
-        die "mock-node on port $self->{port} did not start:\n$log\n";
-    }
-    return $self;
+    return NbTest::start_child($self, "mock-node on port $self->{port}",
+                               "$self->{dir}/mock.log", sub { -s $pidfile }, @cmd);
 }
 
 sub stop {
     my ($self) = @_;
     my $pid = delete $self->{pid} or return;
     return 1 if waitpid($pid, POSIX::WNOHANG()) == $pid;
-    kill 'TERM', $pid;
-    my $end = time + 5;
-    while (time < $end) {
-        return 1 if waitpid($pid, POSIX::WNOHANG()) != 0;
-        sleep 0.01;
-    }
-    kill 'KILL', $pid;
-    waitpid $pid, 0;
+    NbTest::stop_pid($pid);
     return 1;
 }
 
@@ -1049,47 +1185,18 @@ sub start {
                '--daemonize', 'no', '--loglevel', 'notice',
                (defined $self->{password} ? ('--requirepass', $self->{password}) : ()),
                @{ $self->{args} });
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        open STDIN,  '<', '/dev/null';
-        open STDOUT, '>>', "$self->{dir}/redis.log";
-        open STDERR, '>&', \*STDOUT;
-        exec @cmd or POSIX::_exit(127);
-    }
-    $self->{pid} = $pid;
-    my $ok = NbTest::wait_until(sub { !NbTest::Nginx::_alive($pid) || defined $self->_ping_raw }, 10);
-    unless ($ok && NbTest::Nginx::_alive($pid)) {
-        my $log = $self->log;
-        $self->kill;
-        die "redis-server on port $self->{port} did not start:\n$log\n";
-    }
-    return $self;
+    return NbTest::start_child($self, "redis-server on port $self->{port}",
+                               "$self->{dir}/redis.log",
+                               sub { defined $self->_ping_raw }, @cmd);
 }
 
-sub log {
-    my ($self) = @_;
-    open my $fh, '<', "$self->{dir}/redis.log" or return '';
-    local $/;
-    return scalar(<$fh>) // '';
-}
-
-sub _reap {
-    my ($pid, $timeout) = @_;
-    my $end = time + $timeout;
-    while (time < $end) {
-        my $w = waitpid($pid, POSIX::WNOHANG());
-        return 1 if $w == $pid || $w == -1;
-        sleep 0.01;
-    }
-    return 0;
-}
+sub log { NbTest::slurp("$_[0]{dir}/redis.log") }
 
 # SIGTERM (clean shutdown), SIGKILL after 5 s; waits until the port is closed
 sub stop {
     my ($self) = @_;
     my $pid = delete $self->{pid} or return;
-    CORE::kill 'TERM', $pid;
-    unless (_reap($pid, 5)) { CORE::kill 'KILL', $pid; _reap($pid, 5) }
+    NbTest::stop_pid($pid);
     NbTest::wait_until(sub { !NbTest::Nginx::_port_open($self->{port}) }, 5);
     return 1;
 }
@@ -1099,7 +1206,7 @@ sub kill {
     my ($self) = @_;
     my $pid = delete $self->{pid} or return;
     CORE::kill 'KILL', $pid;
-    _reap($pid, 5);
+    NbTest::reap_pid($pid, 5);
     NbTest::wait_until(sub { !NbTest::Nginx::_port_open($self->{port}) }, 5);
     return 1;
 }
@@ -1375,12 +1482,7 @@ sub write_cfg {
     return $self->write_file('haproxy.cfg', $self->subst($text));
 }
 
-sub log {
-    my ($self) = @_;
-    open my $fh, '<', "$self->{dir}/haproxy.log" or return '';
-    local $/;
-    return scalar(<$fh>) // '';
-}
+sub log { NbTest::slurp("$_[0]{dir}/haproxy.log") }
 
 # haproxy -c -f cfg [-f more...]: (exit code, output)
 sub check {
@@ -1396,39 +1498,18 @@ sub start {
     my ($self) = @_;
     die "haproxy already running in $self->{dir}\n" if $self->running;
     unlink $self->stats_path;
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE);
-        open STDIN,  '<', '/dev/null';
-        open STDOUT, '>>', "$self->{dir}/haproxy.log";
-        open STDERR, '>&', \*STDOUT;
-        # master_worker => 1: haproxy -W, reloaded by SIGUSR2 to the master
-        exec bin(), ($self->{master_worker} ? '-W' : ()), '-db', '-f', $self->cfg_path or POSIX::_exit(127);
-    }
-    $self->{pid} = $pid;
-    my $ok = NbTest::wait_until(sub {
-        !NbTest::Nginx::_alive($pid) || NbTest::Nginx::_port_open($self->{port})
-    }, 10);
-    unless ($ok && NbTest::Nginx::_alive($pid)) {
-        my $log = $self->log;
-        $self->stop;
-        die "haproxy did not start (port $self->{port}):\n$log\n";
-    }
-    return $self;
+    # master_worker => 1: haproxy -W, reloaded by SIGUSR2 to the master
+    return NbTest::start_child($self, "haproxy (port $self->{port})",
+                               "$self->{dir}/haproxy.log",
+                               sub { NbTest::Nginx::_port_open($self->{port}) },
+                               bin(), ($self->{master_worker} ? '-W' : ()),
+                               '-db', '-f', $self->cfg_path);
 }
 
 sub stop {
     my ($self) = @_;
     my $pid = delete $self->{pid} or return;
-    kill 'TERM', $pid;
-    my $end = time + 5;
-    while (time < $end) {
-        my $w = waitpid($pid, POSIX::WNOHANG());
-        return 1 if $w == $pid || $w == -1;
-        sleep 0.01;
-    }
-    kill 'KILL', $pid;
-    waitpid $pid, 0;
+    NbTest::stop_pid($pid);
     return 1;
 }
 
@@ -1520,19 +1601,8 @@ sub _finish {
     else { rmtree($self->{dir}) if $self->{dir} && -d $self->{dir} }
 }
 
-sub DESTROY {
-    my ($self) = @_;
-    return if $self->{finished} || ($self->{owner} // 0) != $$;
-    local ($?, $@, $!);
-    my $failed = ${^GLOBAL_PHASE} eq 'DESTRUCT' ? 0 : !Test::More->builder->is_passing;
-    $self->_finish($failed);
-}
+sub DESTROY { NbTest::finish_owned($_[0]) }
 
-END {
-    my $code = $?;
-    local $?;
-    my $failed = $code != 0 || !Test::More->builder->is_passing;
-    for my $h (values %HAPROXIES) { $h->_finish($failed) if $h }
-}
+END { my $code = $?; local $?; NbTest::finish_all($code, values %HAPROXIES) }
 
 1;

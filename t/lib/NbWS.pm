@@ -21,6 +21,17 @@ use JSON::PP ();
 
 my $GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
+# the /ws location of a cluster_http() gateway, as NocoBase's needs it
+use constant LOCATION => <<'EOT';
+    location /ws {
+        proxy_pass http://app;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";
+        proxy_read_timeout 1h;
+    }
+EOT
+
 sub connect {
     my ($class, %o) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => $o{host} // '127.0.0.1',

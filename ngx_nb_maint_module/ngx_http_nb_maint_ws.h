@@ -1,0 +1,39 @@
+/*
+ * nb_maint: what the WebSocket files offer each other (ws.c: the sockets
+ * the gateway answers itself; ws_proxied.c: proxied ones and the tick).
+ */
+
+#ifndef _NGX_HTTP_NB_MAINT_WS_H_INCLUDED_
+#define _NGX_HTTP_NB_MAINT_WS_H_INCLUDED_
+
+
+#include "ngx_http_nb_maint.h"
+
+
+#define NB_WS_TICK          200         /* ms between looks at the state */
+
+#define NB_WS_ALLOWED       0           /* kinds of gated sockets' state */
+#define NB_WS_UPGRADE       1
+#define NB_WS_STOPPED       2
+
+
+typedef struct ngx_http_nb_maint_ws_s  ngx_http_nb_maint_ws_t;
+
+
+uint64_t ngx_http_nb_maint_ws_key(void);
+ngx_str_t *ngx_http_nb_maint_ws_message(uint64_t key);
+u_char *ngx_http_nb_maint_ws_frame(u_char *p, ngx_uint_t opcode, u_char *data,
+    size_t len);
+
+void ngx_http_nb_maint_ws_gated_init(ngx_cycle_t *cycle,
+    ngx_event_handler_pt tick);
+void ngx_http_nb_maint_ws_arm(void);
+void ngx_http_nb_maint_ws_in_tick(ngx_uint_t in);
+ngx_uint_t ngx_http_nb_maint_ws_gated_empty(void);
+uint64_t ngx_http_nb_maint_ws_gated_key(void);
+void ngx_http_nb_maint_ws_update(void);
+ngx_http_nb_maint_ws_t *ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r);
+void ngx_http_nb_maint_ws_sync(ngx_http_nb_maint_ws_t *ws);
+
+
+#endif /* _NGX_HTTP_NB_MAINT_WS_H_INCLUDED_ */
