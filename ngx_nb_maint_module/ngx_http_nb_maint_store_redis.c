@@ -545,13 +545,8 @@ ngx_http_nb_maint_redis_on_ready(ngx_http_nb_maint_redis_conn_t *conn)
             /* a failover: in the audit log, once cluster-wide */
             p = ngx_snprintf(now, sizeof(now), "%s:%d", rcf->host,
                              rcf->port);
-            /*
-             * NOT YET: the record writes this gateway's state, which after
-             * a failover may be an unconfirmed one (t/172); counted, timed
-             * and logged only until it takes Redis' state instead.
-             */
-            (void) now;
-            (void) p;
+            ngx_http_nb_maint_redis_failover_note(conn->store, old, old_len,
+                                                  now, p - now);
         }
 
         ngx_http_nb_maint_redis_sync(conn->store);

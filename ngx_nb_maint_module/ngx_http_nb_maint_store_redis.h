@@ -187,6 +187,8 @@ ngx_int_t ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
 void ngx_http_nb_maint_redis_failover_note(ngx_http_nb_maint_store_t *store,
     u_char *from, size_t from_len, u_char *to, size_t to_len);
 void ngx_http_nb_maint_redis_failover_try(ngx_http_nb_maint_store_t *store);
+void ngx_http_nb_maint_redis_failover_synced(
+    ngx_http_nb_maint_store_t *store);
 void ngx_http_nb_maint_redis_probe_script(ngx_http_nb_maint_store_t *store);
 ngx_int_t ngx_http_nb_maint_redis_resync(ngx_http_nb_maint_store_t *store,
     uint64_t v, const char *s, size_t len, ngx_log_t *log);

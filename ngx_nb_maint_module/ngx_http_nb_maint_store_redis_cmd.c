@@ -642,6 +642,9 @@ ok:
         ngx_http_nb_maint_redis_fetch_events(store);
     }
 
+    /* a failover noted by the owner is recorded only after this read */
+    ngx_http_nb_maint_redis_failover_synced(store);
+
     /* a refused SUBSCRIBE or script keeps saying so in store.error */
 
     if (!ngx_http_nb_maint_shm()->store_ok

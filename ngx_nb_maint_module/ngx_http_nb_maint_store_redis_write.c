@@ -386,6 +386,7 @@ ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
 typedef struct {
     ngx_http_nb_maint_store_t  *store;
     ngx_uint_t                  pending;
+    ngx_uint_t                  synced;
     ngx_uint_t                  busy;
     ngx_uint_t                  tries;
     ngx_str_t                   to;
@@ -453,7 +454,9 @@ ngx_http_nb_maint_redis_failover_try(ngx_http_nb_maint_store_t *store)
     ngx_http_nb_maint_state_t      st;
     ngx_http_nb_maint_failover_t  *fo = &ngx_http_nb_maint_failover;
 
-    if (!fo->pending || fo->busy || !ngx_http_nb_maint_redis_cmd.ready) {
+    if (!fo->pending || !fo->synced || fo->busy
+        || !ngx_http_nb_maint_redis_cmd.ready)
+    {
         return;
     }
 
@@ -542,12 +545,37 @@ ngx_http_nb_maint_redis_failover_note(ngx_http_nb_maint_store_t *store,
 
     fo->store = store;
     fo->pending = 1;
+    fo->synced = 0;
     fo->tries = 0;
     fo->from_len = ngx_min(from_len, sizeof(fo->from_buf));
     ngx_memcpy(fo->from_buf, from, fo->from_len);
     fo->to.len = ngx_min(to_len, sizeof(fo->to_buf));
     fo->to.data = fo->to_buf;
     ngx_memcpy(fo->to_buf, to, fo->to.len);
+
+    /* recorded once this gateway has read the new primary (failover_synced) */
+}
+
+
+/*
+ * The first read of the new primary is done: our state is Redis' now, or
+ * a resync write taking Redis' state is ahead of ours on the same
+ * connection.  Only now may the record, a compare-and-set of our state
+ * plus one version, be sent: before, our state may hold changes no
+ * replica confirmed, and the record would write them over acknowledged
+ * ones (t/172).  A conflict catches up and tries again.
+ */
+
+void
+ngx_http_nb_maint_redis_failover_synced(ngx_http_nb_maint_store_t *store)
+{
+    ngx_http_nb_maint_failover_t  *fo = &ngx_http_nb_maint_failover;
+
+    if (!fo->pending || fo->synced) {
+        return;
+    }
+
+    fo->synced = 1;
 
     ngx_http_nb_maint_redis_failover_try(store);
 }

@@ -52,6 +52,29 @@ for my $g ([A => $A], [B => $B]) {
 }
 like($A->error_log . $B->error_log, qr/\+switch-master "nbm"/, 'the log names the +switch-master');
 
+# ---- the audit event: once, on both --------------------------------------------------------
+my @fo;
+for my $g ([A => $A], [B => $B]) {
+    my ($n, $ng) = @$g;
+    my $ok = NbTest::wait_until(sub {
+        my $ev = ($ng->admin(GET => 'events?since=0')->{json} || {})->{events} || [];
+        @fo = grep { ($_->{action} // '') eq 'store_failover' } @$ev;
+        scalar @fo;
+    }, 10, 0.2);
+    ok($ok, "$n: a store_failover event");
+    is(scalar @fo, 1, "$n: exactly one store_failover event") or diag explain \@fo;
+}
+my $e = $fo[0] || {};
+like($e->{reason} // '', qr/\Q$old\E to \Q$new\E/, "reason: $old to $new") and diag("reason: $e->{reason}");
+is($e->{actor}, 'nb_maint', 'actor nb_maint');
+is($e->{from}, 'upgrade', 'from: the mode');
+is($e->{to}, 'upgrade', 'to: the mode (unchanged)');
+cmp_ok($e->{version}, '>', $V0, 'a version of its own');
+my $R = $S->server_of($new);
+my $list = $R->cli('LRANGE', "$prefix:events", 0, -1);
+my $n = () = $list =~ /store_failover/g;
+is($n, 1, 'Redis holds it once');
+
 # ---- status and metrics on both -----------------------------------------------------------
 for my $g ([A => $A], [B => $B]) {
     my ($n, $ng) = @$g;
