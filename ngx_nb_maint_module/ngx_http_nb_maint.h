@@ -184,6 +184,12 @@ typedef struct {
     ngx_uint_t                  store_sentinels_ok;
     ngx_uint_t                  store_replicas_wanted;
     ngx_int_t                   store_replicas_acked; /* last write, -1 */
+    ngx_uint_t                  store_failovers;      /* primary changes */
+    ngx_uint_t                  store_perm;           /* NOPERM seen: bits */
+    ngx_uint_t                  store_sentinels_up;   /* reachable now */
+    ngx_uint_t                  store_sentinels_n;    /* configured */
+    size_t                      store_warning_len;    /* degraded, yet ok */
+    u_char                      store_warning[NB_STORE_ERROR_LEN];
 
     ngx_uint_t                  ev_next;     /* ring position to write */
     ngx_uint_t                  ev_count;

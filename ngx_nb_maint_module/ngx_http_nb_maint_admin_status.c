@@ -224,6 +224,20 @@ ngx_http_nb_maint_store_redis_json(ngx_http_nb_maint_shm_t *sh,
     if (sh->store_sentinel) {
         cJSON_AddBoolToObject(store, "sentinels_ok",
                               sh->store_sentinels_ok != 0);
+        cJSON_AddNumberToObject(store, "sentinels_reachable",
+                                (double) sh->store_sentinels_up);
+        cJSON_AddNumberToObject(store, "failovers",
+                                (double) sh->store_failovers);
+    }
+
+    /* working, but degraded: e.g. no sentinel answers */
+
+    if (sh->store_warning_len) {
+        cJSON_AddItemToObject(store, "warning",
+                              ngx_http_nb_maint_json_strn(sh->store_warning,
+                                                  sh->store_warning_len));
+    } else {
+        cJSON_AddNullToObject(store, "warning");
     }
 
     cJSON_AddNumberToObject(store, "min_replicas",

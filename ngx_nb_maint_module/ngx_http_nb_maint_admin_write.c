@@ -45,6 +45,9 @@ static ngx_int_t ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_nb_maint_admin_result(ngx_http_request_t *r, ngx_int_t rc)
 {
+    u_char                          why[NB_STORE_ERROR_LEN];
+    size_t                          len;
+    ngx_http_nb_maint_shm_t        *sh;
     ngx_http_nb_maint_admin_ctx_t  *ctx;
     ngx_http_nb_maint_main_conf_t  *nmcf;
 
@@ -78,12 +81,22 @@ ngx_http_nb_maint_admin_result(ngx_http_request_t *r, ngx_int_t rc)
                                              "may not survive a failover");
 
     default:
+        /* what the store said, e.g. a permission the Redis user lacks */
+        sh = ngx_http_nb_maint_shm();
+
+        ngx_rwlock_rlock(&sh->lock);
+        len = sh->store_ok ? 0 : sh->store_error_len;
+        ngx_memcpy(why, sh->store_error, len);
+        ngx_rwlock_unlock(&sh->lock);
+
         return ngx_http_nb_maint_admin_error(r,
                                              NGX_HTTP_SERVICE_UNAVAILABLE,
                                              "store_unavailable",
                                              "the %V store did not accept "
-                                             "the change; nothing changed",
-                                             &nmcf->store.type);
+                                             "the change%s%*s%s; nothing "
+                                             "changed", &nmcf->store.type,
+                                             len ? " (" : "", len, why,
+                                             len ? ")" : "");
     }
 }
 

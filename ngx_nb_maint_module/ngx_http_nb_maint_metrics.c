@@ -19,7 +19,7 @@
 
 /* every line before the per-node families has a bounded width */
 #define NB_METRICS_HEAD_LEN                                                   \
-    (4096 + NB_OUT_N * (64 + NGX_ATOMIC_T_LEN * NB_WORKER_ROWS))
+    (4608 + NB_OUT_N * (64 + NGX_ATOMIC_T_LEN * NB_WORKER_ROWS))
 
 
 typedef struct {
@@ -496,6 +496,20 @@ ngx_http_nb_maint_head_write(u_char *p, u_char *last,
             st->version, st->since,
             ngx_http_nb_maint_pending_count(nmcf, st),
             &nmcf->store.type, sh->store_ok != 0);
+
+    if (ngx_strcmp(nmcf->store.type.data, "redis") == 0) {
+        p = ngx_slprintf(p, last,
+                "# HELP nb_maint_store_failovers_total Redis primary "
+                "changes this gateway followed (Sentinel failovers).\n"
+                "# TYPE nb_maint_store_failovers_total counter\n"
+                "nb_maint_store_failovers_total %ui\n"
+                "# HELP nb_maint_store_last_failover_timestamp_seconds When "
+                "this gateway last followed a failover (0: never).\n"
+                "# TYPE nb_maint_store_last_failover_timestamp_seconds "
+                "gauge\n"
+                "nb_maint_store_last_failover_timestamp_seconds %T\n",
+                sh->store_failovers, sh->store_last_failover);
+    }
 
     ngx_http_nb_maint_zone_usage(&used, &total);
 

@@ -242,8 +242,8 @@ ngx_http_nb_maint_file_write(ngx_http_nb_maint_store_t *store,
 
 /*
  * A state that the store already holds (from another gateway, or our own
- * write coming back): applied when newer than ours, kept in the local
- * cache file.  NGX_DECLINED when not newer.
+ * write coming back): applied when newer than ours; the Redis store's
+ * local cache file follows off the event loop.  NGX_DECLINED when not newer.
  */
 
 ngx_int_t
@@ -265,15 +265,7 @@ ngx_http_nb_maint_state_apply(ngx_http_nb_maint_store_t *store,
 
     ngx_http_nb_maint_state_unlock_write();
 
-    /* the local cache, after the lock: no lock is ever held across I/O */
-
-    if (store->path.len
-        && ngx_http_nb_maint_file_write(store, st, event, 0, log) != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "nb_maint: cannot update the local cache \"%V\"",
-                      &store->path);
-    }
+    /* the store's local cache follows off the event loop (store_cache.c) */
 
     return NGX_OK;
 }

@@ -419,6 +419,9 @@ ngx_http_nb_maint_redis_keys(ngx_conf_t *cf,
            != NGX_OK
         || ngx_http_nb_maint_redis_key(cf, &rcf->key_active, prefix,
                                        "active:")
+           != NGX_OK
+        || ngx_http_nb_maint_redis_key(cf, &rcf->key_failover, prefix,
+                                       "failover")
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -525,6 +528,9 @@ failed:
 static void
 ngx_http_nb_maint_redis_on_ready(ngx_http_nb_maint_redis_conn_t *conn)
 {
+    u_char                           old[NB_PRIMARY_LEN],
+                                     now[NB_PRIMARY_LEN], *p;
+    size_t                           old_len;
     ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
 
     if (conn->subscriber) {
@@ -533,7 +539,16 @@ ngx_http_nb_maint_redis_on_ready(ngx_http_nb_maint_redis_conn_t *conn)
     }
 
     if (ngx_http_nb_maint_is_owner()) {
-        ngx_http_nb_maint_redis_primary(rcf, conn->log);
+        if (ngx_http_nb_maint_redis_primary(rcf, conn->log, old, &old_len)
+            == NGX_OK)
+        {
+            /* a failover: in the audit log, once cluster-wide */
+            p = ngx_snprintf(now, sizeof(now), "%s:%d", rcf->host,
+                             rcf->port);
+            ngx_http_nb_maint_redis_failover_note(conn->store, old, old_len,
+                                                  now, p - now);
+        }
+
         ngx_http_nb_maint_redis_sync(conn->store);
     }
 }
@@ -554,6 +569,10 @@ ngx_http_nb_maint_redis_init_process(ngx_http_nb_maint_store_t *store,
 
     ngx_http_nb_maint_sentinel_init_process(store, cycle);
 
+    if (ngx_http_nb_maint_cache_init_process(store, cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_nb_maint_shm()->store_sentinel = rcf->sentinel;
     ngx_http_nb_maint_shm()->store_replicas_wanted = rcf->min_replicas;
 
@@ -572,6 +591,9 @@ ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
 {
     ngx_http_nb_maint_redis_conn_t  *sub = &ngx_http_nb_maint_redis_sub;
 
+    /* the owner watches the sentinels, the others follow it */
+    ngx_http_nb_maint_sentinel_tick(store, owner);
+
     if (!owner) {
         if (sub->wanted) {
             sub->wanted = 0;
@@ -587,6 +609,9 @@ ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
         ngx_http_nb_maint_redis_connect(sub);
     }
 
+    /* the local cache, if it is behind (off the event loop) */
+    ngx_http_nb_maint_cache_update(store);
+
     if (!ngx_http_nb_maint_redis_cmd.ready) {
         if (ngx_http_nb_maint_shm()->store_ok
             && ngx_http_nb_maint_redis_cmd.ac == NULL)
@@ -597,8 +622,12 @@ ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
         return;
     }
 
+    /* a failover not yet in the audit log */
+    ngx_http_nb_maint_redis_failover_try(store);
+
     if (++ngx_http_nb_maint_redis_ticks % 2 == 0) {
         ngx_http_nb_maint_redis_sync(store);
         ngx_http_nb_maint_redis_active(store);
+        ngx_http_nb_maint_redis_probe_script(store);
     }
 }

@@ -27,6 +27,8 @@
 #define NB_REDIS_EVENTS_READ   "-1000"
 #define NB_SENTINELS_MAX       8
 #define NB_SENTINEL_BACKOFF    1000
+#define NB_REDIS_ERROR_LEN     128
+#define NB_PRIMARY_LEN         (NGX_SOCKADDR_STRLEN + 8)
 
 
 typedef struct {
@@ -43,6 +45,7 @@ typedef struct {
     ngx_str_t                      channel;
     ngx_str_t                      key_gateways;
     ngx_str_t                      key_active;   /* "P:active:" */
+    ngx_str_t                      key_failover; /* the last recorded */
 
     /* redis-sentinel:// */
     ngx_uint_t                     sentinel;
@@ -78,6 +81,9 @@ struct ngx_http_nb_maint_redis_conn_s {
     ngx_uint_t                     awaiting;    /* the primary's address */
     ngx_uint_t                     primary_ok;  /* found for this connect */
     ngx_http_nb_maint_redis_conn_pt  on_ready;  /* usable now */
+    ngx_uint_t                     quiet;       /* repeated failures: info */
+    ngx_uint_t                     failing;     /* ... said once already */
+    u_char                         error[NB_REDIS_ERROR_LEN]; /* last one */
     ngx_http_nb_maint_store_t     *store;
     ngx_log_t                     *log;
     const char                    *name;
@@ -96,6 +102,7 @@ struct ngx_http_nb_maint_redis_op_s {
     ngx_http_nb_maint_store_done_pt   done;
     void                             *data;
     ngx_uint_t                        finished;
+    ngx_uint_t                        once;       /* no WAIT: internal */
     uint64_t                          expected;
     ngx_http_nb_maint_state_t         st;
     ngx_str_t                         event;      /* malloc'ed */
@@ -103,7 +110,7 @@ struct ngx_http_nb_maint_redis_op_s {
 
 
 /* a command's arguments; hiredis copies them when the command is queued */
-#define NB_REDIS_ARGS  12
+#define NB_REDIS_ARGS  16
 
 typedef struct {
     int                               n;
@@ -145,12 +152,24 @@ ngx_int_t ngx_http_nb_maint_redis_send_argv(ngx_http_nb_maint_redis_op_t *op,
 void ngx_http_nb_maint_redis_ignore(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply);
 
+#define NB_REDIS_PERM_SUBSCRIBE  1     /* the subscriber's SUBSCRIBE */
+#define NB_REDIS_PERM_SCRIPT     2     /* EVAL, or a command in a script */
+#define NB_REDIS_PERM_OTHER      4     /* the re-read */
+
+ngx_uint_t ngx_http_nb_maint_redis_is_noperm(const char *s, size_t len);
+void ngx_http_nb_maint_redis_noperm(ngx_http_nb_maint_redis_conn_t *conn,
+    ngx_uint_t what, const char *s, size_t len);
+void ngx_http_nb_maint_redis_perm_ok(ngx_uint_t what);
+ngx_uint_t ngx_http_nb_maint_redis_perm_refused(void);
+
 /* store_redis_sentinel.c */
 void ngx_http_nb_maint_sentinel_init_process(ngx_http_nb_maint_store_t *store,
     ngx_cycle_t *cycle);
 void ngx_http_nb_maint_sentinel_ask(ngx_http_nb_maint_redis_conn_t *conn);
-void ngx_http_nb_maint_redis_primary(ngx_http_nb_maint_redis_conf_t *rcf,
-    ngx_log_t *log);
+ngx_int_t ngx_http_nb_maint_redis_primary(ngx_http_nb_maint_redis_conf_t *rcf,
+    ngx_log_t *log, u_char *old, size_t *old_len);
+void ngx_http_nb_maint_sentinel_tick(ngx_http_nb_maint_store_t *store,
+    ngx_uint_t owner);
 
 /* store_redis_cmd.c */
 ngx_int_t ngx_http_nb_maint_redis_parse_state(ngx_http_nb_maint_store_t *store,
@@ -165,6 +184,12 @@ void ngx_http_nb_maint_redis_active(ngx_http_nb_maint_store_t *store);
 ngx_int_t ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
     uint64_t expected, ngx_http_nb_maint_state_t *st, ngx_str_t *event,
     ngx_log_t *log, ngx_http_nb_maint_store_done_pt done, void *data);
+void ngx_http_nb_maint_redis_failover_note(ngx_http_nb_maint_store_t *store,
+    u_char *from, size_t from_len, u_char *to, size_t to_len);
+void ngx_http_nb_maint_redis_failover_try(ngx_http_nb_maint_store_t *store);
+void ngx_http_nb_maint_redis_failover_synced(
+    ngx_http_nb_maint_store_t *store);
+void ngx_http_nb_maint_redis_probe_script(ngx_http_nb_maint_store_t *store);
 ngx_int_t ngx_http_nb_maint_redis_resync(ngx_http_nb_maint_store_t *store,
     uint64_t v, const char *s, size_t len, ngx_log_t *log);
 
@@ -173,6 +198,9 @@ char *ngx_http_nb_maint_cache_init(ngx_conf_t *cf,
     ngx_http_nb_maint_store_t *store, ngx_str_t *path);
 void ngx_http_nb_maint_cache_load(ngx_http_nb_maint_store_t *store,
     ngx_http_nb_maint_shm_t *sh, ngx_slab_pool_t *shpool, ngx_log_t *log);
+ngx_int_t ngx_http_nb_maint_cache_init_process(
+    ngx_http_nb_maint_store_t *store, ngx_cycle_t *cycle);
+void ngx_http_nb_maint_cache_update(ngx_http_nb_maint_store_t *store);
 
 
 #endif /* _NGX_HTTP_NB_MAINT_STORE_REDIS_H_INCLUDED_ */

@@ -129,6 +129,8 @@ ngx_http_nb_maint_redis_events(ngx_http_nb_maint_redis_op_t *op,
 
     ngx_http_nb_maint_events_replace(ev, n);
     ngx_free(ev);
+
+    ngx_http_nb_maint_cache_update(op->conn->store);
 }
 
 
@@ -212,6 +214,9 @@ ngx_http_nb_maint_redis_apply_message(ngx_http_nb_maint_store_t *store,
         ngx_http_nb_maint_redis_fetch_events(store);
     }
 
+    /* also when another worker of this gateway applied it first */
+    ngx_http_nb_maint_cache_update(store);
+
     if (ev) {
         cJSON_free(ev);
     }
@@ -229,8 +234,17 @@ ngx_http_nb_maint_redis_message(redisAsyncContext *ac, void *r,
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 3
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[2]->type != REDIS_REPLY_STRING
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (ngx_strcmp(reply->element[0]->str, "subscribe") == 0) {
+        ngx_http_nb_maint_redis_perm_ok(NB_REDIS_PERM_SUBSCRIBE);
+        return;
+    }
+
+    if (reply->element[2]->type != REDIS_REPLY_STRING
         || ngx_strcmp(reply->element[0]->str, "message") != 0)
     {
         return;
@@ -466,13 +480,89 @@ malformed:
 }
 
 
+/* the version key: 0 when none, NGX_ERROR when malformed */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_version(ngx_http_nb_maint_redis_conf_t *rcf,
+    redisReply *ver, ngx_log_t *log)
+{
+    ngx_int_t  v;
+
+    if (ver->type != REDIS_REPLY_STRING) {
+        return 0;
+    }
+
+    v = ngx_atoi((u_char *) ver->str, ver->len);
+
+    if (v == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "nb_maint: malformed value in redis key \"%V\": "
+                      "\"%V\", keeping ours", &rcf->key_version,
+                      ngx_http_nb_maint_redis_log_str(ver->str, ver->len));
+        ngx_http_nb_maint_set_store_status(0, "malformed value in redis "
+                                           "key \"%V\"", &rcf->key_version);
+    }
+
+    return v;
+}
+
+
+/* Redis is ahead of us: take its state, then its audit list */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_catch_up(ngx_http_nb_maint_store_t *store,
+    ngx_int_t v, redisReply *state, ngx_log_t *log)
+{
+    ngx_http_nb_maint_state_t  st;
+
+    if (state->type != REDIS_REPLY_STRING
+        || ngx_http_nb_maint_redis_parse_state(store, state->str, state->len,
+                                               &st, log)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    st.version = v;
+
+    ngx_log_error(NGX_LOG_INFO, log, 0,
+                  "nb_maint: redis is at version %i, catching up", v);
+
+    (void) ngx_http_nb_maint_state_apply(store, &st, NULL, log);
+    ngx_http_nb_maint_redis_fetch_events(store);
+    ngx_http_nb_maint_cache_update(store);
+
+    return NGX_OK;
+}
+
+
+/* an error answer: a missing permission is said as such; down: any other
+ * error makes the store unavailable */
+
+static void
+ngx_http_nb_maint_redis_refused(ngx_http_nb_maint_redis_conn_t *conn,
+    redisReply *reply, ngx_uint_t what, ngx_uint_t down)
+{
+    ngx_log_error(NGX_LOG_ERR, conn->log, 0, "nb_maint: redis: %V",
+                  ngx_http_nb_maint_redis_log_str(reply->str, reply->len));
+
+    if (ngx_http_nb_maint_redis_is_noperm(reply->str, reply->len)) {
+        ngx_http_nb_maint_redis_noperm(conn, what, reply->str, reply->len);
+        return;
+    }
+
+    if (down) {
+        ngx_http_nb_maint_redis_store_down(conn, reply->str);
+    }
+}
+
+
 static void
 ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply)
 {
     redisReply                      *ver, *state, *secret;
     ngx_int_t                        v;
-    ngx_http_nb_maint_shm_t         *sh;
     ngx_http_nb_maint_state_t        st, *have;
     ngx_http_nb_maint_store_t       *store = op->conn->store;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
@@ -486,9 +576,8 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, log, 0, "nb_maint: redis: %V",
-                      ngx_http_nb_maint_redis_log_str(reply->str, reply->len));
-        ngx_http_nb_maint_redis_store_down(op->conn, reply->str);
+        ngx_http_nb_maint_redis_refused(op->conn, reply, NB_REDIS_PERM_OTHER,
+                                        1);
         return;
     }
 
@@ -500,7 +589,6 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
     state = reply->element[1];
     secret = reply->element[2];
 
-    sh = ngx_http_nb_maint_shm();
     have = ngx_http_nb_maint_snapshot();
 
     /* the cookie key: Redis' wins, ours fills an empty Redis */
@@ -508,25 +596,15 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
     if (secret->type == REDIS_REPLY_STRING) {
         ngx_http_nb_maint_redis_take_secret(store, secret, log);
 
-    } else if (secret->type == REDIS_REPLY_NIL && sh->secret_set) {
+    } else if (secret->type == REDIS_REPLY_NIL
+               && ngx_http_nb_maint_shm()->secret_set)
+    {
         ngx_http_nb_maint_redis_keep_secret(store);
     }
 
-    v = 0;
-
-    if (ver->type == REDIS_REPLY_STRING) {
-        v = ngx_atoi((u_char *) ver->str, ver->len);
-
-        if (v == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "nb_maint: malformed value in redis key \"%V\": "
-                          "\"%V\", keeping ours", &rcf->key_version,
-                          ngx_http_nb_maint_redis_log_str(ver->str, ver->len));
-            ngx_http_nb_maint_set_store_status(0, "malformed value in redis "
-                                               "key \"%V\"",
-                                               &rcf->key_version);
-            return;
-        }
+    v = ngx_http_nb_maint_redis_version(rcf, ver, log);
+    if (v == NGX_ERROR) {
+        return;
     }
 
     /* min_replicas: the new primary wins over our unconfirmed versions */
@@ -550,33 +628,28 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
         goto ok;
     }
 
-    if ((uint64_t) v > have->version) {
-        if (state->type != REDIS_REPLY_STRING
-            || ngx_http_nb_maint_redis_parse_state(store, state->str,
-                                                   state->len, &st, log)
-               != NGX_OK)
-        {
-            return;
-        }
-
-        if (st.version != (uint64_t) v) {
-            st.version = v;
-        }
-
-        ngx_log_error(NGX_LOG_INFO, log, 0,
-                      "nb_maint: redis is at version %i, catching up", v);
-
-        (void) ngx_http_nb_maint_state_apply(store, &st, NULL, log);
-        ngx_http_nb_maint_redis_fetch_events(store);
+    if ((uint64_t) v > have->version
+        && ngx_http_nb_maint_redis_catch_up(store, v, state, log) != NGX_OK)
+    {
+        return;
     }
 
 ok:
+
+    ngx_http_nb_maint_redis_perm_ok(NB_REDIS_PERM_OTHER);
 
     if (ngx_http_nb_maint_redis_events_stale) {
         ngx_http_nb_maint_redis_fetch_events(store);
     }
 
-    if (!sh->store_ok) {
+    /* a failover noted by the owner is recorded only after this read */
+    ngx_http_nb_maint_redis_failover_synced(store);
+
+    /* a refused SUBSCRIBE or script keeps saying so in store.error */
+
+    if (!ngx_http_nb_maint_shm()->store_ok
+        && !ngx_http_nb_maint_redis_perm_refused())
+    {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "nb_maint: redis store %V is available", &rcf->url);
         ngx_http_nb_maint_set_store_status(1, NULL);
@@ -625,10 +698,17 @@ ngx_http_nb_maint_redis_active_sums(ngx_http_nb_maint_redis_op_t *op,
     ngx_uint_t                 seen[NB_MAX_NODES / (8 * sizeof(ngx_uint_t))];
     ngx_http_nb_maint_shm_t   *sh;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        ngx_http_nb_maint_redis_ignore(op, reply);
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_nb_maint_redis_refused(op->conn, reply,
+                                        NB_REDIS_PERM_SCRIPT, 0);
         return;
     }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    ngx_http_nb_maint_redis_perm_ok(NB_REDIS_PERM_SCRIPT);
 
     sh = ngx_http_nb_maint_shm();
     ngx_memzero(seen, sizeof(seen));

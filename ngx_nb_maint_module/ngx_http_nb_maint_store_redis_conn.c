@@ -329,13 +329,24 @@ ngx_http_nb_maint_redis_on_disconnect(const redisAsyncContext *ac,
     ngx_uint_t   level;
 
 
-    level = conn->wanted ? NGX_LOG_ERR : NGX_LOG_INFO;
+    level = (conn->wanted && !(conn->quiet && conn->failing))
+            ? NGX_LOG_ERR : NGX_LOG_INFO;
 
     why = (ac->errstr && ac->errstr[0]) ? ac->errstr : NULL;
 
     ngx_log_error(level, conn->log, 0,
                   "nb_maint: redis %s connection lost%s%s", conn->name,
                   why ? ": " : "", why ? why : "");
+
+    (void) ngx_cpystrn(conn->error, (u_char *) (why ? why : "connection lost"),
+                       NB_REDIS_ERROR_LEN);
+    conn->failing = 1;
+
+    if (why && ngx_http_nb_maint_redis_is_noperm(why, ngx_strlen(why))) {
+        /* hiredis drops a connection whose SUBSCRIBE is refused */
+        ngx_http_nb_maint_redis_noperm(conn, NB_REDIS_PERM_SUBSCRIBE, why,
+                                       ngx_strlen(why));
+    }
 
     /* a refusal or timeout already said why: keep that */
     if (why || ngx_http_nb_maint_shm()->store_ok) {
@@ -354,10 +365,18 @@ ngx_http_nb_maint_redis_on_connect(const redisAsyncContext *ac, int status)
 {
     ngx_http_nb_maint_redis_conn_t *conn = ac->data;
 
+    ngx_uint_t  level;
+
     if (status != REDIS_OK) {
-        ngx_log_error(NGX_LOG_ERR, conn->log, 0,
+        level = (conn->quiet && conn->failing) ? NGX_LOG_INFO : NGX_LOG_ERR;
+
+        ngx_log_error(level, conn->log, 0,
                       "nb_maint: cannot connect to redis (%s connection): %s",
                       conn->name, ac->errstr);
+
+        (void) ngx_cpystrn(conn->error, (u_char *) ac->errstr,
+                           NB_REDIS_ERROR_LEN);
+        conn->failing = 1;
 
         ngx_http_nb_maint_redis_store_down(conn, ac->errstr);
 
@@ -445,6 +464,7 @@ ngx_http_nb_maint_redis_ready(ngx_http_nb_maint_redis_op_t *op,
     }
 
     conn->ready = 1;
+    conn->failing = 0;
     conn->backoff = NB_REDIS_BACKOFF_MIN;
 
     ngx_log_error(NGX_LOG_INFO, conn->log, 0,

@@ -19,6 +19,8 @@ static ngx_uint_t                      ngx_http_nb_maint_sentinel_found;
 
 
 static void ngx_http_nb_maint_sentinel_step(ngx_event_t *ev);
+static void ngx_http_nb_maint_sentinel_watch_init(
+    ngx_http_nb_maint_store_t *store, ngx_cycle_t *cycle);
 
 
 void
@@ -35,17 +37,54 @@ ngx_http_nb_maint_sentinel_init_process(ngx_http_nb_maint_store_t *store,
     ngx_http_nb_maint_sentinel_ev.cancelable = 1;
 
     ngx_http_nb_maint_redis_resolve = ngx_http_nb_maint_sentinel_ask;
+
+    ngx_http_nb_maint_sentinel_watch_init(store, cycle);
 }
 
 
-/* the owner: which server is the primary now, and when it changed */
+/* the primary moved (a switch, or the owner found it): connect there */
 
-void
-ngx_http_nb_maint_redis_primary(ngx_http_nb_maint_redis_conf_t *rcf,
-    ngx_log_t *log)
+static void
+ngx_http_nb_maint_sentinel_reconnect(ngx_http_nb_maint_redis_conn_t *conn)
 {
-    u_char                   now[NGX_SOCKADDR_STRLEN + 8], *p;
+    if (!conn->wanted) {
+        return;
+    }
+
+    conn->primary_ok = 1;       /* no need to ask the sentinels */
+    conn->backoff = 1;
+
+    if (conn->ac) {
+        /* its pending commands are answered first */
+        redisAsyncDisconnect(conn->ac);
+        return;
+    }
+
+    if (conn->awaiting) {
+        return;                 /* the sentinels answer soon */
+    }
+
+    if (conn->retry.timer_set) {
+        ngx_del_timer(&conn->retry);
+    }
+
+    ngx_http_nb_maint_redis_connect(conn);
+}
+
+
+/*
+ * The owner: which server is the primary now.  A change under Sentinel is
+ * a failover: counted and timed in shared memory (status, metrics); old
+ * gets the primary before it and NGX_OK is returned, for the audit log.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_redis_primary(ngx_http_nb_maint_redis_conf_t *rcf,
+    ngx_log_t *log, u_char *old, size_t *old_len)
+{
+    u_char                   now[NB_PRIMARY_LEN], *p;
     size_t                   len;
+    ngx_uint_t               moved;
     ngx_http_nb_maint_shm_t *sh;
 
     sh = ngx_http_nb_maint_shm();
@@ -53,24 +92,40 @@ ngx_http_nb_maint_redis_primary(ngx_http_nb_maint_redis_conf_t *rcf,
     p = ngx_snprintf(now, sizeof(now), "%s:%d", rcf->host, rcf->port);
     len = p - now;
 
+    ngx_rwlock_wlock(&sh->lock);
+
     if (sh->store_primary_len == len
         && ngx_memcmp(sh->store_primary, now, len) == 0)
     {
-        return;
+        ngx_rwlock_unlock(&sh->lock);
+        return NGX_DECLINED;
     }
 
-    if (sh->store_primary_len && rcf->sentinel) {
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "nb_maint: store_failover: the redis primary of \"%V\" "
-                      "moved from %*s to %*s", &rcf->master_name,
-                      sh->store_primary_len, sh->store_primary, len, now);
+    moved = (sh->store_primary_len && rcf->sentinel);
+
+    *old_len = sh->store_primary_len;
+    ngx_memcpy(old, sh->store_primary, *old_len);
+
+    if (moved) {
         sh->store_last_failover = ngx_time();
+        sh->store_failovers++;
     }
 
-    ngx_rwlock_wlock(&sh->lock);
     sh->store_primary_len = ngx_cpymem(sh->store_primary, now, len)
                             - sh->store_primary;
+
     ngx_rwlock_unlock(&sh->lock);
+
+    if (!moved) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "nb_maint: store_failover: the redis primary of \"%V\" "
+                  "moved from %*s to %*s", &rcf->master_name, *old_len, old,
+                  len, now);
+
+    return NGX_OK;
 }
 
 
@@ -93,10 +148,7 @@ ngx_http_nb_maint_sentinel_done(ngx_http_nb_maint_store_t *store)
 
     ngx_http_nb_maint_sentinel_busy = 0;
 
-    if (ngx_http_nb_maint_is_owner()) {
-        ngx_http_nb_maint_shm()->store_sentinels_ok =
-                                          ngx_http_nb_maint_sentinel_found;
-    }
+    /* store.sentinels_ok is the owner's watch's (below) */
 
     if (!ngx_http_nb_maint_sentinel_found) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -261,4 +313,426 @@ ngx_http_nb_maint_sentinel_ask(ngx_http_nb_maint_redis_conn_t *conn)
     ngx_http_nb_maint_sentinel_found = 0;
 
     ngx_http_nb_maint_sentinel_try(store);
+}
+
+
+/*
+ * The owner watches every sentinel: one connection each, subscribed to
+ * +switch-master, so that a switch moves the store to the new primary at
+ * once (a lost connection or READONLY still makes it ask again).  Every
+ * NB_SENTINEL_BEAT ms the SUBSCRIBE is sent again as a heartbeat (hiredis
+ * 0.14 takes no PING on a subscribed connection); a sentinel that has not
+ * answered for NB_SENTINEL_DEAD ms, or whose connection is lost, is
+ * unreachable.  What the watch sees is store.sentinels_ok and
+ * store.warning; the store keeps using the primary it knows meanwhile.
+ */
+
+#define NB_SENTINEL_BEAT     2000
+#define NB_SENTINEL_DEAD     5000
+
+#define NB_WATCH_UNKNOWN     0
+#define NB_WATCH_UP          1
+#define NB_WATCH_DOWN        2
+
+
+typedef struct {
+    ngx_http_nb_maint_redis_conn_t  conn;
+    ngx_uint_t                      index;
+    ngx_uint_t                      state;     /* NB_WATCH_* */
+    ngx_uint_t                      opened;
+    ngx_msec_t                      beat;      /* last SUBSCRIBE sent */
+    ngx_msec_t                      seen;      /* last answer */
+} ngx_http_nb_maint_sentinel_watch_t;
+
+
+static ngx_http_nb_maint_sentinel_watch_t
+    ngx_http_nb_maint_watch[NB_SENTINELS_MAX];
+
+
+static void ngx_http_nb_maint_watch_retry(ngx_event_t *ev);
+
+
+static void
+ngx_http_nb_maint_sentinel_watch_init(ngx_http_nb_maint_store_t *store,
+    ngx_cycle_t *cycle)
+{
+    ngx_uint_t                           i;
+    ngx_http_nb_maint_sentinel_watch_t  *w;
+    ngx_http_nb_maint_redis_conf_t      *rcf = store->data;
+
+    for (i = 0; i < rcf->nsentinels; i++) {
+        w = &ngx_http_nb_maint_watch[i];
+
+        ngx_http_nb_maint_redis_conn_init(&w->conn, store, cycle->log,
+                                          "sentinel watch", 0);
+        w->conn.sentinel = 1;
+        w->conn.quiet = 1;
+        w->conn.retry.handler = ngx_http_nb_maint_watch_retry;
+        w->index = i;
+        w->state = NB_WATCH_UNKNOWN;
+        w->opened = 0;
+    }
+}
+
+
+/* "<master> <old-ip> <old-port> <new-ip> <new-port>" */
+
+static void
+ngx_http_nb_maint_watch_switch(ngx_http_nb_maint_sentinel_watch_t *w,
+    u_char *s, size_t len)
+{
+    u_char                          *f[5], *end, *p;
+    size_t                           flen[5];
+    ngx_int_t                        port;
+    ngx_uint_t                       n;
+    ngx_http_nb_maint_redis_conf_t  *rcf = w->conn.store->data;
+
+    end = s + len;
+
+    for (n = 0, p = s; n < 5 && p < end; n++) {
+        f[n] = p;
+        while (p < end && *p != ' ') {
+            p++;
+        }
+        flen[n] = p - f[n];
+        p++;
+    }
+
+    if (n != 5 || flen[0] != rcf->master_name.len
+        || ngx_strncmp(f[0], rcf->master_name.data, flen[0]) != 0
+        || flen[3] == 0 || flen[3] >= NGX_SOCKADDR_STRLEN)
+    {
+        return;     /* another master, or malformed */
+    }
+
+    port = ngx_atoi(f[4], flen[4]);
+    if (port <= 0 || port > 65535) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, w->conn.log, 0,
+                  "nb_maint: sentinel %s:%d: +switch-master \"%V\" %*s:%*s "
+                  "-> %*s:%i, reconnecting",
+                  rcf->sentinel_host[w->index], rcf->sentinel_port[w->index],
+                  &rcf->master_name, flen[1], f[1], flen[2], f[2], flen[3],
+                  f[3], port);
+
+    if (ngx_strlen(rcf->host) == flen[3]
+        && ngx_strncmp(rcf->host, f[3], flen[3]) == 0 && rcf->port == port)
+    {
+        return;     /* there already */
+    }
+
+    *ngx_cpymem(rcf->host, f[3], flen[3]) = '\0';
+    rcf->port = port;
+    rcf->known = 1;
+
+    /*
+     * Connections still open (the old primary alive: SENTINEL FAILOVER, a
+     * healed partition) move now; ones already lost reconnect on their
+     * back-off as the other workers do, so that store.ok never comes
+     * before those workers can write.
+     */
+
+    if (ngx_http_nb_maint_redis_cmd.ac) {
+        ngx_http_nb_maint_sentinel_reconnect(&ngx_http_nb_maint_redis_cmd);
+    }
+
+    if (ngx_http_nb_maint_redis_sub.ac) {
+        ngx_http_nb_maint_sentinel_reconnect(&ngx_http_nb_maint_redis_sub);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_watch_message(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                          *reply = r;
+    ngx_http_nb_maint_sentinel_watch_t  *w = privdata;
+    ngx_http_nb_maint_redis_conf_t      *rcf = w->conn.store->data;
+
+    ngx_uint_t  level;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    w->seen = ngx_current_msec;
+
+    if (w->state != NB_WATCH_UP) {
+        level = (w->state == NB_WATCH_DOWN) ? NGX_LOG_NOTICE : NGX_LOG_INFO;
+
+        ngx_log_error(level, w->conn.log, 0, "nb_maint: sentinel %s:%d answers",
+                      rcf->sentinel_host[w->index],
+                      rcf->sentinel_port[w->index]);
+        w->state = NB_WATCH_UP;
+        w->conn.failing = 0;
+        w->conn.backoff = NB_REDIS_BACKOFF_MIN;
+    }
+
+    if (reply->element[2]->type == REDIS_REPLY_STRING
+        && ngx_strcmp(reply->element[0]->str, "message") == 0)
+    {
+        ngx_http_nb_maint_watch_switch(w, (u_char *) reply->element[2]->str,
+                                       reply->element[2]->len);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_watch_open(ngx_http_nb_maint_sentinel_watch_t *w)
+{
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_args_t   a;
+    ngx_http_nb_maint_redis_conf_t  *rcf = w->conn.store->data;
+
+    w->opened = 1;
+
+    if (ngx_http_nb_maint_redis_open(&w->conn, rcf->sentinel_host[w->index],
+                                     rcf->sentinel_port[w->index])
+        != NGX_OK)
+    {
+        return;     /* retried */
+    }
+
+    w->beat = ngx_current_msec;
+    w->seen = ngx_current_msec;
+
+    if (rcf->sentinel_password.len) {
+        op = ngx_http_nb_maint_redis_op(&w->conn,
+                                        ngx_http_nb_maint_redis_ignore);
+        if (op) {
+            a.n = 0;
+            nb_arg_lit(&a, "AUTH");
+            nb_arg_str(&a, &rcf->sentinel_password);
+            (void) ngx_http_nb_maint_redis_send(op, &a);
+        }
+    }
+
+    (void) redisAsyncCommand(w->conn.ac, ngx_http_nb_maint_watch_message, w,
+                             "SUBSCRIBE +switch-master");
+}
+
+
+static void
+ngx_http_nb_maint_watch_retry(ngx_event_t *ev)
+{
+    ngx_http_nb_maint_redis_conn_t *conn = ev->data;
+
+    if (conn->wanted && conn->ac == NULL && !ngx_exiting && !ngx_quit) {
+        ngx_http_nb_maint_watch_open(
+                              (ngx_http_nb_maint_sentinel_watch_t *) conn);
+    }
+}
+
+
+/* the owner's tick: heartbeats, and what the watch says in the status */
+
+static void
+ngx_http_nb_maint_watch_beat(ngx_http_nb_maint_sentinel_watch_t *w)
+{
+    ngx_http_nb_maint_redis_conf_t  *rcf = w->conn.store->data;
+
+    if (!w->conn.wanted) {
+        w->conn.wanted = 1;
+        ngx_http_nb_maint_watch_open(w);
+        return;
+    }
+
+    if (w->conn.ac == NULL) {
+        if (w->opened) {
+            w->state = NB_WATCH_DOWN;
+        }
+        return;
+    }
+
+    if ((ngx_msec_int_t) (ngx_current_msec - w->seen) > NB_SENTINEL_DEAD) {
+        ngx_log_error(NGX_LOG_WARN, w->conn.log, 0,
+                      "nb_maint: sentinel %s:%d did not answer for %d ms",
+                      rcf->sentinel_host[w->index],
+                      rcf->sentinel_port[w->index], NB_SENTINEL_DEAD);
+
+        w->state = NB_WATCH_DOWN;
+        (void) ngx_cpystrn(w->conn.error, (u_char *) "no answer",
+                           NB_REDIS_ERROR_LEN);
+        w->conn.failing = 1;
+        redisAsyncDisconnect(w->conn.ac);
+        return;
+    }
+
+    if ((ngx_msec_int_t) (ngx_current_msec - w->beat) >= NB_SENTINEL_BEAT) {
+        w->beat = ngx_current_msec;
+        (void) redisAsyncCommand(w->conn.ac, ngx_http_nb_maint_watch_message,
+                                 w, "SUBSCRIBE +switch-master");
+    }
+}
+
+
+static void
+ngx_http_nb_maint_watch_status(ngx_http_nb_maint_redis_conf_t *rcf)
+{
+    u_char                              *p, *end, buf[NB_STORE_ERROR_LEN];
+    ngx_uint_t                           i, up, down;
+    ngx_http_nb_maint_shm_t             *sh;
+    ngx_http_nb_maint_sentinel_watch_t  *w;
+
+    p = buf;
+    end = buf + sizeof(buf);
+
+    for (i = 0, up = 0, down = 0; i < rcf->nsentinels; i++) {
+        w = &ngx_http_nb_maint_watch[i];
+
+        if (w->state == NB_WATCH_UP) {
+            up++;
+
+        } else if (w->state == NB_WATCH_DOWN) {
+            p = ngx_slprintf(p, end, "%s%s:%d (%s)", down ? ", " : "",
+                             rcf->sentinel_host[i], rcf->sentinel_port[i],
+                             w->conn.error);
+            down++;
+        }
+    }
+
+    sh = ngx_http_nb_maint_shm();
+
+    ngx_rwlock_wlock(&sh->lock);
+
+    sh->store_sentinels_up = up;
+    sh->store_sentinels_n = rcf->nsentinels;
+    sh->store_sentinels_ok = (down < rcf->nsentinels);
+
+    if (down == 0) {
+        sh->store_warning_len = 0;
+
+    } else {
+        sh->store_warning_len = ngx_slprintf(sh->store_warning,
+                                    sh->store_warning + NB_STORE_ERROR_LEN,
+                                    "%ui of %ui sentinels unreachable: %*s%s",
+                                    down, rcf->nsentinels, p - buf, buf,
+                                    (down == rcf->nsentinels)
+                                    ? "; using the primary known before, a "
+                                      "failover is not followed until one "
+                                      "answers"
+                                    : "")
+                                - sh->store_warning;
+    }
+
+    ngx_rwlock_unlock(&sh->lock);
+}
+
+
+/*
+ * Non-owners: follow the primary the owner found (its watch, its ROLE),
+ * when the owner's finding changes; a worker that found a newer primary
+ * by itself first is not sent back to the one before.
+ */
+
+static u_char  ngx_http_nb_maint_followed[NB_PRIMARY_LEN];
+static size_t  ngx_http_nb_maint_followed_len = (size_t) -1;
+
+
+static void
+ngx_http_nb_maint_sentinel_follow(ngx_http_nb_maint_redis_conf_t *rcf)
+{
+    u_char                   now[NB_PRIMARY_LEN], *colon;
+    size_t                   len, seen;
+    ngx_int_t                port;
+    ngx_http_nb_maint_shm_t *sh;
+
+    sh = ngx_http_nb_maint_shm();
+
+    ngx_rwlock_rlock(&sh->lock);
+    len = sh->store_primary_len;
+    ngx_memcpy(now, sh->store_primary, len);
+    ngx_rwlock_unlock(&sh->lock);
+
+    seen = ngx_http_nb_maint_followed_len;
+
+    if (seen == len && ngx_memcmp(ngx_http_nb_maint_followed, now, len) == 0)
+    {
+        return;
+    }
+
+    ngx_memcpy(ngx_http_nb_maint_followed, now, len);
+    ngx_http_nb_maint_followed_len = len;
+
+    if (seen == (size_t) -1) {
+        return;         /* the first look: what it was when we started */
+    }
+
+    colon = len ? ngx_strlchr(now, now + len, ':') : NULL;
+
+    while (colon && ngx_strlchr(colon + 1, now + len, ':')) {
+        colon = ngx_strlchr(colon + 1, now + len, ':');     /* IPv6 */
+    }
+
+    if (colon == NULL || colon == now
+        || (size_t) (colon - now) >= NGX_SOCKADDR_STRLEN)
+    {
+        return;
+    }
+
+    port = ngx_atoi(colon + 1, now + len - (colon + 1));
+
+    if (port <= 0 || port > 65535
+        || (ngx_http_nb_maint_redis_cmd.ready
+            && rcf->port == port
+            && ngx_strlen(rcf->host) == (size_t) (colon - now)
+            && ngx_strncmp(rcf->host, now, colon - now) == 0))
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "nb_maint: the redis primary is %*s now, reconnecting",
+                  len, now);
+
+    *ngx_cpymem(rcf->host, now, colon - now) = '\0';
+    rcf->port = port;
+    rcf->known = 1;
+
+    ngx_http_nb_maint_sentinel_reconnect(&ngx_http_nb_maint_redis_cmd);
+}
+
+
+void
+ngx_http_nb_maint_sentinel_tick(ngx_http_nb_maint_store_t *store,
+    ngx_uint_t owner)
+{
+    ngx_uint_t                           i;
+    ngx_http_nb_maint_sentinel_watch_t  *w;
+    ngx_http_nb_maint_redis_conf_t      *rcf = store->data;
+
+    if (!rcf->sentinel) {
+        return;
+    }
+
+    for (i = 0; i < rcf->nsentinels; i++) {
+        w = &ngx_http_nb_maint_watch[i];
+
+        if (owner) {
+            ngx_http_nb_maint_watch_beat(w);
+
+        } else if (w->conn.wanted) {
+            w->conn.wanted = 0;
+            w->state = NB_WATCH_UNKNOWN;
+            w->opened = 0;
+
+            if (w->conn.ac) {
+                redisAsyncDisconnect(w->conn.ac);
+            }
+        }
+    }
+
+    if (owner) {
+        ngx_http_nb_maint_watch_status(rcf);
+
+    } else {
+        /* also while reconnecting: at once, not after the back-off */
+        ngx_http_nb_maint_sentinel_follow(rcf);
+    }
 }

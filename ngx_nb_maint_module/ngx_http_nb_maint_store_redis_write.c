@@ -11,10 +11,29 @@
 #include "ngx_http_nb_maint_store_redis.h"
 
 
-/* KEYS: version, state, events; ARGV: expected, new version, state, event,
- * channel, message.  A conflict answers {0, version, state}: the writer
- * catches up and, without If-Match, tries again (issue 9, defect 16) */
+/* KEYS: version, state, events[, marker]; ARGV: expected, new version,
+ * state, event, channel, message[, marker value].  A conflict answers {0,
+ * version, state}: the writer catches up and, without If-Match, tries again
+ * (issue 9, defect 16).  With a marker the write happens once: {2} when the
+ * marker holds the value already (a failover another gateway recorded).
+ * An ACL user lacking a command gets NOPERM before anything is written
+ * (Redis 7: a refused command in a script does not undo the ones before) */
 static const char  ngx_http_nb_maint_redis_cas[] =
+    "if redis.acl_check_cmd then "
+    "  local need = {{'set', KEYS[1], '0'}, {'set', KEYS[2], '0'}, "
+    "                {'rpush', KEYS[3], '0'}, {'ltrim', KEYS[3], '0', '0'}, "
+    "                {'publish', ARGV[5], '0'}} "
+    "  if KEYS[4] then need[#need + 1] = {'set', KEYS[4], '0'} end "
+    "  for _, c in ipairs(need) do "
+    "    if not redis.acl_check_cmd(unpack(c)) then "
+    "      return redis.error_reply(\"NOPERM this user has no permissions "
+    "to run the '\" .. c[1] .. \"' command on '\" .. c[2] .. \"'\") "
+    "    end "
+    "  end "
+    "end "
+    "if KEYS[4] and redis.call('GET', KEYS[4]) == ARGV[7] then "
+    "  return {2} "
+    "end "
     "local cur = redis.call('GET', KEYS[1]) or '0' "
     "if cur ~= ARGV[1] then "
     "  return {0, cur, redis.call('GET', KEYS[2]) or ''} "
@@ -25,6 +44,7 @@ static const char  ngx_http_nb_maint_redis_cas[] =
     "  redis.call('RPUSH', KEYS[3], ARGV[4]) "
     "  redis.call('LTRIM', KEYS[3], " NB_REDIS_EVENTS_KEEP ", -1) "
     "end "
+    "if KEYS[4] then redis.call('SET', KEYS[4], ARGV[7]) end "
     "redis.call('PUBLISH', ARGV[5], ARGV[6]) "
     "return {1, tonumber(ARGV[2])}";
 
@@ -150,68 +170,102 @@ ngx_http_nb_maint_redis_wait(ngx_http_nb_maint_redis_op_t *op)
 }
 
 
+/* the change is in Redis: ours too; NGX_AGAIN while WAIT is asked */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_applied(ngx_http_nb_maint_redis_op_t *op)
+{
+    uint64_t                         have;
+    ngx_http_nb_maint_store_t       *store = op->conn->store;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    ngx_http_nb_maint_redis_perm_ok(NB_REDIS_PERM_SCRIPT);
+
+    have = ngx_http_nb_maint_snapshot()->version;
+
+    if (ngx_http_nb_maint_state_apply(store, &op->st, &op->event,
+                                      op->conn->log)
+        == NGX_OK
+        && op->st.version > have + 1)
+    {
+        /* changes in between reached Redis before us */
+        ngx_http_nb_maint_redis_fetch_events(store);
+    }
+
+    ngx_http_nb_maint_cache_update(store);
+
+    if (rcf->min_replicas && !op->once
+        && ngx_http_nb_maint_redis_wait(op) == NGX_OK)
+    {
+        return NGX_AGAIN;     /* WAIT answers */
+    }
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_nb_maint_redis_saved(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply)
 {
-    uint64_t    have;
     ngx_int_t   rc;
     ngx_log_t  *log = op->conn->log;
 
+    rc = NGX_ERROR;
+
     if (reply == NULL) {
-        rc = NGX_ERROR;
+        /* no answer: NGX_ERROR */
 
     } else if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "nb_maint: redis refused the change: %V",
                       ngx_http_nb_maint_redis_log_str(reply->str, reply->len));
-        rc = NGX_ERROR;
 
         if (ngx_strncmp(reply->str, "READONLY", 8) == 0 && op->conn->ac) {
             /* a replica now: find the primary again */
             redisAsyncDisconnect(op->conn->ac);
+
+        } else if (ngx_http_nb_maint_redis_is_noperm(reply->str, reply->len)) {
+            /* store.error, and so the answer, say which permission */
+            ngx_http_nb_maint_redis_noperm(op->conn, NB_REDIS_PERM_SCRIPT,
+                                           reply->str, reply->len);
         }
 
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1
                && reply->element[0]->type == REDIS_REPLY_INTEGER)
     {
-        if (reply->element[0]->integer == 1) {
-            have = ngx_http_nb_maint_snapshot()->version;
+        if (reply->element[0]->integer == 2) {
+            rc = NGX_DONE;      /* the marker: written once already */
 
-            if (ngx_http_nb_maint_state_apply(op->conn->store, &op->st,
-                                              &op->event, log)
-                == NGX_OK
-                && op->st.version > have + 1)
-            {
-                /* changes in between reached Redis before us */
-                ngx_http_nb_maint_redis_fetch_events(op->conn->store);
-            }
+        } else if (reply->elements < 2) {
+            /* malformed: NGX_ERROR */
 
-            rc = NGX_OK;
+        } else if (reply->element[0]->integer == 1) {
+            rc = ngx_http_nb_maint_redis_applied(op);
 
-            if (((ngx_http_nb_maint_redis_conf_t *) op->conn->store->data)
-                ->min_replicas
-                && ngx_http_nb_maint_redis_wait(op) == NGX_OK)
-            {
-                return;     /* WAIT answers */
+            if (rc == NGX_AGAIN) {
+                return;
             }
 
         } else {
             rc = ngx_http_nb_maint_redis_conflict(op, reply);
         }
-
-    } else {
-        rc = NGX_ERROR;
     }
 
     op->done(op->data, rc);
 }
 
 
-ngx_int_t
-ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
+/*
+ * The compare-and-set script for st on expected (and marker, if any): the
+ * op answers done(data, rc) once Redis replied.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_cas_send(ngx_http_nb_maint_store_t *store,
     uint64_t expected, ngx_http_nb_maint_state_t *st, ngx_str_t *event,
-    ngx_log_t *log, ngx_http_nb_maint_store_done_pt done, void *data)
+    ngx_str_t *marker, ngx_log_t *log, ngx_http_nb_maint_store_done_pt done,
+    void *data)
 {
     u_char                          *msg, *ev, exp[NGX_INT64_LEN],
                                      ver[NGX_INT64_LEN];
@@ -221,12 +275,6 @@ ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
     ngx_http_nb_maint_redis_op_t    *op;
     ngx_http_nb_maint_redis_args_t   a;
     ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
-
-    if (!ngx_http_nb_maint_redis_cmd.ready) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "nb_maint: redis %V is not connected", &rcf->url);
-        return NGX_ERROR;
-    }
 
     state = ngx_http_nb_maint_state_serialize(st, 0);
     if (state == NULL) {
@@ -251,6 +299,7 @@ ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
     op->done = done;
     op->data = data;
     op->expected = expected;
+    op->once = (marker != NULL);
     op->st = *st;
     op->event.data = ev;
     op->event.len = ngx_cpymem(ev, event->data, event->len) - ev;
@@ -262,6 +311,12 @@ ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
     nb_arg_str(&a, &rcf->key_version);
     nb_arg_str(&a, &rcf->key_state);
     nb_arg_str(&a, &rcf->key_events);
+
+    if (marker) {
+        a.v[2] = "4";
+        nb_arg_str(&a, &rcf->key_failover);
+    }
+
     nb_arg(&a, exp, ngx_sprintf(exp, "%uL", expected) - exp);
     nb_arg(&a, ver, ngx_sprintf(ver, "%uL", st->version) - ver);
     nb_arg(&a, state, slen);
@@ -269,6 +324,10 @@ ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
     nb_arg_str(&a, &rcf->channel);
     nb_arg(&a, msg, ngx_sprintf(msg, "{\"state\":%s,\"event\":%V}", state,
                                 event) - msg);
+
+    if (marker) {
+        nb_arg_str(&a, marker);
+    }
 
     /* on failure send() has freed op and its event */
     rc = ngx_http_nb_maint_redis_send(op, &a);
@@ -292,6 +351,297 @@ done:
     cJSON_free(state);
 
     return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
+    uint64_t expected, ngx_http_nb_maint_state_t *st, ngx_str_t *event,
+    ngx_log_t *log, ngx_http_nb_maint_store_done_pt done, void *data)
+{
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    if (!ngx_http_nb_maint_redis_cmd.ready) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "nb_maint: redis %V is not connected", &rcf->url);
+        return NGX_ERROR;
+    }
+
+    return ngx_http_nb_maint_redis_cas_send(store, expected, st, event, NULL,
+                                            log, done, data);
+}
+
+
+/*
+ * A failover in the audit log (issue 12): the owner that finds the primary
+ * moved records "store_failover", a version with the state unchanged.
+ * Every gateway's owner sees the same failover; the CAS script's marker
+ * (P:failover = the new primary) lets only the first one write it, so it
+ * is recorded once cluster-wide.  Recorded as a change so that it has a
+ * version, travels with the audit list and reaches every gateway.
+ */
+
+#define NB_FAILOVER_TRIES  20
+
+typedef struct {
+    ngx_http_nb_maint_store_t  *store;
+    ngx_uint_t                  pending;
+    ngx_uint_t                  synced;
+    ngx_uint_t                  busy;
+    ngx_uint_t                  tries;
+    ngx_str_t                   to;
+    u_char                      from_buf[NGX_SOCKADDR_STRLEN + 8];
+    u_char                      to_buf[NGX_SOCKADDR_STRLEN + 8];
+    size_t                      from_len;
+} ngx_http_nb_maint_failover_t;
+
+
+static ngx_http_nb_maint_failover_t  ngx_http_nb_maint_failover;
+
+
+/* {"version","time","actor","action","from","to","node","reason"}: from
+ * and to are the mode (unchanged), the reason names both primaries */
+
+static char *
+ngx_http_nb_maint_failover_event(ngx_http_nb_maint_failover_t *fo,
+    ngx_http_nb_maint_state_t *st)
+{
+    u_char                          *p, t[32], why[2 * NGX_SOCKADDR_STRLEN
+                                                  + 128];
+    char                            *s;
+    cJSON                           *ev;
+    ngx_http_nb_maint_redis_conf_t  *rcf = fo->store->data;
+
+    ev = cJSON_CreateObject();
+    if (ev == NULL) {
+        return NULL;
+    }
+
+    p = ngx_http_nb_maint_time_rfc3339(t, ngx_time());
+    *p = '\0';
+
+    p = ngx_snprintf(why, sizeof(why), "redis primary of \"%V\" moved from "
+                     "%*s to %V", &rcf->master_name, fo->from_len,
+                     fo->from_buf, &fo->to);
+
+    cJSON_AddItemToObject(ev, "version",
+                          ngx_http_nb_maint_json_version(st->version));
+    cJSON_AddStringToObject(ev, "time", (char *) t);
+    cJSON_AddStringToObject(ev, "actor", "nb_maint");
+    cJSON_AddStringToObject(ev, "action", "store_failover");
+    cJSON_AddStringToObject(ev, "from", ngx_http_nb_maint_mode_name(st->mode));
+    cJSON_AddStringToObject(ev, "to", ngx_http_nb_maint_mode_name(st->mode));
+    cJSON_AddNullToObject(ev, "node");
+    cJSON_AddItemToObject(ev, "reason",
+                          ngx_http_nb_maint_json_strn(why, p - why));
+
+    s = cJSON_PrintUnformatted(ev);
+    cJSON_Delete(ev);
+
+    return s;
+}
+
+
+static void ngx_http_nb_maint_failover_done(void *data, ngx_int_t rc);
+
+
+void
+ngx_http_nb_maint_redis_failover_try(ngx_http_nb_maint_store_t *store)
+{
+    char                          *s;
+    ngx_int_t                      rc;
+    ngx_str_t                      event;
+    ngx_http_nb_maint_state_t      st;
+    ngx_http_nb_maint_failover_t  *fo = &ngx_http_nb_maint_failover;
+
+    if (!fo->pending || !fo->synced || fo->busy
+        || !ngx_http_nb_maint_redis_cmd.ready)
+    {
+        return;
+    }
+
+    st = *ngx_http_nb_maint_snapshot();
+
+    if (st.version >= NB_VERSION_MAX) {
+        fo->pending = 0;
+        return;
+    }
+
+    st.version++;
+
+    s = ngx_http_nb_maint_failover_event(fo, &st);
+    if (s == NULL) {
+        return;
+    }
+
+    event.data = (u_char *) s;
+    event.len = ngx_strlen(s);
+
+    rc = ngx_http_nb_maint_redis_cas_send(store, st.version - 1, &st, &event,
+                                          &fo->to, ngx_cycle->log,
+                                          ngx_http_nb_maint_failover_done, fo);
+    cJSON_free(s);
+
+    if (rc == NGX_AGAIN) {
+        fo->busy = 1;
+    }
+}
+
+
+static void
+ngx_http_nb_maint_failover_done(void *data, ngx_int_t rc)
+{
+    ngx_http_nb_maint_failover_t *fo = data;
+
+    fo->busy = 0;
+
+    switch (rc) {
+
+    case NGX_OK:
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "nb_maint: store_failover to %V recorded as version %uL",
+                      &fo->to, ngx_http_nb_maint_snapshot()->version);
+        fo->pending = 0;
+        return;
+
+    case NGX_DONE:
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "nb_maint: store_failover to %V was recorded by "
+                      "another gateway", &fo->to);
+        fo->pending = 0;
+        return;
+
+    default:
+        if (++fo->tries >= NB_FAILOVER_TRIES) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "nb_maint: store_failover to %V not recorded "
+                          "after %d tries", &fo->to, NB_FAILOVER_TRIES);
+            fo->pending = 0;
+            return;
+        }
+
+        if (rc == NGX_DECLINED) {
+            /* caught up with another write: at once on the new version */
+            ngx_http_nb_maint_redis_failover_try(fo->store);
+        }
+
+        /* else on the next tick */
+    }
+}
+
+
+/* the owner found the primary moved: from -> to ("host:port") */
+
+void
+ngx_http_nb_maint_redis_failover_note(ngx_http_nb_maint_store_t *store,
+    u_char *from, size_t from_len, u_char *to, size_t to_len)
+{
+    ngx_http_nb_maint_failover_t  *fo = &ngx_http_nb_maint_failover;
+
+    if (fo->busy) {
+        /* the one in flight names an older primary: it stays as it is */
+        return;
+    }
+
+    fo->store = store;
+    fo->pending = 1;
+    fo->synced = 0;
+    fo->tries = 0;
+    fo->from_len = ngx_min(from_len, sizeof(fo->from_buf));
+    ngx_memcpy(fo->from_buf, from, fo->from_len);
+    fo->to.len = ngx_min(to_len, sizeof(fo->to_buf));
+    fo->to.data = fo->to_buf;
+    ngx_memcpy(fo->to_buf, to, fo->to.len);
+
+    /* recorded once this gateway has read the new primary (failover_synced) */
+}
+
+
+/*
+ * The first read of the new primary is done: our state is Redis' now, or
+ * a resync write taking Redis' state is ahead of ours on the same
+ * connection.  Only now may the record, a compare-and-set of our state
+ * plus one version, be sent: before, our state may hold changes no
+ * replica confirmed, and the record would write them over acknowledged
+ * ones (t/172).  A conflict catches up and tries again.
+ */
+
+void
+ngx_http_nb_maint_redis_failover_synced(ngx_http_nb_maint_store_t *store)
+{
+    ngx_http_nb_maint_failover_t  *fo = &ngx_http_nb_maint_failover;
+
+    if (!fo->pending || fo->synced) {
+        return;
+    }
+
+    fo->synced = 1;
+
+    ngx_http_nb_maint_redis_failover_try(store);
+}
+
+
+/*
+ * While a script was refused (NOPERM), the owner tries the CAS script now
+ * and then on a version that never matches: it writes nothing, and an
+ * answer other than NOPERM means the permission is back (store.ok again
+ * without waiting for a write).
+ */
+
+static void
+ngx_http_nb_maint_redis_probed(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (ngx_http_nb_maint_redis_is_noperm(reply->str, reply->len)) {
+            ngx_http_nb_maint_redis_noperm(op->conn, NB_REDIS_PERM_SCRIPT,
+                                           reply->str, reply->len);
+        }
+        return;
+    }
+
+    ngx_http_nb_maint_redis_perm_ok(NB_REDIS_PERM_SCRIPT);
+}
+
+
+void
+ngx_http_nb_maint_redis_probe_script(ngx_http_nb_maint_store_t *store)
+{
+    ngx_http_nb_maint_redis_op_t    *op;
+    ngx_http_nb_maint_redis_args_t   a;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    if (!(ngx_http_nb_maint_redis_perm_refused() & NB_REDIS_PERM_SCRIPT)
+        || !ngx_http_nb_maint_redis_cmd.ready)
+    {
+        return;
+    }
+
+    op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
+                                    ngx_http_nb_maint_redis_probed);
+    if (op == NULL) {
+        return;
+    }
+
+    a.n = 0;
+    nb_arg_lit(&a, "EVAL");
+    nb_arg_lit(&a, ngx_http_nb_maint_redis_cas);
+    nb_arg_lit(&a, "3");
+    nb_arg_str(&a, &rcf->key_version);
+    nb_arg_str(&a, &rcf->key_state);
+    nb_arg_str(&a, &rcf->key_events);
+    nb_arg_lit(&a, "-1");         /* no version is "-1": a conflict */
+    nb_arg_lit(&a, "0");
+    nb_arg_lit(&a, "");
+    nb_arg_lit(&a, "");
+    nb_arg_str(&a, &rcf->channel);
+    nb_arg_lit(&a, "");
+
+    (void) ngx_http_nb_maint_redis_send(op, &a);
 }
 
 
