@@ -176,6 +176,8 @@ ngx_int_t ngx_http_nb_maint_redis_parse_state(ngx_http_nb_maint_store_t *store,
     const char *s, size_t len, ngx_http_nb_maint_state_t *st,
     ngx_log_t *log);
 void ngx_http_nb_maint_redis_fetch_events(ngx_http_nb_maint_store_t *store);
+void ngx_http_nb_maint_redis_fetch_stale_events(
+    ngx_http_nb_maint_store_t *store);
 void ngx_http_nb_maint_redis_subscribe(ngx_http_nb_maint_redis_conn_t *conn);
 void ngx_http_nb_maint_redis_sync(ngx_http_nb_maint_store_t *store);
 void ngx_http_nb_maint_redis_active(ngx_http_nb_maint_store_t *store);

@@ -4,8 +4,10 @@
  * re-read (MGET), re-publishing our state when Redis lost it, the cookie
  * key, and the cluster-wide in-flight counts.
  *
- * May call: the redis connections (store_redis_conn.c), the local cache
- * (store_cache.c), the shared state and JSON.  No call here ever blocks.
+ * May call: the redis connections (store_redis_conn.c), what is read
+ * back (store_redis_read.c), the writes (store_redis_write.c: a resync,
+ * the failover record), the local cache (store_cache.c), the shared state
+ * and JSON.  No call here ever blocks.
  */
 
 #include "ngx_http_nb_maint_store_redis.h"
@@ -67,106 +69,6 @@ static const char  ngx_http_nb_maint_redis_active_lua[] =
     "local r = {} "
     "for k, v in pairs(sum) do r[#r + 1] = k; r[#r + 1] = tostring(v) end "
     "return r";
-
-
-/* states coming from Redis */
-
-ngx_int_t
-ngx_http_nb_maint_redis_parse_state(ngx_http_nb_maint_store_t *store,
-    const char *s, size_t len, ngx_http_nb_maint_state_t *st,
-    ngx_log_t *log)
-{
-    cJSON                           *json;
-    const char                      *err;
-    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
-
-    json = ngx_http_nb_maint_json_parse(s, len, NULL, &err);
-
-    if (json == NULL
-        || ngx_http_nb_maint_state_parse(json, ngx_http_nb_maint_shm(), st,
-                                         &err, log)
-           != NGX_OK)
-    {
-        cJSON_Delete(json);
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "nb_maint: malformed state in redis key \"%V\" (%s), "
-                      "keeping ours", &rcf->key_state, err);
-        ngx_http_nb_maint_set_store_status(0, "malformed value in redis key "
-                                           "\"%V\": %s", &rcf->key_state,
-                                           err);
-        return NGX_ERROR;
-    }
-
-    cJSON_Delete(json);
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_nb_maint_redis_events(ngx_http_nb_maint_redis_op_t *op,
-    redisReply *reply)
-{
-    size_t      i, n;
-    ngx_str_t  *ev;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        return;
-    }
-
-    ev = ngx_alloc(sizeof(ngx_str_t) * (reply->elements + 1), op->conn->log);
-    if (ev == NULL) {
-        return;
-    }
-
-    for (i = 0, n = 0; i < reply->elements; i++) {
-        if (reply->element[i]->type == REDIS_REPLY_STRING) {
-            ev[n].data = (u_char *) reply->element[i]->str;
-            ev[n].len = reply->element[i]->len;
-            n++;
-        }
-    }
-
-    ngx_http_nb_maint_events_replace(ev, n);
-    ngx_free(ev);
-
-    ngx_http_nb_maint_cache_update(op->conn->store);
-}
-
-
-static ngx_uint_t  ngx_http_nb_maint_redis_events_stale;
-
-
-void
-ngx_http_nb_maint_redis_fetch_events(ngx_http_nb_maint_store_t *store)
-{
-    ngx_http_nb_maint_redis_op_t    *op;
-    ngx_http_nb_maint_redis_args_t   a;
-    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
-
-    /* not connected (a change came by pub/sub first): the next sync asks */
-    ngx_http_nb_maint_redis_events_stale = 1;
-
-    if (!ngx_http_nb_maint_redis_cmd.ready) {
-        return;
-    }
-
-    op = ngx_http_nb_maint_redis_op(&ngx_http_nb_maint_redis_cmd,
-                                    ngx_http_nb_maint_redis_events);
-    if (op == NULL) {
-        return;
-    }
-
-    a.n = 0;
-    nb_arg_lit(&a, "LRANGE");
-    nb_arg_str(&a, &rcf->key_events);
-    nb_arg_lit(&a, NB_REDIS_EVENTS_READ);
-    nb_arg_lit(&a, "-1");
-
-    if (ngx_http_nb_maint_redis_send(op, &a) == NGX_OK) {
-        ngx_http_nb_maint_redis_events_stale = 0;
-    }
-}
 
 
 /* a published change: {"state":{...},"event":{...}} */
@@ -557,16 +459,90 @@ ngx_http_nb_maint_redis_refused(ngx_http_nb_maint_redis_conn_t *conn,
 }
 
 
+/*
+ * Redis' version and state against ours: take Redis' (after a failover
+ * with min_replicas, or when newer), or put ours back (Redis lost it).
+ * NGX_ERROR: nothing settled, the next sync tries again.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_redis_reconcile(ngx_http_nb_maint_store_t *store,
+    redisReply *ver, redisReply *state, ngx_log_t *log)
+{
+    ngx_int_t                        v;
+    ngx_http_nb_maint_state_t        st, *have;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    v = ngx_http_nb_maint_redis_version(rcf, ver, log);
+    if (v == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    have = ngx_http_nb_maint_snapshot();
+
+    /* min_replicas: the new primary wins over our unconfirmed versions */
+
+    if (rcf->min_replicas && ver->type == REDIS_REPLY_STRING
+        && state->type == REDIS_REPLY_STRING
+        && ngx_http_nb_maint_redis_resync(store, v, state->str, state->len,
+                                          log)
+           != NGX_DECLINED)
+    {
+        return NGX_OK;
+    }
+
+    if ((uint64_t) v < have->version) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "nb_maint: redis has version %i, this gateway has "
+                      "%uL (redis lost data?): re-publishing ours", v,
+                      have->version);
+        st = *have;
+        ngx_http_nb_maint_redis_republish(store, &st);
+        return NGX_OK;
+    }
+
+    if ((uint64_t) v > have->version) {
+        return ngx_http_nb_maint_redis_catch_up(store, v, state, log);
+    }
+
+    return NGX_OK;
+}
+
+
+/* a sync settled: what waited for it, and store.ok */
+
+static void
+ngx_http_nb_maint_redis_settled(ngx_http_nb_maint_store_t *store,
+    ngx_log_t *log)
+{
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    ngx_http_nb_maint_redis_perm_ok(NB_REDIS_PERM_OTHER);
+
+    ngx_http_nb_maint_redis_fetch_stale_events(store);
+
+    /* a failover noted by the owner is recorded only after this read */
+    ngx_http_nb_maint_redis_failover_synced(store);
+
+    /* a refused SUBSCRIBE or script keeps saying so in store.error */
+
+    if (!ngx_http_nb_maint_shm()->store_ok
+        && !ngx_http_nb_maint_redis_perm_refused())
+    {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "nb_maint: redis store %V is available", &rcf->url);
+        ngx_http_nb_maint_set_store_status(1, NULL);
+    }
+}
+
+
 static void
 ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply)
 {
-    redisReply                      *ver, *state, *secret;
-    ngx_int_t                        v;
-    ngx_http_nb_maint_state_t        st, *have;
-    ngx_http_nb_maint_store_t       *store = op->conn->store;
-    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
-    ngx_log_t                       *log = op->conn->log;
+    redisReply                 *secret;
+    ngx_http_nb_maint_store_t  *store = op->conn->store;
+    ngx_log_t                  *log = op->conn->log;
 
     ngx_http_nb_maint_redis_syncing = 0;
 
@@ -585,13 +561,9 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
         return;
     }
 
-    ver = reply->element[0];
-    state = reply->element[1];
-    secret = reply->element[2];
-
-    have = ngx_http_nb_maint_snapshot();
-
     /* the cookie key: Redis' wins, ours fills an empty Redis */
+
+    secret = reply->element[2];
 
     if (secret->type == REDIS_REPLY_STRING) {
         ngx_http_nb_maint_redis_take_secret(store, secret, log);
@@ -602,58 +574,14 @@ ngx_http_nb_maint_redis_synced(ngx_http_nb_maint_redis_op_t *op,
         ngx_http_nb_maint_redis_keep_secret(store);
     }
 
-    v = ngx_http_nb_maint_redis_version(rcf, ver, log);
-    if (v == NGX_ERROR) {
-        return;
-    }
-
-    /* min_replicas: the new primary wins over our unconfirmed versions */
-
-    if (rcf->min_replicas && ver->type == REDIS_REPLY_STRING
-        && state->type == REDIS_REPLY_STRING
-        && ngx_http_nb_maint_redis_resync(store, v, state->str, state->len,
-                                          log)
-           != NGX_DECLINED)
-    {
-        goto ok;
-    }
-
-    if ((uint64_t) v < have->version) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "nb_maint: redis has version %i, this gateway has "
-                      "%uL (redis lost data?): re-publishing ours", v,
-                      have->version);
-        st = *have;
-        ngx_http_nb_maint_redis_republish(store, &st);
-        goto ok;
-    }
-
-    if ((uint64_t) v > have->version
-        && ngx_http_nb_maint_redis_catch_up(store, v, state, log) != NGX_OK)
+    if (ngx_http_nb_maint_redis_reconcile(store, reply->element[0],
+                                          reply->element[1], log)
+        != NGX_OK)
     {
         return;
     }
 
-ok:
-
-    ngx_http_nb_maint_redis_perm_ok(NB_REDIS_PERM_OTHER);
-
-    if (ngx_http_nb_maint_redis_events_stale) {
-        ngx_http_nb_maint_redis_fetch_events(store);
-    }
-
-    /* a failover noted by the owner is recorded only after this read */
-    ngx_http_nb_maint_redis_failover_synced(store);
-
-    /* a refused SUBSCRIBE or script keeps saying so in store.error */
-
-    if (!ngx_http_nb_maint_shm()->store_ok
-        && !ngx_http_nb_maint_redis_perm_refused())
-    {
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "nb_maint: redis store %V is available", &rcf->url);
-        ngx_http_nb_maint_set_store_status(1, NULL);
-    }
+    ngx_http_nb_maint_redis_settled(store, log);
 }
 
 

@@ -3,9 +3,9 @@
  * the version in a Lua script, answered when Redis replies, then WAIT for
  * the replicas when min_replicas asks for it (issue 12).
  *
- * May call: the redis connections (store_redis_conn.c), the reads
- * (store_redis_cmd.c: catching up after a conflict), the local cache
- * (store_cache.c) and the shared state.  No call here ever blocks.
+ * May call: the redis connections (store_redis_conn.c), what is read
+ * back from Redis (store_redis_read.c: a state, the audit list), the local
+ * cache (store_cache.c) and the shared state.  No call here ever blocks.
  */
 
 #include "ngx_http_nb_maint_store_redis.h"

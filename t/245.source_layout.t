@@ -22,11 +22,7 @@ my $root  = NbTest::repo_root();
 my $check = "$root/scripts/check-layout";
 
 # splits under way elsewhere: file => who
-my %PENDING = (
-    'ngx_http_nb_maint_store_redis_cmd.c'
-        => 'redis_synced() 112 lines, a call cycle with store_redis_write.c '
-           . '(redis branch)',
-);
+my %PENDING = ();
 
 sub run_check {
     my ($dir, @args) = @_;
