@@ -45,21 +45,7 @@ my $servers = join '', map {
     "    server $name_of{$_->id} 127.0.0.1:$p check inter 200ms rise 2 fall 2"
   . " agent-check agent-port $AP agent-inter 200ms agent-send \"127.0.0.1:$p\\n\"\n"
 } @M;
-$hp->write_cfg(<<"EOT");
-global
-    %%STATS%%
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-    timeout check 1s
-frontend fe
-    bind 127.0.0.1:%%PORT%%
-    default_backend be
-backend be
-    balance roundrobin
-    option httpchk GET /api/__health_check
+$hp->write_cfg(NbTest::HAProxy->http_cfg(timeout => '10s', backend => <<"EOT"));
     http-check expect string ok
     errorfile 503 $errfile
 $servers

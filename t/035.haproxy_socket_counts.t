@@ -40,21 +40,7 @@ sub haproxy {
         "    server s$n 127.0.0.1:" . $m->port . " check inter 200ms rise 1 fall 2 agent-check agent-port $AP"
       . " agent-inter $inter agent-send \"" . $m->id . "\\n\"\n"
     } ['a', $A], ['b', $B];
-    $hp->write_cfg(<<"EOT");
-global
-    %%STATS%%
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 20s
-    timeout server 20s
-    timeout check 1s
-frontend fe
-    bind 127.0.0.1:%%PORT%%
-    default_backend be
-backend be
-    balance roundrobin
-    option httpchk GET /api/__health_check
+    $hp->write_cfg(NbTest::HAProxy->http_cfg(timeout => '20s', backend => <<"EOT"));
     use-server sa if { urlp(to) a }
 $servers
 EOT

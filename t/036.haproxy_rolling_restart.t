@@ -39,24 +39,10 @@ my $servers = join '', map {
     my $p = $_->port;
     "    server s$p 127.0.0.1:$p agent-send \"127.0.0.1:$p\\n\"\n"
 } @M;
-$hp->write_cfg(<<"EOT");
-global
-    %%STATS%%
-defaults
-    mode http
-    option http-keep-alive
-    # the procedure alone must be safe: no retry would hide a lost request
-    retries 0
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    timeout check 1s
-frontend fe
-    bind 127.0.0.1:%%PORT%%
-    default_backend be
-backend be
-    balance roundrobin
-    option httpchk GET /api/__health_check
+$hp->write_cfg(NbTest::HAProxy->http_cfg(timeout => '30s',
+    defaults => "    option http-keep-alive\n"
+              . "    # the procedure alone must be safe: no retry would hide a lost request\n"
+              . "    retries 0\n", backend => <<"EOT"));
     http-check expect status 200
     default-server check inter 200ms rise 2 fall 2 agent-check agent-port $AP agent-inter 2s
 $servers

@@ -1445,6 +1445,22 @@ sub new {
     return $self;
 }
 
+# http_cfg(timeout => '10s', defaults => LINES, backend => LINES): the
+# HTTP front end the HAProxy tests share (fe on %%PORT%% -> be, round robin,
+# NocoBase's health check); the caller adds its defaults and backend lines.
+sub http_cfg {
+    my ($class, %o) = @_;
+    my $t = $o{timeout} // '10s';
+    return "global\n    %%STATS%%\ndefaults\n    mode http\n"
+         . ($o{defaults} // '')
+         . "    timeout connect 2s\n    timeout client $t\n"
+         . "    timeout server $t\n    timeout check 1s\n"
+         . "frontend fe\n    bind 127.0.0.1:%%PORT%%\n    default_backend be\n"
+         . "backend be\n    balance roundrobin\n"
+         . "    option httpchk GET /api/__health_check\n"
+         . ($o{backend} // '');
+}
+
 sub dir  { $_[0]{dir} }
 sub port { $_[0]{port} }
 sub pid  { $_[0]{pid} }
