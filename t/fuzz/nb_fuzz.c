@@ -258,8 +258,12 @@ __wrap_ngx_http_read_client_request_body(ngx_http_request_t *r,
 }
 
 
-/* the agent's session ends here: no stream core is linked */
+/*
+ * the agent's session ends here: no stream core is linked (the stream
+ * module's nginx -t check of nb_maint_agent names ngx_stream_module too)
+ */
 
+ngx_module_t  ngx_stream_module;
 ngx_module_t  ngx_stream_core_module;
 
 void
