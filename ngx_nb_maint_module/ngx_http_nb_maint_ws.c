@@ -21,6 +21,20 @@
 #define NB_WS_GUID          "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define NB_WS_CTL_MAX       125
 
+/*
+ * Unsent output a socket may hold: the handshake and a message or two.  A
+ * client that makes the gateway queue more (pings without reading) is
+ * closed, never buffered further.
+ */
+#define NB_WS_OUT_MAX       8192
+
+/*
+ * The kernel's send buffer of a gated socket (it doubles the value): what
+ * it holds for a client that does not read is bounded too, not autotuned
+ * up to megabytes.  "listen ... sndbuf=" of the server wins.
+ */
+#define NB_WS_SNDBUF        16384
+
 
 /* a WebSocket the gateway answers itself */
 struct ngx_http_nb_maint_ws_s {
@@ -38,11 +52,12 @@ struct ngx_http_nb_maint_ws_s {
     ngx_uint_t               payload;     /* reading the payload */
     u_char                   ctl[NB_WS_CTL_MAX];
 
-    /* bytes still to send (rare: a message is small) */
+    /* bytes the socket did not take yet: NB_WS_OUT_MAX, allocated once */
     u_char                  *out;
     size_t                   out_len;
-    size_t                   out_size;
     unsigned                 closing:1;   /* close once sent */
+    unsigned                 close_sent:1;   /* no frame after a close */
+    unsigned                 fragmented:1;   /* in a fragmented message */
 };
 
 
@@ -139,33 +154,79 @@ ngx_http_nb_maint_ws_close(ngx_http_nb_maint_ws_t *ws)
 }
 
 
-/* queue bytes after those still unsent */
+/*
+ * Send bytes, or keep what the socket does not take after those still
+ * unsent.  NGX_ERROR: the socket failed, or the client does not read and
+ * more than NB_WS_OUT_MAX would be held for it (the caller closes it).
+ * Nothing is sent after a close frame.
+ */
 
 static ngx_int_t
 ngx_http_nb_maint_ws_queue(ngx_http_nb_maint_ws_t *ws, u_char *data,
     size_t len)
 {
-    u_char  *p;
-    size_t   size;
+    ssize_t            n;
+    ngx_connection_t  *c;
 
-    if (ws->out_len + len > ws->out_size) {
-        size = ngx_max(ws->out_len + len, 256);
+    if (ws->close_sent) {
+        return NGX_OK;
+    }
 
-        p = ngx_palloc(ws->request->pool, size);
-        if (p == NULL) {
+    c = ws->request->connection;
+
+    if (ws->out_len == 0) {
+        n = c->send(c, data, len);
+
+        if (n == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        if (ws->out_len) {
-            ngx_memcpy(p, ws->out, ws->out_len);
+        if (n > 0) {
+            data += n;
+            len -= n;
         }
 
-        ws->out = p;
-        ws->out_size = size;
+        if (len == 0) {
+            return NGX_OK;
+        }
+    }
+
+    if (ws->out_len + len > NB_WS_OUT_MAX) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "nb_maint: WebSocket client does not read, closing");
+        return NGX_ERROR;
+    }
+
+    if (ws->out == NULL) {
+        ws->out = ngx_palloc(ws->request->pool, NB_WS_OUT_MAX);
+        if (ws->out == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     ngx_memcpy(ws->out + ws->out_len, data, len);
     ws->out_len += len;
+
+    return NGX_OK;
+}
+
+
+/* a close frame: nothing is sent after it, the socket goes once it is out */
+
+static ngx_int_t
+ngx_http_nb_maint_ws_queue_close(ngx_http_nb_maint_ws_t *ws, u_char *data,
+    size_t len)
+{
+    u_char  frame[4 + NB_WS_CTL_MAX], *p;
+
+    p = ngx_http_nb_maint_ws_frame(frame, 0x8, data, len);
+
+    if (ngx_http_nb_maint_ws_queue(ws, frame, p - frame) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ws->close_sent = 1;
+    ws->closing = 1;
 
     return NGX_OK;
 }
@@ -247,6 +308,7 @@ ngx_http_nb_maint_ws_sync(ngx_http_nb_maint_ws_t *ws)
     ws->sent = key;
 
     if ((key & 3) == NB_WS_ALLOWED) {
+        ws->close_sent = 1;         /* the message ends with a close frame */
         ws->closing = 1;
     }
 
@@ -254,27 +316,54 @@ ngx_http_nb_maint_ws_sync(ngx_http_nb_maint_ws_t *ws)
 }
 
 
-/* client frames: masked; data is read and dropped, pings answered */
+/*
+ * Client frames (RFC 6455 section 5): masked; data is read and dropped,
+ * pings answered, a close echoed.  NGX_ERROR: a protocol error (the caller
+ * closes with 1002); NGX_ABORT: the socket must go at once.
+ */
 
 static ngx_int_t
 ngx_http_nb_maint_ws_frame_end(ngx_http_nb_maint_ws_t *ws)
 {
-    u_char  frame[4 + NB_WS_CTL_MAX], *p;
-    size_t  len;
-
-    len = ws->pos;
+    u_char      frame[4 + NB_WS_CTL_MAX], *p;
+    ngx_uint_t  code;
 
     switch (ws->opcode) {
 
     case 0x9:                                   /* ping: pong */
-        p = ngx_http_nb_maint_ws_frame(frame, 0xa, ws->ctl, len);
-        return ngx_http_nb_maint_ws_queue(ws, frame, p - frame);
+        p = ngx_http_nb_maint_ws_frame(frame, 0xa, ws->ctl, ws->pos);
+
+        if (ngx_http_nb_maint_ws_queue(ws, frame, p - frame) != NGX_OK) {
+            return NGX_ABORT;
+        }
+
+        return NGX_OK;
 
     case 0x8:                                   /* close: echo the code */
-        p = ngx_http_nb_maint_ws_frame(frame, 0x8, ws->ctl,
-                                       len >= 2 ? 2 : 0);
-        ws->closing = 1;
-        return ngx_http_nb_maint_ws_queue(ws, frame, p - frame);
+        if (ws->pos == 1) {
+            return NGX_ERROR;
+        }
+
+        if (ws->pos >= 2) {
+            code = (ws->ctl[0] << 8) | ws->ctl[1];
+
+            /* codes a peer may send (RFC 6455 section 7.4) */
+            if (code < 1000 || code >= 5000
+                || (code >= 1004 && code <= 1006)
+                || (code >= 1015 && code < 3000))
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        if (ngx_http_nb_maint_ws_queue_close(ws, ws->ctl,
+                                             ws->pos >= 2 ? 2 : 0)
+            != NGX_OK)
+        {
+            return NGX_ABORT;
+        }
+
+        return NGX_OK;
 
     default:                                    /* "ping" text and others */
         return NGX_OK;
@@ -282,13 +371,52 @@ ngx_http_nb_maint_ws_frame_end(ngx_http_nb_maint_ws_t *ws)
 }
 
 
+/* a complete frame header: the checks of RFC 6455 section 5 */
+
+static ngx_int_t
+ngx_http_nb_maint_ws_header(ngx_http_nb_maint_ws_t *ws, uint64_t len)
+{
+    ngx_uint_t  fin, opcode;
+
+    fin = ws->head[0] & 0x80;
+    opcode = ws->head[0] & 0x0f;
+
+    /* RSV bits clear (no extension is agreed), masked, a sane length */
+    if ((ws->head[0] & 0x70) || !(ws->head[1] & 0x80) || (len >> 63)) {
+        return NGX_ERROR;
+    }
+
+    if (opcode & 0x8) {
+        /* close, ping, pong; others reserved; short and not fragmented */
+        if (opcode > 0xa || len > NB_WS_CTL_MAX || !fin) {
+            return NGX_ERROR;
+        }
+
+    } else {
+        /* continuation only inside a message, text/binary only outside */
+        if (opcode > 0x2 || (opcode == 0x0) != ws->fragmented) {
+            return NGX_ERROR;
+        }
+
+        ws->fragmented = !fin;
+    }
+
+    ws->opcode = opcode;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_nb_maint_ws_parse(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
 {
-    size_t    need, n, i;
-    uint64_t  len;
+    size_t     need, n, i;
+    uint64_t   len;
+    ngx_int_t  rc;
 
-    while (p < end) {
+    /* after a close frame (either way) what a client sends is ignored */
+
+    while (p < end && !ws->close_sent) {
 
         if (!ws->payload) {
             ws->head[ws->head_len++] = *p++;
@@ -304,14 +432,6 @@ ngx_http_nb_maint_ws_parse(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
                 continue;
             }
 
-            /* a complete header: RSV bits clear, masked, sane control */
-
-            if ((ws->head[0] & 0x70) || !(ws->head[1] & 0x80)) {
-                return NGX_ERROR;
-            }
-
-            ws->opcode = ws->head[0] & 0x0f;
-
             if (len == 126) {
                 len = (ws->head[2] << 8) | ws->head[3];
 
@@ -322,9 +442,7 @@ ngx_http_nb_maint_ws_parse(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
                 }
             }
 
-            if ((ws->opcode & 0x8)
-                && (len > NB_WS_CTL_MAX || !(ws->head[0] & 0x80)))
-            {
+            if (ngx_http_nb_maint_ws_header(ws, len) != NGX_OK) {
                 return NGX_ERROR;
             }
 
@@ -351,10 +469,48 @@ ngx_http_nb_maint_ws_parse(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
         if (ws->left == 0) {
             ws->payload = 0;
 
-            if (ngx_http_nb_maint_ws_frame_end(ws) != NGX_OK) {
-                return NGX_ERROR;
+            rc = ngx_http_nb_maint_ws_frame_end(ws);
+            if (rc != NGX_OK) {
+                return rc;
             }
         }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Frames from the client; NGX_ERROR: the socket is closed already.  A
+ * protocol error gets a close frame with 1002 and the socket goes once it
+ * is out.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_ws_input(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
+{
+    ngx_int_t  rc;
+
+    static u_char  close_1002[] = { 0x03, 0xea };
+
+    rc = ngx_http_nb_maint_ws_parse(ws, p, end);
+
+    if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_INFO, ws->request->connection->log, 0,
+                      "nb_maint: WebSocket protocol error from client");
+
+        if (!ws->close_sent
+            && ngx_http_nb_maint_ws_queue_close(ws, close_1002, 2) == NGX_OK)
+        {
+            return NGX_OK;
+        }
+
+        rc = NGX_ABORT;
+    }
+
+    if (rc == NGX_ABORT) {
+        ngx_http_nb_maint_ws_close(ws);
+        return NGX_ERROR;
     }
 
     return NGX_OK;
@@ -385,10 +541,7 @@ ngx_http_nb_maint_ws_read(ngx_http_request_t *r)
             return;
         }
 
-        if (ngx_http_nb_maint_ws_parse(ws, buf, buf + n) != NGX_OK) {
-            ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                          "nb_maint: WebSocket protocol error from client");
-            ngx_http_nb_maint_ws_close(ws);
+        if (ngx_http_nb_maint_ws_input(ws, buf, buf + n) != NGX_OK) {
             return;
         }
     }
@@ -548,10 +701,12 @@ ngx_http_nb_maint_ws_cleanup(void *data)
 ngx_http_nb_maint_ws_t *
 ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r)
 {
-    ngx_connection_t         *c;
-    ngx_pool_cleanup_t       *cln;
-    ngx_http_nb_maint_ws_t   *ws;
-    ngx_http_nb_maint_ctx_t  *ctx;
+    ngx_connection_t          *c;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_nb_maint_ws_t    *ws;
+    ngx_http_nb_maint_ctx_t   *ctx;
+    ngx_http_core_loc_conf_t  *clcf;
+    int                        sndbuf;
 
     ctx = ngx_http_nb_maint_get_ctx(r);
 
@@ -570,6 +725,26 @@ ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r)
 
     c = r->connection;
     c->log->action = "answering a WebSocket for nb_maint";
+
+    /* small frames go out at once, as on an upgraded proxied socket */
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+        return NULL;
+    }
+
+    if (c->listening && c->listening->sndbuf == -1) {
+        sndbuf = NB_WS_SNDBUF;
+
+        if (setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, (const void *) &sndbuf,
+                       sizeof(int))
+            == -1)
+        {
+            ngx_log_error(NGX_LOG_ALERT, c->log, ngx_socket_errno,
+                          "setsockopt(SO_SNDBUF, %d) failed, ignored",
+                          sndbuf);
+        }
+    }
 
     /* an old worker closes it at once on reload: the client reconnects */
     c->idle = 1;
@@ -641,11 +816,10 @@ ngx_http_nb_maint_ws_start(ngx_http_request_t *r, u_char *accept)
         && r->header_in->pos < r->header_in->last)
     {
         /* frames the client sent right behind its handshake */
-        if (ngx_http_nb_maint_ws_parse(ws, r->header_in->pos,
+        if (ngx_http_nb_maint_ws_input(ws, r->header_in->pos,
                                        r->header_in->last)
             != NGX_OK)
         {
-            ngx_http_nb_maint_ws_close(ws);
             return NGX_OK;
         }
 
