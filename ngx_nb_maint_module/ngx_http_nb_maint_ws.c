@@ -62,6 +62,7 @@ struct ngx_http_nb_maint_ws_s {
 
 
 static void ngx_http_nb_maint_ws_read(ngx_http_request_t *r);
+static void ngx_http_nb_maint_ws_read_frames(ngx_http_nb_maint_ws_t *ws);
 static void ngx_http_nb_maint_ws_write(ngx_http_request_t *r);
 static ngx_int_t ngx_http_nb_maint_ws_start(ngx_http_request_t *r,
     u_char *accept);
@@ -71,7 +72,7 @@ static ngx_queue_t        ngx_http_nb_maint_ws_gated;
 static ngx_event_t        ngx_http_nb_maint_ws_ev;
 static ngx_connection_t   ngx_http_nb_maint_ws_dummy;
 static uint64_t           ngx_http_nb_maint_ws_key_now;
-static ngx_uint_t         ngx_http_nb_maint_ws_in_timer;
+static ngx_http_request_t *ngx_http_nb_maint_ws_running;  /* its handler */
 
 
 /* at worker start: the list, and the timer that calls tick */
@@ -87,15 +88,6 @@ ngx_http_nb_maint_ws_gated_init(ngx_cycle_t *cycle, ngx_event_handler_pt tick)
     ngx_http_nb_maint_ws_ev.data = &ngx_http_nb_maint_ws_dummy;
     ngx_http_nb_maint_ws_ev.log = cycle->log;
     ngx_http_nb_maint_ws_ev.cancelable = 1;
-}
-
-
-/* the tick runs (closes happen at once, not once a handler returns) */
-
-void
-ngx_http_nb_maint_ws_in_tick(ngx_uint_t in)
-{
-    ngx_http_nb_maint_ws_in_timer = in;
 }
 
 
@@ -145,10 +137,12 @@ ngx_http_nb_maint_ws_close(ngx_http_nb_maint_ws_t *ws)
     ngx_http_finalize_request(r, NGX_ERROR);
 
     /*
-     * In a request's own handlers the close runs once they return; from
-     * the timer it must run here.  Either way ws is not used after this.
+     * In the socket's own handlers the close runs once they return; from
+     * the timer or another socket's handler (a state change seen at its
+     * handshake) it must run here, or it would wait for the client's next
+     * bytes.  Either way ws is not used after this.
      */
-    if (ngx_http_nb_maint_ws_in_timer) {
+    if (r != ngx_http_nb_maint_ws_running) {
         ngx_http_run_posted_requests(c);
     }
 }
@@ -520,14 +514,25 @@ ngx_http_nb_maint_ws_input(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
 static void
 ngx_http_nb_maint_ws_read(ngx_http_request_t *r)
 {
-    u_char                   buf[4096];
-    ssize_t                  n;
-    ngx_connection_t        *c;
     ngx_http_nb_maint_ws_t  *ws;
 
-    c = r->connection;
     ws = ((ngx_http_nb_maint_ctx_t *)
           ngx_http_get_module_ctx(r, ngx_http_nb_maint_module))->wsock;
+
+    ngx_http_nb_maint_ws_running = r;
+    ngx_http_nb_maint_ws_read_frames(ws);
+    ngx_http_nb_maint_ws_running = NULL;
+}
+
+
+static void
+ngx_http_nb_maint_ws_read_frames(ngx_http_nb_maint_ws_t *ws)
+{
+    u_char             buf[4096];
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = ws->request->connection;
 
     for ( ;; ) {
         n = c->recv(c, buf, sizeof(buf));
@@ -562,7 +567,9 @@ ngx_http_nb_maint_ws_write(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
 
+    ngx_http_nb_maint_ws_running = r;
     ngx_http_nb_maint_ws_sync(ctx->wsock);
+    ngx_http_nb_maint_ws_running = NULL;
 }
 
 
@@ -646,6 +653,7 @@ ngx_http_nb_maint_ws_gate(ngx_http_request_t *r,
 {
     u_char        sha[SHA_DIGEST_LENGTH], buf[24 + sizeof(NB_WS_GUID)];
     u_char        accept[32];
+    ngx_int_t     rc;
     ngx_str_t     key, src, dst;
 
     if (!ngx_http_nb_maint_ws_request(r, nlcf, &key)) {
@@ -678,7 +686,11 @@ ngx_http_nb_maint_ws_gate(ngx_http_request_t *r,
     nb_count(ngx_http_nb_maint_shm(),
              gated ? NB_OUT_GATED : NB_OUT_NO_NODE);
 
-    if (ngx_http_nb_maint_ws_start(r, accept) != NGX_OK) {
+    ngx_http_nb_maint_ws_running = r;
+    rc = ngx_http_nb_maint_ws_start(r, accept);
+    ngx_http_nb_maint_ws_running = NULL;
+
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

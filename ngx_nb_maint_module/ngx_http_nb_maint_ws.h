@@ -28,7 +28,6 @@ u_char *ngx_http_nb_maint_ws_frame(u_char *p, ngx_uint_t opcode, u_char *data,
 void ngx_http_nb_maint_ws_gated_init(ngx_cycle_t *cycle,
     ngx_event_handler_pt tick);
 void ngx_http_nb_maint_ws_arm(void);
-void ngx_http_nb_maint_ws_in_tick(ngx_uint_t in);
 ngx_uint_t ngx_http_nb_maint_ws_gated_empty(void);
 uint64_t ngx_http_nb_maint_ws_gated_key(void);
 void ngx_http_nb_maint_ws_update(void);

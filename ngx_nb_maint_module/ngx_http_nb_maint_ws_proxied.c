@@ -299,8 +299,6 @@ ngx_http_nb_maint_ws_tick(ngx_event_t *ev)
     seq = ngx_http_nb_maint_shm()->seq;
     now = ngx_current_msec;
 
-    ngx_http_nb_maint_ws_in_tick(1);
-
     ngx_http_nb_maint_ws_update();
 
     if (seq != ngx_http_nb_maint_ws_seq || ngx_http_nb_maint_ws_doomed) {
@@ -308,8 +306,6 @@ ngx_http_nb_maint_ws_tick(ngx_event_t *ev)
                                           seq != ngx_http_nb_maint_ws_seq);
         ngx_http_nb_maint_ws_seq = seq;
     }
-
-    ngx_http_nb_maint_ws_in_tick(0);
 
     if (!ngx_http_nb_maint_ws_gated_empty()
         || !ngx_queue_empty(&ngx_http_nb_maint_ws_proxied))
