@@ -8,18 +8,19 @@
  * WebSockets are ws_proxied.c's, which also runs the worker's tick; the
  * timer event is kept here so that a new socket can arm it.
  *
- * Every worker keeps its own sockets in a list; a socket has no timer of
- * its own.
+ * The handshake is ws_handshake.c's.  Every socket is bounded: at most NB_WS_OUT_MAX bytes held for a client
+ * that does not read, nb_maint_ws_send_timeout for output to drain,
+ * nb_maint_ws_idle_timeout without a byte from the client, a server ping
+ * every nb_maint_ws_ping_interval of quiet (timers of the connection's own
+ * events: no memory of their own).
  *
- * May call: ws_message.c, bypass.c, state.c.
+ * Every worker keeps its own sockets in a list for state changes.
+ *
+ * May call: ws_frame.c, ws_message.c, state.c.
  */
 
 #include "ngx_http_nb_maint_ws.h"
-#include <openssl/sha.h>
 
-
-#define NB_WS_GUID          "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define NB_WS_CTL_MAX       125
 
 /*
  * Unsent output a socket may hold: the handshake and a message or two.  A
@@ -41,28 +42,20 @@ struct ngx_http_nb_maint_ws_s {
     ngx_queue_t              queue;
     ngx_http_request_t      *request;
     uint64_t                 sent;        /* state key of the last message */
-
-    /* the client frame being read */
-    u_char                   head[14];
-    size_t                   head_len;
-    uint64_t                 left;        /* payload bytes still to read */
-    u_char                   mask[4];
-    ngx_uint_t               pos;         /* payload bytes read */
-    ngx_uint_t               opcode;
-    ngx_uint_t               payload;     /* reading the payload */
-    u_char                   ctl[NB_WS_CTL_MAX];
+    ngx_msec_t               heard;       /* the client's last bytes */
+    ngx_http_nb_maint_ws_parser_t  in;
 
     /* bytes the socket did not take yet: NB_WS_OUT_MAX, allocated once */
     u_char                  *out;
     size_t                   out_len;
     unsigned                 closing:1;   /* close once sent */
     unsigned                 close_sent:1;   /* no frame after a close */
-    unsigned                 fragmented:1;   /* in a fragmented message */
 };
 
 
 static void ngx_http_nb_maint_ws_read(ngx_http_request_t *r);
 static void ngx_http_nb_maint_ws_read_frames(ngx_http_nb_maint_ws_t *ws);
+static void ngx_http_nb_maint_ws_quiet(ngx_http_nb_maint_ws_t *ws);
 static void ngx_http_nb_maint_ws_write(ngx_http_request_t *r);
 static ngx_int_t ngx_http_nb_maint_ws_start(ngx_http_request_t *r,
     u_char *accept);
@@ -231,10 +224,13 @@ ngx_http_nb_maint_ws_queue_close(ngx_http_nb_maint_ws_t *ws, u_char *data,
 static ngx_int_t
 ngx_http_nb_maint_ws_flush(ngx_http_nb_maint_ws_t *ws)
 {
-    ssize_t            n;
-    ngx_connection_t  *c;
+    ssize_t                        n;
+    ngx_uint_t                     sent;
+    ngx_connection_t              *c;
+    ngx_http_nb_maint_loc_conf_t  *nlcf;
 
     c = ws->request->connection;
+    sent = 0;
 
     while (ws->out_len) {
         n = c->send(c, ws->out, ws->out_len);
@@ -242,6 +238,14 @@ ngx_http_nb_maint_ws_flush(ngx_http_nb_maint_ws_t *ws)
         if (n == NGX_AGAIN) {
             if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
                 return NGX_ERROR;
+            }
+
+            /* nb_maint_ws_send_timeout: without progress */
+            nlcf = ngx_http_get_module_loc_conf(ws->request,
+                                                ngx_http_nb_maint_module);
+
+            if (nlcf->ws_send_timeout && (sent || !c->write->timer_set)) {
+                ngx_add_timer(c->write, nlcf->ws_send_timeout);
             }
 
             return NGX_AGAIN;
@@ -253,6 +257,11 @@ ngx_http_nb_maint_ws_flush(ngx_http_nb_maint_ws_t *ws)
 
         ngx_memmove(ws->out, ws->out + n, ws->out_len - n);
         ws->out_len -= n;
+        sent = 1;
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
     }
 
     return NGX_OK;
@@ -310,163 +319,53 @@ ngx_http_nb_maint_ws_sync(ngx_http_nb_maint_ws_t *ws)
 }
 
 
+/* a complete control frame from the client: pong a ping, echo a close */
+
+static ngx_int_t
+ngx_http_nb_maint_ws_control(ngx_http_nb_maint_ws_t *ws)
+{
+    u_char                          frame[4 + NB_WS_CTL_MAX], *p;
+    ngx_http_nb_maint_ws_parser_t  *ps;
+
+    ps = &ws->in;
+
+    switch (ps->opcode) {
+
+    case 0x9:
+        p = ngx_http_nb_maint_ws_frame(frame, 0xa, ps->ctl, ps->pos);
+        return ngx_http_nb_maint_ws_queue(ws, frame, p - frame);
+
+    case 0x8:
+        return ngx_http_nb_maint_ws_queue_close(ws, ps->ctl,
+                                                ps->pos >= 2 ? 2 : 0);
+
+    default:                                    /* a pong */
+        return NGX_OK;
+    }
+}
+
+
 /*
- * Client frames (RFC 6455 section 5): masked; data is read and dropped,
- * pings answered, a close echoed.  NGX_ERROR: a protocol error (the caller
- * closes with 1002); NGX_ABORT: the socket must go at once.
+ * Client bytes; NGX_ERROR: a protocol error (the caller closes with 1002);
+ * NGX_ABORT: the socket must go at once.  After a close frame (either way)
+ * what a client sends is ignored.
  */
 
 static ngx_int_t
-ngx_http_nb_maint_ws_frame_end(ngx_http_nb_maint_ws_t *ws)
+ngx_http_nb_maint_ws_parse_all(ngx_http_nb_maint_ws_t *ws, u_char *p,
+    u_char *end)
 {
-    u_char      frame[4 + NB_WS_CTL_MAX], *p;
-    ngx_uint_t  code;
-
-    switch (ws->opcode) {
-
-    case 0x9:                                   /* ping: pong */
-        p = ngx_http_nb_maint_ws_frame(frame, 0xa, ws->ctl, ws->pos);
-
-        if (ngx_http_nb_maint_ws_queue(ws, frame, p - frame) != NGX_OK) {
-            return NGX_ABORT;
-        }
-
-        return NGX_OK;
-
-    case 0x8:                                   /* close: echo the code */
-        if (ws->pos == 1) {
-            return NGX_ERROR;
-        }
-
-        if (ws->pos >= 2) {
-            code = (ws->ctl[0] << 8) | ws->ctl[1];
-
-            /* codes a peer may send (RFC 6455 section 7.4) */
-            if (code < 1000 || code >= 5000
-                || (code >= 1004 && code <= 1006)
-                || (code >= 1015 && code < 3000))
-            {
-                return NGX_ERROR;
-            }
-        }
-
-        if (ngx_http_nb_maint_ws_queue_close(ws, ws->ctl,
-                                             ws->pos >= 2 ? 2 : 0)
-            != NGX_OK)
-        {
-            return NGX_ABORT;
-        }
-
-        return NGX_OK;
-
-    default:                                    /* "ping" text and others */
-        return NGX_OK;
-    }
-}
-
-
-/* a complete frame header: the checks of RFC 6455 section 5 */
-
-static ngx_int_t
-ngx_http_nb_maint_ws_header(ngx_http_nb_maint_ws_t *ws, uint64_t len)
-{
-    ngx_uint_t  fin, opcode;
-
-    fin = ws->head[0] & 0x80;
-    opcode = ws->head[0] & 0x0f;
-
-    /* RSV bits clear (no extension is agreed), masked, a sane length */
-    if ((ws->head[0] & 0x70) || !(ws->head[1] & 0x80) || (len >> 63)) {
-        return NGX_ERROR;
-    }
-
-    if (opcode & 0x8) {
-        /* close, ping, pong; others reserved; short and not fragmented */
-        if (opcode > 0xa || len > NB_WS_CTL_MAX || !fin) {
-            return NGX_ERROR;
-        }
-
-    } else {
-        /* continuation only inside a message, text/binary only outside */
-        if (opcode > 0x2 || (opcode == 0x0) != ws->fragmented) {
-            return NGX_ERROR;
-        }
-
-        ws->fragmented = !fin;
-    }
-
-    ws->opcode = opcode;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_nb_maint_ws_parse(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
-{
-    size_t     need, n, i;
-    uint64_t   len;
     ngx_int_t  rc;
 
-    /* after a close frame (either way) what a client sends is ignored */
+    while (!ws->close_sent) {
+        rc = ngx_http_nb_maint_ws_parse(&ws->in, &p, end);
 
-    while (p < end && !ws->close_sent) {
-
-        if (!ws->payload) {
-            ws->head[ws->head_len++] = *p++;
-
-            if (ws->head_len < 2) {
-                continue;
-            }
-
-            len = ws->head[1] & 0x7f;
-            need = 2 + (len == 126 ? 2 : (len == 127 ? 8 : 0)) + 4;
-
-            if (ws->head_len < need) {
-                continue;
-            }
-
-            if (len == 126) {
-                len = (ws->head[2] << 8) | ws->head[3];
-
-            } else if (len == 127) {
-                len = 0;
-                for (i = 2; i < 10; i++) {
-                    len = (len << 8) | ws->head[i];
-                }
-            }
-
-            if (ngx_http_nb_maint_ws_header(ws, len) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(ws->mask, &ws->head[need - 4], 4);
-            ws->head_len = 0;
-            ws->left = len;
-            ws->pos = 0;
-            ws->payload = 1;
-
-        } else {
-            n = (size_t) ngx_min((uint64_t) (end - p), ws->left);
-
-            if (ws->opcode & 0x8) {
-                for (i = 0; i < n; i++) {
-                    ws->ctl[ws->pos] = p[i] ^ ws->mask[ws->pos % 4];
-                    ws->pos++;
-                }
-            }
-
-            p += n;
-            ws->left -= n;
+        if (rc != NGX_OK) {
+            return rc == NGX_AGAIN ? NGX_OK : NGX_ERROR;
         }
 
-        if (ws->left == 0) {
-            ws->payload = 0;
-
-            rc = ngx_http_nb_maint_ws_frame_end(ws);
-            if (rc != NGX_OK) {
-                return rc;
-            }
+        if (ngx_http_nb_maint_ws_control(ws) != NGX_OK) {
+            return NGX_ABORT;
         }
     }
 
@@ -487,7 +386,7 @@ ngx_http_nb_maint_ws_input(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
 
     static u_char  close_1002[] = { 0x03, 0xea };
 
-    rc = ngx_http_nb_maint_ws_parse(ws, p, end);
+    rc = ngx_http_nb_maint_ws_parse_all(ws, p, end);
 
     if (rc == NGX_ERROR) {
         ngx_log_error(NGX_LOG_INFO, ws->request->connection->log, 0,
@@ -520,8 +419,81 @@ ngx_http_nb_maint_ws_read(ngx_http_request_t *r)
           ngx_http_get_module_ctx(r, ngx_http_nb_maint_module))->wsock;
 
     ngx_http_nb_maint_ws_running = r;
-    ngx_http_nb_maint_ws_read_frames(ws);
+
+    if (r->connection->read->timedout) {
+        r->connection->read->timedout = 0;
+        ngx_http_nb_maint_ws_quiet(ws);
+
+    } else {
+        ngx_http_nb_maint_ws_read_frames(ws);
+    }
+
     ngx_http_nb_maint_ws_running = NULL;
+}
+
+
+/*
+ * The read timer: nb_maint_ws_idle_timeout without a byte from the client
+ * closes the socket; a ping goes out after nb_maint_ws_ping_interval of
+ * quiet (a live client's pong is a byte heard).
+ */
+
+static void
+ngx_http_nb_maint_ws_arm_quiet(ngx_http_nb_maint_ws_t *ws)
+{
+    ngx_msec_t                     quiet, next, ping;
+    ngx_http_nb_maint_loc_conf_t  *nlcf;
+
+    nlcf = ngx_http_get_module_loc_conf(ws->request, ngx_http_nb_maint_module);
+
+    quiet = ngx_current_msec - ws->heard;
+    next = NGX_MAX_INT32_VALUE;
+
+    if (nlcf->ws_idle_timeout) {
+        next = nlcf->ws_idle_timeout > quiet
+               ? nlcf->ws_idle_timeout - quiet : 1;
+    }
+
+    if (nlcf->ws_ping_interval) {
+        ping = nlcf->ws_ping_interval > quiet
+               ? nlcf->ws_ping_interval - quiet : nlcf->ws_ping_interval;
+        next = ngx_min(next, ping);
+    }
+
+    if (next != NGX_MAX_INT32_VALUE) {
+        ngx_add_timer(ws->request->connection->read, next);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_ws_quiet(ngx_http_nb_maint_ws_t *ws)
+{
+    ngx_msec_t                     quiet;
+    ngx_http_nb_maint_loc_conf_t  *nlcf;
+
+    static u_char  ping[] = { 0x89, 0x00 };
+
+    nlcf = ngx_http_get_module_loc_conf(ws->request, ngx_http_nb_maint_module);
+
+    quiet = ngx_current_msec - ws->heard;
+
+    if (nlcf->ws_idle_timeout && quiet >= nlcf->ws_idle_timeout) {
+        ngx_log_error(NGX_LOG_INFO, ws->request->connection->log,
+                      NGX_ETIMEDOUT, "nb_maint: WebSocket client timed out");
+        ngx_http_nb_maint_ws_close(ws);
+        return;
+    }
+
+    if (nlcf->ws_ping_interval && quiet >= nlcf->ws_ping_interval
+        && ngx_http_nb_maint_ws_queue(ws, ping, sizeof(ping)) != NGX_OK)
+    {
+        ngx_http_nb_maint_ws_close(ws);
+        return;
+    }
+
+    ngx_http_nb_maint_ws_arm_quiet(ws);
+    ngx_http_nb_maint_ws_sync(ws);
 }
 
 
@@ -546,6 +518,8 @@ ngx_http_nb_maint_ws_read_frames(ngx_http_nb_maint_ws_t *ws)
             return;
         }
 
+        ws->heard = ngx_current_msec;
+
         if (ngx_http_nb_maint_ws_input(ws, buf, buf + n) != NGX_OK) {
             return;
         }
@@ -568,133 +542,17 @@ ngx_http_nb_maint_ws_write(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
 
     ngx_http_nb_maint_ws_running = r;
-    ngx_http_nb_maint_ws_sync(ctx->wsock);
+
+    if (r->connection->write->timedout) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
+                      "nb_maint: WebSocket client timed out reading");
+        ngx_http_nb_maint_ws_close(ctx->wsock);
+
+    } else {
+        ngx_http_nb_maint_ws_sync(ctx->wsock);
+    }
+
     ngx_http_nb_maint_ws_running = NULL;
-}
-
-
-/* is this NocoBase's WebSocket handshake on nb_maint_ws_path? */
-
-static ngx_uint_t
-ngx_http_nb_maint_ws_request(ngx_http_request_t *r,
-    ngx_http_nb_maint_loc_conf_t *nlcf, ngx_str_t *key)
-{
-    ngx_uint_t        i, upgrade, version;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    if (r->method != NGX_HTTP_GET || r->http_version != NGX_HTTP_VERSION_11
-        || r != r->main
-        || r->uri.len != nlcf->ws_path.len
-        || ngx_strncmp(r->uri.data, nlcf->ws_path.data, r->uri.len) != 0)
-    {
-        return 0;
-    }
-
-#if (NGX_HTTP_V2)
-    if (r->stream) {
-        return 0;
-    }
-#endif
-
-    upgrade = 0;
-    version = 0;
-    key->len = 0;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-#define nb_hdr(name)  (h[i].key.len == sizeof(name) - 1                       \
-                       && ngx_strncasecmp(h[i].key.data, (u_char *) name,    \
-                                          sizeof(name) - 1) == 0)
-
-        if (nb_hdr("Upgrade")) {
-            upgrade = ngx_strlcasestrn(h[i].value.data,
-                                       h[i].value.data + h[i].value.len,
-                                       (u_char *) "websocket", 9 - 1)
-                      != NULL;
-
-        } else if (nb_hdr("Sec-WebSocket-Version")) {
-            version = (h[i].value.len == 2
-                       && ngx_strncmp(h[i].value.data, "13", 2) == 0);
-
-        } else if (nb_hdr("Sec-WebSocket-Key")) {
-            *key = h[i].value;
-        }
-
-#undef nb_hdr
-    }
-
-    /* the key is 16 bytes in base64 */
-    return upgrade && version && key->len == 24;
-}
-
-
-/*
- * From the gate: NocoBase's /ws while public traffic is gated is answered
- * here.  NGX_DECLINED: not ours, the request goes on.
- */
-
-ngx_int_t
-ngx_http_nb_maint_ws_gate(ngx_http_request_t *r,
-    ngx_http_nb_maint_loc_conf_t *nlcf, ngx_uint_t gated)
-{
-    u_char        sha[SHA_DIGEST_LENGTH], buf[24 + sizeof(NB_WS_GUID)];
-    u_char        accept[32];
-    ngx_int_t     rc;
-    ngx_str_t     key, src, dst;
-
-    if (!ngx_http_nb_maint_ws_request(r, nlcf, &key)) {
-        return NGX_DECLINED;
-    }
-
-    if (gated) {
-        if (ngx_http_nb_maint_passed(r, nlcf)
-            || ngx_http_nb_maint_is_bypass(r))
-        {
-            return NGX_DECLINED;
-        }
-
-    } else if (ngx_http_nb_maint_public_node()) {
-        return NGX_DECLINED;
-    }
-
-    ngx_memcpy(buf, key.data, 24);
-    ngx_memcpy(buf + 24, NB_WS_GUID, sizeof(NB_WS_GUID) - 1);
-
-    SHA1(buf, 24 + sizeof(NB_WS_GUID) - 1, sha);
-
-    src.data = sha;
-    src.len = SHA_DIGEST_LENGTH;
-    dst.data = accept;
-
-    ngx_encode_base64(&dst, &src);
-    accept[dst.len] = '\0';
-
-    nb_count(ngx_http_nb_maint_shm(),
-             gated ? NB_OUT_GATED : NB_OUT_NO_NODE);
-
-    ngx_http_nb_maint_ws_running = r;
-    rc = ngx_http_nb_maint_ws_start(r, accept);
-    ngx_http_nb_maint_ws_running = NULL;
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return NGX_DONE;
 }
 
 
@@ -774,11 +632,32 @@ ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r)
     r->read_event_handler = ngx_http_nb_maint_ws_read;
     r->write_event_handler = ngx_http_nb_maint_ws_write;
 
+    ws->heard = ngx_current_msec;
+    ngx_http_nb_maint_ws_arm_quiet(ws);
+
     ngx_queue_insert_tail(&ngx_http_nb_maint_ws_gated, &ws->queue);
 
     ngx_http_nb_maint_ws_arm();
 
     return ws;
+}
+
+
+/*
+ * From the handshake (ws_handshake.c): the 101, the first message, then
+ * the frames the client sent right behind its handshake.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_ws_open(ngx_http_request_t *r, u_char *accept)
+{
+    ngx_int_t  rc;
+
+    ngx_http_nb_maint_ws_running = r;
+    rc = ngx_http_nb_maint_ws_start(r, accept);
+    ngx_http_nb_maint_ws_running = NULL;
+
+    return rc;
 }
 
 
@@ -792,10 +671,6 @@ ngx_http_nb_maint_ws_start(ngx_http_request_t *r, u_char *accept)
                                          "Sec-WebSocket-Accept: \r\n\r\n")
                                   + 32];
     ngx_http_nb_maint_ws_t  *ws;
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        return NGX_ERROR;
-    }
 
     /* the access log shows the 101 */
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
