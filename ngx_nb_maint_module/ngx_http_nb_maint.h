@@ -254,6 +254,10 @@ struct ngx_http_nb_maint_store_s {
                                               ngx_cycle_t *cycle);
     void                      (*tick)(ngx_http_nb_maint_store_t *store,
                                       ngx_uint_t owner, ngx_log_t *log);
+
+    /* every worker at its exit: sockets closed, nothing answered any more */
+    void                      (*exit_process)(ngx_http_nb_maint_store_t *store,
+                                              ngx_cycle_t *cycle);
 };
 
 

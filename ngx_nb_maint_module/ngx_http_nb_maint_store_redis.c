@@ -24,6 +24,8 @@ static ngx_int_t ngx_http_nb_maint_redis_init_process(
     ngx_http_nb_maint_store_t *store, ngx_cycle_t *cycle);
 static void ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
     ngx_uint_t owner, ngx_log_t *log);
+static void ngx_http_nb_maint_redis_exit_process(
+    ngx_http_nb_maint_store_t *store, ngx_cycle_t *cycle);
 
 
 static ngx_uint_t  ngx_http_nb_maint_redis_ticks;
@@ -506,6 +508,7 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
     store->save = ngx_http_nb_maint_redis_save;
     store->init_process = ngx_http_nb_maint_redis_init_process;
     store->tick = ngx_http_nb_maint_redis_tick;
+    store->exit_process = ngx_http_nb_maint_redis_exit_process;
 
     return NGX_CONF_OK;
 
@@ -629,5 +632,26 @@ ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
         ngx_http_nb_maint_redis_sync(store);
         ngx_http_nb_maint_redis_active(store);
         ngx_http_nb_maint_redis_probe_script(store);
+    }
+}
+
+
+/* the worker exits (also after a reload): every socket closed */
+
+static void
+ngx_http_nb_maint_redis_exit_process(ngx_http_nb_maint_store_t *store,
+    ngx_cycle_t *cycle)
+{
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    if (ngx_http_nb_maint_redis_cmd.store == NULL) {
+        return;     /* init_process did not run here */
+    }
+
+    ngx_http_nb_maint_redis_close(&ngx_http_nb_maint_redis_cmd);
+    ngx_http_nb_maint_redis_close(&ngx_http_nb_maint_redis_sub);
+
+    if (rcf->sentinel) {
+        ngx_http_nb_maint_sentinel_exit_process(store);
     }
 }

@@ -139,6 +139,7 @@ void ngx_http_nb_maint_redis_conn_init(ngx_http_nb_maint_redis_conn_t *conn,
 ngx_int_t ngx_http_nb_maint_redis_open(ngx_http_nb_maint_redis_conn_t *conn,
     u_char *host, int port);
 void ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn);
+void ngx_http_nb_maint_redis_close(ngx_http_nb_maint_redis_conn_t *conn);
 void ngx_http_nb_maint_redis_schedule(ngx_http_nb_maint_redis_conn_t *conn);
 void ngx_http_nb_maint_redis_store_down(ngx_http_nb_maint_redis_conn_t *conn,
     const char *why);
@@ -165,6 +166,8 @@ ngx_uint_t ngx_http_nb_maint_redis_perm_refused(void);
 /* store_redis_sentinel.c */
 void ngx_http_nb_maint_sentinel_init_process(ngx_http_nb_maint_store_t *store,
     ngx_cycle_t *cycle);
+void ngx_http_nb_maint_sentinel_exit_process(
+    ngx_http_nb_maint_store_t *store);
 void ngx_http_nb_maint_sentinel_ask(ngx_http_nb_maint_redis_conn_t *conn);
 ngx_int_t ngx_http_nb_maint_redis_primary(ngx_http_nb_maint_redis_conf_t *rcf,
     ngx_log_t *log, u_char *old, size_t *old_len);

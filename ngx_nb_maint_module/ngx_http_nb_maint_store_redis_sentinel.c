@@ -736,3 +736,23 @@ ngx_http_nb_maint_sentinel_tick(ngx_http_nb_maint_store_t *store,
         ngx_http_nb_maint_sentinel_follow(rcf);
     }
 }
+
+
+/* the worker exits: every sentinel socket closed */
+
+void
+ngx_http_nb_maint_sentinel_exit_process(ngx_http_nb_maint_store_t *store)
+{
+    ngx_uint_t                       i;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    if (ngx_http_nb_maint_sentinel_ev.timer_set) {
+        ngx_del_timer(&ngx_http_nb_maint_sentinel_ev);
+    }
+
+    ngx_http_nb_maint_redis_close(&ngx_http_nb_maint_redis_sen);
+
+    for (i = 0; i < rcf->nsentinels; i++) {
+        ngx_http_nb_maint_redis_close(&ngx_http_nb_maint_watch[i].conn);
+    }
+}

@@ -46,7 +46,7 @@ static const char  ngx_http_nb_maint_redis_cas[] =
     "end "
     "if KEYS[4] then redis.call('SET', KEYS[4], ARGV[7]) end "
     "redis.call('PUBLISH', ARGV[5], ARGV[6]) "
-    "return {1, tonumber(ARGV[2])}";
+    "return {1, ARGV[2]}";
 
 
 /* writes: compare-and-set on the version, answered by Redis */
