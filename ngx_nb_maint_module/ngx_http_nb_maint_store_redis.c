@@ -424,6 +424,12 @@ ngx_http_nb_maint_redis_keys(ngx_conf_t *cf,
            != NGX_OK
         || ngx_http_nb_maint_redis_key(cf, &rcf->key_failover, prefix,
                                        "failover")
+           != NGX_OK
+        || ngx_http_nb_maint_redis_key(cf, &rcf->key_checkers, prefix,
+                                       "checkers")
+           != NGX_OK
+        || ngx_http_nb_maint_redis_key(cf, &rcf->key_checker, prefix,
+                                       "checker:")
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -509,6 +515,7 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
     store->init_process = ngx_http_nb_maint_redis_init_process;
     store->tick = ngx_http_nb_maint_redis_tick;
     store->exit_process = ngx_http_nb_maint_redis_exit_process;
+    store->verdict = ngx_http_nb_maint_redis_verdict;
 
     return NGX_CONF_OK;
 
@@ -572,7 +579,9 @@ ngx_http_nb_maint_redis_init_process(ngx_http_nb_maint_store_t *store,
 
     ngx_http_nb_maint_sentinel_init_process(store, cycle);
 
-    if (ngx_http_nb_maint_cache_init_process(store, cycle) != NGX_OK) {
+    if (ngx_http_nb_maint_redis_gate_init(store, cycle) != NGX_OK
+        || ngx_http_nb_maint_cache_init_process(store, cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -631,6 +640,7 @@ ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
     if (++ngx_http_nb_maint_redis_ticks % 2 == 0) {
         ngx_http_nb_maint_redis_sync(store);
         ngx_http_nb_maint_redis_active(store);
+        ngx_http_nb_maint_redis_gate_tick(store);
         ngx_http_nb_maint_redis_probe_script(store);
     }
 }

@@ -4,6 +4,7 @@
  *
  *   store_redis.c           configuration and life cycle (top: calls all)
  *   store_redis_write.c     writes: the CAS script and WAIT
+ *   store_redis_gate.c      the cluster-wide restore gate (SPEC 10a)
  *   store_redis_cmd.c       reads, pub/sub, periodic re-read, re-publish,
  *                           cluster-wide in-flight counts
  *   store_redis_sentinel.c  finding and following the primary
@@ -29,6 +30,7 @@
 #define NB_SENTINEL_BACKOFF    1000
 #define NB_REDIS_ERROR_LEN     128
 #define NB_PRIMARY_LEN         (NGX_SOCKADDR_STRLEN + 8)
+#define NB_GATE_TTL            5000   /* ms: a checking gateway's word */
 
 
 typedef struct {
@@ -46,6 +48,9 @@ typedef struct {
     ngx_str_t                      key_gateways;
     ngx_str_t                      key_active;   /* "P:active:" */
     ngx_str_t                      key_failover; /* the last recorded */
+    ngx_str_t                      key_checkers; /* restore gate: names */
+    ngx_str_t                      key_checker;  /* "P:checker:" + name */
+    ngx_str_t                      gateway;      /* this one: host:pid */
 
     /* redis-sentinel:// */
     ngx_uint_t                     sentinel;
@@ -110,7 +115,7 @@ struct ngx_http_nb_maint_redis_op_s {
 
 
 /* a command's arguments; hiredis copies them when the command is queued */
-#define NB_REDIS_ARGS  16
+#define NB_REDIS_ARGS  24
 
 typedef struct {
     int                               n;
@@ -184,6 +189,15 @@ void ngx_http_nb_maint_redis_fetch_stale_events(
 void ngx_http_nb_maint_redis_subscribe(ngx_http_nb_maint_redis_conn_t *conn);
 void ngx_http_nb_maint_redis_sync(ngx_http_nb_maint_store_t *store);
 void ngx_http_nb_maint_redis_active(ngx_http_nb_maint_store_t *store);
+
+/* store_redis_gate.c */
+ngx_int_t ngx_http_nb_maint_redis_gate_init(ngx_http_nb_maint_store_t *store,
+    ngx_cycle_t *cycle);
+void ngx_http_nb_maint_redis_verdict(ngx_http_nb_maint_store_t *store,
+    ngx_uint_t checking, ngx_msec_t restore_started, ngx_uint_t pending);
+void ngx_http_nb_maint_redis_awaited(redisReply **names, size_t n,
+    ngx_int_t checkers);
+void ngx_http_nb_maint_redis_gate_tick(ngx_http_nb_maint_store_t *store);
 
 /* store_redis_write.c */
 ngx_int_t ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,
