@@ -89,6 +89,7 @@ struct ngx_http_nb_maint_redis_conn_s {
     ngx_uint_t                     quiet;       /* repeated failures: info */
     ngx_uint_t                     failing;     /* ... said once already */
     u_char                         error[NB_REDIS_ERROR_LEN]; /* last one */
+    ngx_msec_t                     blocked_until; /* WAITs queued end */
     ngx_http_nb_maint_store_t     *store;
     ngx_log_t                     *log;
     const char                    *name;
@@ -157,6 +158,8 @@ ngx_int_t ngx_http_nb_maint_redis_send_argv(ngx_http_nb_maint_redis_op_t *op,
     int argc, const char **argv, const size_t *argvlen);
 void ngx_http_nb_maint_redis_ignore(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply);
+void ngx_http_nb_maint_redis_blocking(ngx_http_nb_maint_redis_conn_t *conn,
+    ngx_msec_t ms);
 
 #define NB_REDIS_PERM_SUBSCRIBE  1     /* the subscriber's SUBSCRIBE */
 #define NB_REDIS_PERM_SCRIPT     2     /* EVAL, or a command in a script */

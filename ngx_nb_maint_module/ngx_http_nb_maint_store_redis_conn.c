@@ -249,6 +249,36 @@ ngx_http_nb_maint_redis_op(ngx_http_nb_maint_redis_conn_t *conn,
 }
 
 
+/*
+ * Redis answers a connection's commands in order, and WAIT holds the
+ * connection for up to its timeout: a command queued behind WAITs gets
+ * their time on top of its own NB_REDIS_TIMEOUT, so that a slow replica
+ * never makes it look like Redis stopped answering (issue 21 item 6).
+ */
+
+void
+ngx_http_nb_maint_redis_blocking(ngx_http_nb_maint_redis_conn_t *conn,
+    ngx_msec_t ms)
+{
+    if ((ngx_msec_int_t) (conn->blocked_until - ngx_current_msec) < 0) {
+        conn->blocked_until = ngx_current_msec;
+    }
+
+    conn->blocked_until += ms;
+}
+
+
+static ngx_msec_t
+ngx_http_nb_maint_redis_budget(ngx_http_nb_maint_redis_conn_t *conn)
+{
+    ngx_msec_int_t  left;
+
+    left = (ngx_msec_int_t) (conn->blocked_until - ngx_current_msec);
+
+    return NB_REDIS_TIMEOUT + (left > 0 ? (ngx_msec_t) left : 0);
+}
+
+
 ngx_int_t
 ngx_http_nb_maint_redis_send_argv(ngx_http_nb_maint_redis_op_t *op, int argc,
     const char **argv, const size_t *argvlen)
@@ -268,7 +298,7 @@ ngx_http_nb_maint_redis_send_argv(ngx_http_nb_maint_redis_op_t *op, int argc,
         return NGX_ERROR;
     }
 
-    ngx_add_timer(&op->timer, NB_REDIS_TIMEOUT);
+    ngx_add_timer(&op->timer, ngx_http_nb_maint_redis_budget(conn));
 
     return NGX_OK;
 }
@@ -625,6 +655,7 @@ ngx_http_nb_maint_redis_open(ngx_http_nb_maint_redis_conn_t *conn,
     conn->c = c;
     conn->ac = ac;
     conn->ready = 0;
+    conn->blocked_until = ngx_current_msec;
 
     ac->data = conn;
     ac->ev.data = conn;

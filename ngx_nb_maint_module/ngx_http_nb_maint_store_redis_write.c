@@ -201,12 +201,13 @@ ngx_http_nb_maint_redis_wait(ngx_http_nb_maint_redis_op_t *op)
     nb_arg(&a, n, ngx_sprintf(n, "%ui", rcf->min_replicas) - n);
     nb_arg(&a, ms, ngx_sprintf(ms, "%M", rcf->wait_ms) - ms);
 
+    /* WAIT holds the connection up to wait_ms: its own timer and those of
+     * the commands behind it count that in */
+    ngx_http_nb_maint_redis_blocking(op->conn, rcf->wait_ms);
+
     if (ngx_http_nb_maint_redis_send(w, &a) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    /* WAIT itself takes up to wait_ms */
-    ngx_add_timer(&w->timer, rcf->wait_ms + NB_REDIS_TIMEOUT);
 
     return NGX_OK;
 }
