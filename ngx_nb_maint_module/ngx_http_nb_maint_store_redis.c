@@ -508,6 +508,9 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    /* a name a sentinel answers: this level's "resolver" (merged later) */
+    rcf->clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
     ngx_str_set(&store->type, "redis");
     store->data = rcf;
     store->load = ngx_http_nb_maint_redis_load;

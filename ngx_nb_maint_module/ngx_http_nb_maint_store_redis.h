@@ -8,6 +8,7 @@
  *   store_redis_cmd.c       reads, pub/sub, periodic re-read, re-publish,
  *                           cluster-wide in-flight counts
  *   store_redis_sentinel.c  finding and following the primary
+ *   store_redis_resolve.c   host names the sentinels answer, resolved
  *   store_redis_conn.c      hiredis async on nginx events (bottom)
  *   store_cache.c           the local cache file (below the redis files)
  */
@@ -61,6 +62,8 @@ typedef struct {
     ngx_str_t                      master_name;
     ngx_str_t                      sentinel_password;
     ngx_uint_t                     known;        /* host:port found */
+
+    ngx_http_core_loc_conf_t      *clcf;         /* http{}: its resolver */
 
     /* WAIT after every write (issue 12) */
     ngx_uint_t                     min_replicas;
@@ -170,6 +173,17 @@ void ngx_http_nb_maint_redis_noperm(ngx_http_nb_maint_redis_conn_t *conn,
     ngx_uint_t what, const char *s, size_t len);
 void ngx_http_nb_maint_redis_perm_ok(ngx_uint_t what);
 ngx_uint_t ngx_http_nb_maint_redis_perm_refused(void);
+
+/* store_redis_resolve.c */
+typedef void (*ngx_http_nb_maint_redis_named_pt)(
+    ngx_http_nb_maint_store_t *store, ngx_int_t rc);
+
+ngx_uint_t ngx_http_nb_maint_redis_numeric(u_char *host, size_t len);
+u_char *ngx_http_nb_maint_redis_name_error(void);
+ngx_int_t ngx_http_nb_maint_redis_name(ngx_http_nb_maint_store_t *store,
+    u_char *host, size_t len, int port,
+    ngx_http_nb_maint_redis_named_pt named);
+void ngx_http_nb_maint_redis_name_cancel(void);
 
 /* store_redis_sentinel.c */
 void ngx_http_nb_maint_sentinel_init_process(ngx_http_nb_maint_store_t *store,
