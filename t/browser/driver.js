@@ -25,6 +25,10 @@
 //   eval   tab js                       evaluate the expression js in the
 //                                       page; answers {value}
 //   viewport tab width height           resize the tab's viewport
+//   net    tab [since]                  responses the tab got (url, status,
+//                                       ms since open; status 0: failed)
+//                                       from index since on, console
+//                                       errors and page errors
 //   close  tab
 //   quit
 // "navigations" counts the tab's main-frame loads since it was opened, so a
@@ -56,7 +60,16 @@ async function run(b, c) {
         });
         if (c.cookies) await ctx.addCookies(c.cookies);
         const page = await ctx.newPage();
-        const t = { ctx, page, navigations: 0, dialogs: [] };
+        const t = { ctx, page, navigations: 0, dialogs: [], net: [], errors: [],
+                    t0: Date.now() };
+        page.on('response', (r) => t.net.push({ url: r.url(), status: r.status(),
+                                                ms: Date.now() - t.t0 }));
+        page.on('requestfailed', (r) => t.net.push({ url: r.url(), status: 0,
+                                                     ms: Date.now() - t.t0 }));
+        page.on('console', (m) => {
+            if (m.type() === 'error') t.errors.push(m.text().slice(0, 500));
+        });
+        page.on('pageerror', (e) => t.errors.push(String(e && e.message || e).slice(0, 500)));
         page.on('framenavigated', (f) => {
             if (f === page.mainFrame()) t.navigations++;
         });
@@ -119,6 +132,11 @@ async function run(b, c) {
     case 'viewport':
         await tab(c).page.setViewportSize({ width: c.width, height: c.height });
         return {};
+    case 'net': {
+        const t = tab(c);
+        return { net: t.net.slice(c.since || 0), count: t.net.length,
+                 errors: t.errors, ms: Date.now() - t.t0 };
+    }
     case 'shot':
         await tab(c).page.screenshot({ path: c.path, fullPage: !!c.full });
         return { path: c.path };

@@ -3,6 +3,14 @@ package NbNocoBase;
 # build/nocobase/app) for the opt-in end-to-end test: `nocobase install`
 # into a database, `nocobase start` on a free loopback port in its own
 # process group, health by GET /api/__health_check.  Core Perl only.
+#
+# Several nodes (cluster mode): one app directory (shared storage), one
+# PostgreSQL, the same APP_KEY (.env), Redis for the cache when redis_url is
+# given (CACHE_DEFAULT_STORE=redis; NocoBase's Redis adapters for pub/sub,
+# locks and queues are commercial plugins, so those stay per node).  A node's
+# process group is kept in DIR/node-PORT.pid and its settings in
+# DIR/node-PORT.json, so that t/lib/nocobase-node can stop and start it
+# for nb-maint's --stop-cmd / --start-cmd while the test owns it.
 
 use strict;
 use warnings;
@@ -16,7 +24,32 @@ sub new {
     my $self = bless { port => NbTest::free_port(), owner => $$, %o }, $class;
     die "NbNocoBase: no app in $self->{app}\n" unless -d "$self->{app}/node_modules";
     $self->{log} //= "$self->{app}/../node-$self->{port}.log";
+    $self->{base} //= "$self->{app}/..";
     return $self;
+}
+
+sub pidfile  { "$_[0]{base}/node-$_[0]{port}.pid" }
+sub specfile { "$_[0]{base}/node-$_[0]{port}.json" }
+
+# settings for t/lib/nocobase-node
+sub save_spec {
+    my ($self) = @_;
+    my %s = (app => $self->{app}, port => $self->{port}, log => $self->{log},
+             pg_port => $self->{pg}->port, redis_url => $self->{redis_url});
+    open my $fh, '>', $self->specfile or die "$!";
+    print $fh NbTest::json_encode(\%s);
+    close $fh;
+    return $self;
+}
+
+# a node from its spec file (t/lib/nocobase-node): "127.0.0.1:PORT" in DIR
+sub from_spec {
+    my ($class, $base, $id) = @_;
+    my ($port) = $id =~ /:(\d+)$/ or die "nocobase-node: bad node id $id\n";
+    open my $fh, '<', "$base/node-$port.json" or die "nocobase-node: no node $id in $base\n";
+    my $s = NbTest::json_decode(do { local $/; <$fh> });
+    return $class->new(%$s, base => $base, pg => NbNocoBase::PgPort->new($s->{pg_port}),
+                       owner => -1);
 }
 
 sub port { $_[0]{port} }
@@ -31,7 +64,9 @@ sub env {
             # one app directory, several nodes: own socket and pm2 home each
             SOCKET_PATH => "$self->{app}/storage/gateway-$self->{port}.sock",
             PM2_HOME => "$self->{app}/storage/pm2-$self->{port}",
-            NODE_EXTRA_CA_CERTS => '/etc/ssl/certs/ca-certificates.crt');
+            NODE_EXTRA_CA_CERTS => '/etc/ssl/certs/ca-certificates.crt',
+            $self->{redis_url} ? (CACHE_DEFAULT_STORE => 'redis',
+                                  CACHE_REDIS_URL => $self->{redis_url}) : ());
 }
 
 # run `yarn nocobase ARGS` in the app, in its own process group; returns pid
@@ -70,8 +105,20 @@ sub install {
 sub start {
     my ($self) = @_;
     $self->{pid} = $self->spawn($self->{log}, 'start', '--launch-mode', 'node');
+    open my $fh, '>', $self->pidfile or die "$!";
+    print $fh "$self->{pid}\n";
+    close $fh;
     return $self;
 }
+
+# the process group of a running node (ours or started by nocobase-node)
+sub group {
+    my ($self) = @_;
+    open my $fh, '<', $self->pidfile or return undef;
+    my ($g) = <$fh> =~ /(\d+)/;
+    return $g && kill(0, -$g) ? $g : undef;
+}
+sub running { defined $_[0]->group }
 
 # the health check answer: (status, body)
 sub health {
@@ -91,13 +138,18 @@ sub wait_healthy {
 
 sub stop {
     my ($self) = @_;
-    my $pid = delete $self->{pid} or return;
-    kill 'TERM', -$pid;
-    unless (NbTest::wait_until(sub { waitpid($pid, POSIX::WNOHANG()) == $pid }, 20, 0.2)) {
-        kill 'KILL', -$pid;
-        waitpid $pid, 0;
+    my $pid = delete $self->{pid};
+    my $g = $self->group // $pid or return;
+    kill 'TERM', -$g;
+    # our child: reap it; another's (nocobase-node): until the group is gone
+    unless (NbTest::wait_until(sub {
+                waitpid($g, POSIX::WNOHANG());
+                !kill(0, -$g) }, 20, 0.2)) {
+        kill 'KILL', -$g;
     }
-    kill 'KILL', -$pid;    # stragglers of the group
+    waitpid $g, POSIX::WNOHANG();
+    kill 'KILL', -$g;    # stragglers of the group
+    unlink $self->pidfile;
     return 1;
 }
 
@@ -106,5 +158,9 @@ sub DESTROY {
     local ($?, $@);
     $self->stop if $self->{owner} == $$;
 }
+
+package NbNocoBase::PgPort;    # what a node needs of NbPg: its port
+sub new  { bless { port => $_[1] }, $_[0] }
+sub port { $_[0]{port} }
 
 1;
