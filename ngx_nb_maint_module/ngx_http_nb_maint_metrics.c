@@ -555,6 +555,8 @@ ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out)
     st = ngx_http_nb_maint_snapshot();
     nmcf = ngx_http_get_module_main_conf(r, ngx_http_nb_maint_module);
 
+    ngx_http_nb_maint_dns_apply_all(nmcf);
+
     labels = ngx_http_nb_maint_labels(r, nmcf, &n);
     if (labels == NULL) {
         return NGX_ERROR;

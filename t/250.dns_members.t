@@ -1,0 +1,132 @@
+# nb_maint_resolve (issue 19): an upstream's nodes from a DNS name, followed
+# at run time.  A local DNS server (t/lib/NbDns.pm) whose answers the test
+# changes, mock nodes on 127.0.0.x under one port: a new address gets
+# traffic only after rise checks, a vanished one gets no new requests and
+# leaves status, resolver failure keeps the last set; config errors.
+use strict;
+use warnings;
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use NbTest;
+use NbDns;
+use Time::HiRes qw(time sleep);
+
+my $dns = NbDns->new(ttl => 1);
+my $P = free_port();
+my $name = 'app.nb.test';
+
+sub dns_http {
+    my (%o) = @_;
+    my $params = $o{params} // 'max=8 interval=200ms';
+    my $t = NbTest::http_head();
+    $t .= "resolver 127.0.0.1:" . $dns->port . " valid=1s ipv6=off;\n";
+    $t .= "resolver_timeout 1s;\n";
+    $t .= "upstream app {\n    nb_maint;\n    nb_maint_check " . ($o{check} // FAST_CHECK) . ";\n";
+    $t .= "    nb_maint_resolve $name:$P $params;\n";
+    $t .= $o{upstream_extra} // '';
+    $t .= "}\n";
+    return $t . NbTest::server_block(\%o,
+        qq(    proxy_http_version 1.1;\n    proxy_set_header Connection "";\n),
+        'proxy_pass http://app;');
+}
+
+sub pod { NbTest::Mock->new(host => "127.0.0.$_[0]", port => $P) }
+
+# ---- configuration errors ---------------------------------------------------
+{
+    my @bad = (
+        [ 'no resolver', sub { (my $h = dns_http()) =~ s/^resolver .*\n//m; $h },
+          qr/nb_maint_resolve.*needs a "resolver"/ ],
+        [ 'server lines', sub { dns_http(upstream_extra => "    server 127.0.0.1:1;\n") },
+          qr/cannot be combined with "server"/ ],
+        [ 'checks off', sub { dns_http(check => 'off') }, qr/needs health checks/ ],
+        [ 'an address', sub { (my $h = dns_http()) =~ s/\Q$name\E/127.0.0.9/; $h },
+          qr/is an address, not a name/ ],
+        [ 'expect above max', sub { dns_http(params => 'max=2 expect=3') },
+          qr/expect= above max=/ ],
+        [ 'max too big', sub { dns_http(params => 'max=65') }, qr/invalid value "max=65"/ ],
+        [ 'unknown parameter', sub { dns_http(params => 'foo=1') }, qr/unknown parameter "foo=1"/ ],
+        [ 'zone', sub { dns_http(upstream_extra => "    zone appz 64k;\n") },
+          qr/cannot be combined with "zone"/ ],
+    );
+    for my $b (@bad) {
+        my $ng = NbTest::Nginx->new(http => $b->[1]->());
+        my ($rc, $out) = $ng->test_config;
+        isnt($rc, 0, "nginx -t fails: $b->[0]");
+        like($out, $b->[2], "... with a clear message ($b->[0])");
+    }
+}
+
+# ---- members from DNS --------------------------------------------------------
+my %pods = map { ($_ => pod($_)) } 2, 3;
+$dns->set($name => [ '127.0.0.2', '127.0.0.3' ]);
+
+my $ng = NbTest::Nginx->new(http => dns_http());
+$ng->start;
+
+ok($ng->wait_all_health('up', 10, "127.0.0.2:$P", "127.0.0.3:$P"),
+   'both addresses of the name became nodes and are up');
+my $st = $ng->status;
+my ($up) = grep { $_->{name} eq 'app' } @{ $st->{upstreams} };
+is($up->{resolve}{name}, "$name:$P", 'status: resolve.name');
+ok($up->{resolve}{ok}, 'status: resolve.ok');
+is($up->{resolve}{addresses}, 2, 'status: resolve.addresses');
+is(scalar @{ $up->{nodes} }, 2, 'two nodes, no empty slots listed');
+is($up->{nodes}[0]{name}, "$name:$P", 'a node has the DNS name as "name"');
+ok(!$up->{nodes}[0]{leaving}, '... and is not leaving');
+
+my $h = $ng->hit(40, '/api/x');
+is($h->{status}{200}, 40, '40 requests: all 200');
+ok($h->{node}{"127.0.0.2:$P"} && $h->{node}{"127.0.0.3:$P"}, 'both members get traffic')
+    or diag explain $h->{node};
+
+# ---- a new pod: traffic only after rise ------------------------------------
+$pods{4} = pod(4);
+$pods{4}->set_state('fail');
+$dns->set($name => [ '127.0.0.2', '127.0.0.3', '127.0.0.4' ]);
+ok($ng->wait_status(sub { $ng->status_nodes->{"127.0.0.4:$P"} }, 5), 'the new address is a node');
+ok($ng->wait_health("127.0.0.4:$P", 'down', 5), 'failing its checks: down');
+$h = $ng->hit(30, '/api/x');
+ok(!$h->{node}{"127.0.0.4:$P"}, 'no request to the new node before it passes its checks');
+$pods{4}->set_state('running');
+ok($ng->wait_health("127.0.0.4:$P", 'up', 5), 'up after rise passes');
+ok(NbTest::wait_until(sub { $ng->hit(10, '/api/x')->{node}{"127.0.0.4:$P"} }, 5),
+   'then it gets traffic');
+
+# ---- a vanished address: no new requests, then gone ------------------------
+$dns->set($name => [ '127.0.0.3', '127.0.0.4' ]);
+ok($ng->wait_status(sub {
+       my $n = $ng->status_nodes->{"127.0.0.2:$P"};
+       !$n || $n->{leaving} }, 5), '127.0.0.2 left the answer: leaving (or gone)');
+$pods{2}->reset;
+$h = $ng->hit(30, '/api/x');
+is($h->{status}{200}, 30, 'requests still 200');
+is($pods{2}->requests, 0, 'no request reached the leaving node');
+ok($ng->wait_status(sub { !$ng->status_nodes->{"127.0.0.2:$P"} }, 5),
+   'it left status once its requests were done');
+ok(scalar $ng->log_grep(qr/127\.0\.0\.2:\d+ is gone/), 'error.log: "is gone"');
+
+# ---- resolver failure: fail-static --------------------------------------------
+$dns->down(1);
+ok($ng->wait_status(sub {
+       my ($u) = grep { $_->{name} eq 'app' } @{ $_[0]{upstreams} };
+       !$u->{resolve}{ok} && defined $u->{resolve}{error} }, 8),
+   'resolver down: resolve.ok false with an error');
+($up) = grep { $_->{name} eq 'app' } @{ $ng->status->{upstreams} };
+is(scalar @{ $up->{nodes} }, 2, 'the last good set is kept');
+$h = $ng->hit(20, '/api/x');
+is($h->{status}{200}, 20, 'and traffic goes on');
+$dns->set($name => []);
+$dns->down(0);
+sleep 1.5;
+($up) = grep { $_->{name} eq 'app' } @{ $ng->status->{upstreams} };
+is(scalar @{ $up->{nodes} }, 2, 'an empty answer (NXDOMAIN) keeps the last set too');
+like($up->{resolve}{error} // '', qr/not found|Host not found/i, '... reported as an error');
+$dns->set($name => [ '127.0.0.3', '127.0.0.4' ]);
+ok($ng->wait_status(sub {
+       my ($u) = grep { $_->{name} eq 'app' } @{ $_[0]{upstreams} };
+       $u->{resolve}{ok} }, 5), 'the resolver answers again: resolve.ok');
+
+is($ng->crashes, 0, 'no worker crashed');
+done_testing;
