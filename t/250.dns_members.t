@@ -1,5 +1,5 @@
 # nb_maint_resolve (issue 19): an upstream's nodes from a DNS name, followed
-# at run time.  A local DNS server (t/lib/NbDns.pm) whose answers the test
+# at run time.  A local DNS server (t/lib/NbDNS.pm) whose answers the test
 # changes, mock nodes on 127.0.0.x under one port: a new address gets
 # traffic only after rise checks, a vanished one gets no new requests and
 # leaves status, resolver failure keeps the last set; config errors.
@@ -9,10 +9,10 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use NbTest;
-use NbDns;
+use NbDNS;
 use Time::HiRes qw(time sleep);
 
-my $dns = NbDns->new(ttl => 1);
+my $dns = NbDNS->new(ttl => 1);
 my $P = free_port();
 my $name = 'app.nb.test';
 
@@ -117,7 +117,7 @@ ok($ng->wait_status(sub {
 is(scalar @{ $up->{nodes} }, 2, 'the last good set is kept');
 $h = $ng->hit(20, '/api/x');
 is($h->{status}{200}, 20, 'and traffic goes on');
-$dns->set($name => []);
+$dns->set();
 $dns->down(0);
 sleep 1.5;
 ($up) = grep { $_->{name} eq 'app' } @{ $ng->status->{upstreams} };
