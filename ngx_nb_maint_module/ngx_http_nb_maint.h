@@ -52,6 +52,9 @@ typedef struct {
     time_t                      since;
     ngx_uint_t                  retry_after;
     ngx_msec_t                  restore_started;  /* ngx_time ms, for checks */
+    ngx_uint_t                  restore_expect;   /* POST restore "expect":
+                                                     DNS members awaited,
+                                                     0: nb_maint_resolve's */
     size_t                      node_len;
     size_t                      reason_len;
     u_char                      node[NB_NODE_ID_LEN];
@@ -584,6 +587,10 @@ void ngx_http_nb_maint_dns_node_json(ngx_http_nb_maint_srv_conf_t *up,
     ngx_http_nb_maint_node_t *n, cJSON *obj);
 ngx_int_t ngx_http_nb_maint_dns_claim(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_shm_t *sh, ngx_uint_t mark, ngx_log_t *log);
+
+void ngx_http_nb_maint_dns_restore_count(ngx_http_nb_maint_srv_conf_t *up,
+    ngx_http_nb_maint_state_t *st, ngx_uint_t *expected,
+    ngx_uint_t *resolved, ngx_uint_t *healthy);
 
 /* the owner's resolver (health_dns.c) */
 void ngx_http_nb_maint_dns_tick(ngx_uint_t owner, ngx_log_t *log);

@@ -495,7 +495,8 @@ ngx_http_nb_maint_state_same(ngx_http_nb_maint_state_t *a,
            && a->reason_len == b->reason_len
            && ngx_memcmp(a->reason, b->reason, a->reason_len) == 0
            && (a->mode != NB_MODE_RESTORING
-               || a->restore_started == b->restore_started)
+               || (a->restore_started == b->restore_started
+                   && a->restore_expect == b->restore_expect))
            && ngx_memcmp(a->drain, b->drain, sizeof(a->drain)) == 0
            && a->drain_other_len == b->drain_other_len
            && ngx_memcmp(a->drain_other, b->drain_other,

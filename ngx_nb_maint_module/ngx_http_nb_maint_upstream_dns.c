@@ -654,3 +654,52 @@ ngx_http_nb_maint_dns_node_json(ngx_http_nb_maint_srv_conf_t *up,
                                                       up->dns->name.len));
     cJSON_AddBoolToObject(obj, "leaving", n->leaving != 0);
 }
+
+
+/*
+ * What a restore waits for in this upstream (SPEC section 10a): expected
+ * members (the restore's "expect", else expect=, at least one), those in
+ * an answer that came after the restore was asked, and those of them that
+ * passed rise checks started after it.
+ */
+
+void
+ngx_http_nb_maint_dns_restore_count(ngx_http_nb_maint_srv_conf_t *up,
+    ngx_http_nb_maint_state_t *st, ngx_uint_t *expected,
+    ngx_uint_t *resolved, ngx_uint_t *healthy)
+{
+    ngx_uint_t                   j;
+    ngx_http_nb_maint_node_t    *node;
+    ngx_http_nb_maint_dns_sh_t  *t;
+
+    *expected = st->restore_expect ? st->restore_expect : up->dns->expect;
+    *expected = ngx_max(*expected, 1);
+    *resolved = 0;
+    *healthy = 0;
+
+    t = ngx_http_nb_maint_dns_table(up);
+
+    if (t == NULL || st->mode != NB_MODE_RESTORING
+        || t->last_ok < st->restore_started)
+    {
+        return;
+    }
+
+    ngx_http_nb_maint_dns_apply(up);
+
+    for (j = 0; j < up->nnodes; j++) {
+        if (up->down[j]) {
+            continue;           /* leaving */
+        }
+
+        (*resolved)++;
+
+        node = &ngx_http_nb_maint_shm()->nodes[up->nodes[j]];
+
+        if (node->restore_mark == st->restore_started
+            && node->restore_passes >= up->check.rise)
+        {
+            (*healthy)++;
+        }
+    }
+}

@@ -16,20 +16,7 @@ my $dns = NbDNS->new(ttl => 1);
 my $P = free_port();
 my $name = 'app.nb.test';
 
-sub dns_http {
-    my (%o) = @_;
-    my $params = $o{params} // 'max=8 interval=200ms';
-    my $t = NbTest::http_head();
-    $t .= "resolver 127.0.0.1:" . $dns->port . " valid=1s ipv6=off;\n";
-    $t .= "resolver_timeout 1s;\n";
-    $t .= "upstream app {\n    nb_maint;\n    nb_maint_check " . ($o{check} // FAST_CHECK) . ";\n";
-    $t .= "    nb_maint_resolve $name:$P $params;\n";
-    $t .= $o{upstream_extra} // '';
-    $t .= "}\n";
-    return $t . NbTest::server_block(\%o,
-        qq(    proxy_http_version 1.1;\n    proxy_set_header Connection "";\n),
-        'proxy_pass http://app;');
-}
+sub dns_http { $dns->http(name => $name, port => $P, @_) }
 
 sub pod { NbTest::Mock->new(host => "127.0.0.$_[0]", port => $P) }
 

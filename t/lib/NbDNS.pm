@@ -48,6 +48,27 @@ sub new {
 
 sub port { $_[0]{port} }
 
+# http{} text of a gateway whose upstream "app" takes its nodes from a
+# name of this server (nb_maint_resolve), proxied from "location /" as in
+# NbTest::cluster_http.  Options: name, port (of the nodes), params (of
+# nb_maint_resolve, default "max=8 interval=200ms"), check (default
+# FAST_CHECK), upstream_extra, and NbTest::server_block's.
+sub http {
+    my ($self, %o) = @_;
+    my $params = $o{params} // 'max=8 interval=200ms';
+    my $t = NbTest::http_head(%o);
+    $t .= "resolver 127.0.0.1:$self->{port} valid=1s ipv6=off;\n";
+    $t .= "resolver_timeout 1s;\n";
+    $t .= "upstream app {\n    nb_maint;\n";
+    $t .= "    nb_maint_check " . ($o{check} // NbTest::FAST_CHECK) . ";\n";
+    $t .= "    nb_maint_resolve $o{name}:$o{port} $params;\n";
+    $t .= $o{upstream_extra} // '';
+    $t .= "}\n";
+    return $t . NbTest::server_block(\%o,
+        qq(    proxy_http_version 1.1;\n    proxy_set_header Connection "";\n),
+        'proxy_pass http://app;');
+}
+
 # name => [IPv4 addresses] (replaces the table)
 sub set {
     my ($self, %rec) = @_;
