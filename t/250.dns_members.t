@@ -61,6 +61,9 @@ ok($up->{resolve}{ok}, 'status: resolve.ok');
 is($up->{resolve}{addresses}, 2, 'status: resolve.addresses');
 is(scalar @{ $up->{nodes} }, 2, 'two nodes, no empty slots listed');
 is($up->{nodes}[0]{name}, "$name:$P", 'a node has the DNS name as "name"');
+my $met = $ng->admin(GET => 'metrics')->{content};
+like($met, qr/^nb_maint_resolve_ok\{upstream="app"\} 1$/m, 'metrics: nb_maint_resolve_ok 1');
+like($met, qr/^nb_maint_resolve_addresses\{upstream="app"\} 2$/m, 'metrics: 2 addresses');
 ok(!$up->{nodes}[0]{leaving}, '... and is not leaving');
 
 my $h = $ng->hit(40, '/api/x');
@@ -102,6 +105,9 @@ ok($ng->wait_status(sub {
    'resolver down: resolve.ok false with an error');
 ($up) = grep { $_->{name} eq 'app' } @{ $ng->status->{upstreams} };
 is(scalar @{ $up->{nodes} }, 2, 'the last good set is kept');
+$met = $ng->admin(GET => 'metrics')->{content};
+like($met, qr/^nb_maint_resolve_ok\{upstream="app"\} 0$/m, 'metrics: nb_maint_resolve_ok 0');
+like($met, qr/^nb_maint_resolve_failures_total\{upstream="app"\} [1-9]/m, 'metrics: failures counted');
 $h = $ng->hit(20, '/api/x');
 is($h->{status}{200}, 20, 'and traffic goes on');
 $dns->set();
