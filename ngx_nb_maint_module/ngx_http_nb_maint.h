@@ -36,6 +36,9 @@
 #define NB_DRAIN_OTHER_LEN      2048   /* drained ids of unknown nodes */
 #define NB_APP_COMMAND_LEN      30     /* command.name, e.g. pm.enable */
 #define NB_WS_DRAIN_GRACE       5000
+#define NB_WS_SEND_TIMEOUT      60000   /* gated /ws: nginx's send_timeout */
+#define NB_WS_IDLE_TIMEOUT      60000   /* ... nothing heard from the client */
+#define NB_WS_PING_INTERVAL     30000   /* ... a server ping when quiet */
 #define NB_CHECK_BUCKETS        10     /* check latency: 5ms .. 5s, +Inf */
 #define NB_CHECK_BOUNDS_MS      { 5, 10, 25, 50, 100, 250, 500, 1000,        \
                                   2500, 5000 }
@@ -403,6 +406,9 @@ typedef struct {
     ngx_str_t                   page;            /* template, "" = builtin */
     ngx_str_t                   ws_path;         /* NocoBase's /ws */
     ngx_str_t                   api_prefix;      /* NocoBase's /api/ */
+    ngx_msec_t                  ws_send_timeout;
+    ngx_msec_t                  ws_idle_timeout;
+    ngx_msec_t                  ws_ping_interval;
 } ngx_http_nb_maint_loc_conf_t;
 
 
