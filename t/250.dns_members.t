@@ -121,5 +121,18 @@ ok($ng->wait_status(sub {
        my ($u) = grep { $_->{name} eq 'app' } @{ $_[0]{upstreams} };
        $u->{resolve}{ok} }, 5), 'the resolver answers again: resolve.ok');
 
+# ---- a reload keeps the members (same table, same node entries) ----------------
+my $before = $ng->status_nodes;
+$ng->reload;
+my $after = $ng->status_nodes;
+is_deeply([ sort keys %$after ], [ sort keys %$before ], 'after a reload: the same members')
+    or diag explain [ [ sort keys %$before ], [ sort keys %$after ] ];
+is(scalar(grep { $_->{health} eq 'up' } values %$after), 2, '... still up (health kept)');
+$h = $ng->hit(20, '/api/x');
+is($h->{status}{200}, 20, '... and serving');
+$dns->set($name => [ '127.0.0.4' ]);
+ok($ng->wait_status(sub { !$ng->status_nodes->{"127.0.0.3:$P"} }, 8),
+   'the new generation follows the name: a member leaves');
+
 is($ng->crashes, 0, 'no worker crashed');
 done_testing;
