@@ -109,6 +109,13 @@ typedef struct {
 #define NB_NODE_DOWN            1
 #define NB_NODE_BUSY            2      /* commanding: designated node only */
 
+/* ngx_http_nb_maint_node_use(): what a request may do with a node */
+#define NB_USE_OK               0      /* may be chosen */
+#define NB_USE_OTHER            1      /* not the designated node */
+#define NB_USE_DOWN             2      /* health down */
+#define NB_USE_BUSY             3      /* commanding, not designated */
+#define NB_USE_DRAIN            4      /* drained */
+
 
 /* requests by outcome (metrics), one row per worker: no shared counter */
 #define NB_OUT_PROXIED          0       /* sent to an allowed node */
@@ -359,6 +366,8 @@ ngx_uint_t ngx_http_nb_maint_pid_alive(ngx_pid_t pid);
 void ngx_http_nb_maint_zone_usage(size_t *used, size_t *total);
 ngx_int_t ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm_t *sh,
     u_char *id, size_t len);
+ngx_uint_t ngx_http_nb_maint_node_use(ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st, ngx_uint_t n, ngx_int_t want);
 
 const char *ngx_http_nb_maint_mode_name(ngx_uint_t mode);
 ngx_int_t ngx_http_nb_maint_mode_parse(u_char *s, size_t len);
