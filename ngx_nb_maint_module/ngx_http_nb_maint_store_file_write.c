@@ -80,10 +80,51 @@ ngx_http_nb_maint_file_dir(ngx_str_t *path, u_char *buf, size_t size)
 
 
 /*
+ * A rename is durable once its directory is: fsync the directory (issue 21,
+ * item 12).  Runs where the write runs: a thread, never the event loop.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_file_sync_dir(ngx_str_t *path)
+{
+    int       fd, rc;
+    u_char    buf[NGX_MAX_PATH], *dir;
+
+    dir = ngx_http_nb_maint_file_dir(path, buf, NGX_MAX_PATH);
+    if (dir == NULL) {
+        ngx_set_errno(NGX_ENAMETOOLONG);
+        return NGX_ERROR;
+    }
+
+    fd = open((char *) dir, O_RDONLY|O_DIRECTORY|O_CLOEXEC);
+    if (fd == -1) {
+        return NGX_ERROR;
+    }
+
+    rc = fsync(fd);
+
+    if (rc == -1) {
+        rc = ngx_errno;
+        (void) close(fd);
+        ngx_set_errno(rc);
+        return NGX_ERROR;
+    }
+
+    (void) close(fd);
+
+    return NGX_OK;
+}
+
+
+/*
  * Write the state file (temp file, fsync, rename) and append its audit
  * line, in an order that never leaves a half change: the audit line goes
- * in before the rename and is cut off again if the rename fails.  durable:
- * fsync the state before the rename (the file store; a cache need not).
+ * in before the rename and is cut off again if the rename fails (also when
+ * the events file was empty before).  durable: fsync the state and the
+ * audit line before the rename and the directory after it (the file
+ * store; a cache need not).  A failed directory fsync is a failed write:
+ * the change is not acknowledged, though the file may already hold it
+ * (as a write whose answer got lost would).
  */
 
 ngx_int_t
@@ -98,7 +139,7 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
 
     *err = 0;
     efd = NGX_INVALID_FILE;
-    size = 0;
+    size = -1;          /* the events file's size before, once known */
 
     ngx_snprintf(tmp, NGX_MAX_PATH, "%V.%P.tmp%Z", &store->path, ngx_pid);
 
@@ -149,6 +190,12 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
         {
             goto failed;
         }
+
+        *failed = "fsync the events file";
+
+        if (durable && fsync(efd) == -1) {
+            goto failed;
+        }
     }
 
     *failed = "rename";
@@ -159,6 +206,12 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
 
     if (efd != NGX_INVALID_FILE) {
         (void) ngx_close_file(efd);
+    }
+
+    if (durable && ngx_http_nb_maint_file_sync_dir(&store->path) != NGX_OK) {
+        *err = ngx_errno;
+        *failed = "fsync the directory";
+        return NGX_ERROR;
     }
 
     return NGX_OK;
@@ -173,7 +226,7 @@ failed:
 
     if (efd != NGX_INVALID_FILE) {
         /* the change did not happen: neither does its audit line */
-        if (size && ftruncate(efd, size) == -1) {
+        if (size >= 0 && ftruncate(efd, size) == -1) {
             /* nothing more to do */
         }
 
