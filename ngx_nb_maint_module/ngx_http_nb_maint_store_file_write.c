@@ -80,6 +80,47 @@ ngx_http_nb_maint_file_dir(ngx_str_t *path, u_char *buf, size_t size)
 
 
 /*
+ * fsync, where the file can be: a FIFO or a file system without it
+ * (EINVAL) has nothing to make durable.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_fsync(ngx_fd_t fd)
+{
+    if (fsync(fd) == -1 && ngx_errno != NGX_EINVAL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the audit line appended; *size: the events file's size before it */
+
+static ngx_int_t
+ngx_http_nb_maint_file_append(ngx_http_nb_maint_store_t *store,
+    ngx_str_t *event, ngx_uint_t durable, ngx_fd_t *efd, off_t *size)
+{
+    ngx_file_info_t  fi;
+
+    *efd = ngx_open_file(store->events_path.data, NGX_FILE_APPEND,
+                         NGX_FILE_CREATE_OR_OPEN, 0600);
+
+    if (*efd == NGX_INVALID_FILE || ngx_fd_info(*efd, &fi) == NGX_FILE_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *size = ngx_file_size(&fi);
+
+    if (ngx_http_nb_maint_write_all(*efd, event->data, event->len) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return durable ? ngx_http_nb_maint_fsync(*efd) : NGX_OK;
+}
+
+
+/*
  * A rename is durable once its directory is: fsync the directory (issue 21,
  * item 12).  Runs where the write runs: a thread, never the event loop.
  */
@@ -101,9 +142,9 @@ ngx_http_nb_maint_file_sync_dir(ngx_str_t *path)
         return NGX_ERROR;
     }
 
-    rc = fsync(fd);
+    rc = ngx_http_nb_maint_fsync(fd);
 
-    if (rc == -1) {
+    if (rc != NGX_OK) {
         rc = ngx_errno;
         (void) close(fd);
         ngx_set_errno(rc);
@@ -135,7 +176,6 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
     u_char           tmp[NGX_MAX_PATH];
     off_t            size;
     ngx_fd_t         fd, efd;
-    ngx_file_info_t  fi;
 
     *err = 0;
     efd = NGX_INVALID_FILE;
@@ -159,7 +199,7 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
 
     *failed = "fsync";
 
-    if (durable && fsync(fd) == -1) {
+    if (durable && ngx_http_nb_maint_fsync(fd) != NGX_OK) {
         goto failed;
     }
 
@@ -174,26 +214,9 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
     if (event && event->len) {
         *failed = "append to the events file";
 
-        efd = ngx_open_file(store->events_path.data, NGX_FILE_APPEND,
-                            NGX_FILE_CREATE_OR_OPEN, 0600);
-
-        if (efd == NGX_INVALID_FILE
-            || ngx_fd_info(efd, &fi) == NGX_FILE_ERROR)
-        {
-            goto failed;
-        }
-
-        size = ngx_file_size(&fi);
-
-        if (ngx_http_nb_maint_write_all(efd, event->data, event->len)
+        if (ngx_http_nb_maint_file_append(store, event, durable, &efd, &size)
             != NGX_OK)
         {
-            goto failed;
-        }
-
-        *failed = "fsync the events file";
-
-        if (durable && fsync(efd) == -1) {
             goto failed;
         }
     }

@@ -379,9 +379,11 @@ found:
         return "up drain";
 
     case NB_USE_DOWN:
+    case NB_USE_BUSY:   /* commanding, not designated: as HAProxy's own
+                           check of NocoBase's readiness says (a 503) */
         return "down";
 
-    default:    /* not the designated node; commanding, not designated */
+    default:            /* not the designated node */
         return "maint";
     }
 }

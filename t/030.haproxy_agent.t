@@ -112,7 +112,7 @@ agent_is('C up again', all_ids('up ready'), rounds => 2);
 # normal mode: the balancer sends a commanding node no public traffic, so HAProxy must not either
 $C->set_state('commanding', command => 'pm.enable');
 ok(defined $ng->wait_health($cid, 'commanding', 3), 'C (503 APP_COMMANDING) is commanding');
-agent_is('normal, C commanding', { $aid => 'up ready', $bid => 'up ready', $cid => 'maint' });
+agent_is('normal, C commanding', { $aid => 'up ready', $bid => 'up ready', $cid => 'down' });
 $C->reset;
 my $hc = $ng->hit(12, '/api/x');
 is($hc->{status}{200}, 12, '... 12 requests through nginx: 200');
