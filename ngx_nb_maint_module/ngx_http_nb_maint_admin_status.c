@@ -127,6 +127,8 @@ ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
 
     up = nmcf->upstreams.elts;
 
+    ngx_http_nb_maint_dns_apply_all(nmcf);
+
     for (i = 0; i < nmcf->upstreams.nelts; i++) {
         obj = cJSON_CreateObject();
         cJSON_AddItemToArray(list, obj);
@@ -136,7 +138,9 @@ ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
                                                   up[i]->uscf->host.data,
                                                   up[i]->uscf->host.len));
         nodes = cJSON_AddArrayToObject(obj, "nodes");
-        if (nodes == NULL) {
+        if (nodes == NULL
+            || ngx_http_nb_maint_dns_json(up[i], obj) != NGX_OK)
+        {
             cJSON_Delete(list);
             return NULL;
         }
@@ -149,7 +153,11 @@ ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
                 return NULL;
             }
 
-            if (up[i]->down[j]) {
+            if (up[i]->dns) {
+                ngx_http_nb_maint_dns_node_json(up[i],
+                                      &sh->nodes[up[i]->nodes[j]], n);
+
+            } else if (up[i]->down[j]) {
                 cJSON_AddBoolToObject(n, "config_down", 1);
             }
 
@@ -164,35 +172,6 @@ ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
     }
 
     return list;
-}
-
-
-/* restore.checked: whether health checks gate a restore at all */
-
-static void
-ngx_http_nb_maint_restore_gate_json(ngx_http_nb_maint_main_conf_t *nmcf,
-    cJSON *restore)
-{
-    ngx_uint_t                      i, checked;
-    ngx_http_nb_maint_srv_conf_t  **up;
-
-    up = nmcf->upstreams.elts;
-    checked = 0;
-
-    for (i = 0; i < nmcf->upstreams.nelts; i++) {
-        if (up[i]->check.set) {
-            checked = 1;
-        }
-    }
-
-    cJSON_AddBoolToObject(restore, "checked", checked);
-
-    if (!checked) {
-        cJSON_AddStringToObject(restore, "note",
-                                "no upstream has health checks "
-                                "(nb_maint_check off): nothing gates a "
-                                "restore, it completes at once");
-    }
 }
 
 
@@ -350,7 +329,7 @@ ngx_http_nb_maint_status_json_of(ngx_http_request_t *r,
     cJSON_AddItemToObject(restore, "pending", pending);
     cJSON_AddItemToObject(root, "upstreams", ups);
 
-    ngx_http_nb_maint_restore_gate_json(nmcf, restore);
+    ngx_http_nb_maint_restore_status_json(nmcf, restore);
 
     return root;
 }
