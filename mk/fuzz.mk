@@ -13,7 +13,7 @@
 # file in t/fuzz/regress/<target>/) through the binaries in the suite.
 
 , := ,
-FUZZ_TARGETS ?= admin admin_body node_id accept cookie state redis agent
+FUZZ_TARGETS ?= admin admin_body node_id accept cookie state redis agent ws
 FUZZ_SECONDS ?= 60
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)

@@ -36,6 +36,9 @@
 #define NB_DRAIN_OTHER_LEN      2048   /* drained ids of unknown nodes */
 #define NB_APP_COMMAND_LEN      30     /* command.name, e.g. pm.enable */
 #define NB_WS_DRAIN_GRACE       5000
+#define NB_WS_SEND_TIMEOUT      60000   /* gated /ws: nginx's send_timeout */
+#define NB_WS_IDLE_TIMEOUT      60000   /* ... nothing heard from the client */
+#define NB_WS_PING_INTERVAL     30000   /* ... a server ping when quiet */
 #define NB_CHECK_BUCKETS        10     /* check latency: 5ms .. 5s, +Inf */
 #define NB_CHECK_BOUNDS_MS      { 5, 10, 25, 50, 100, 250, 500, 1000,        \
                                   2500, 5000 }
@@ -191,6 +194,12 @@ typedef struct {
     size_t                      store_warning_len;    /* degraded, yet ok */
     u_char                      store_warning[NB_STORE_ERROR_LEN];
 
+    /* the restore gate: the other checking gateways still awaited (ids,
+     * space-separated), as the redis store last saw them */
+    size_t                      restore_awaited_len;
+    u_char                      restore_awaited[NB_STORE_ERROR_LEN];
+    ngx_uint_t                  restore_checkers;  /* other live ones */
+
     ngx_uint_t                  ev_next;     /* ring position to write */
     ngx_uint_t                  ev_count;
     ngx_str_t                   events[NB_EVENTS_MAX];  /* slab-allocated */
@@ -254,6 +263,27 @@ struct ngx_http_nb_maint_store_s {
                                               ngx_cycle_t *cycle);
     void                      (*tick)(ngx_http_nb_maint_store_t *store,
                                       ngx_uint_t owner, ngx_log_t *log);
+
+    /* every worker at its exit: sockets closed, nothing answered any more */
+    void                      (*exit_process)(ngx_http_nb_maint_store_t *store,
+                                              ngx_cycle_t *cycle);
+
+    /*
+     * The cluster-wide restore gate (SPEC section 10a); NULL where this
+     * gateway is the only one (file store).  The owner gives the store its
+     * word on the restore every tick: whether it checks nodes at all, the
+     * restore it sees (restore_started, 0: none) and how many of its nodes
+     * are still pending.
+     */
+    void                      (*verdict)(ngx_http_nb_maint_store_t *store,
+                                         ngx_uint_t checking,
+                                         ngx_msec_t restore_started,
+                                         ngx_uint_t pending);
+
+    /* set only around the save that ends a restore by itself: the restore
+     * every checking gateway must have agreed to end; a store shared with
+     * other gateways answers NGX_BUSY while one of them is still awaited */
+    ngx_msec_t                  gate;
 };
 
 
@@ -303,6 +333,9 @@ typedef struct {
     ngx_str_t                   page;            /* template, "" = builtin */
     ngx_str_t                   ws_path;         /* NocoBase's /ws */
     ngx_str_t                   api_prefix;      /* NocoBase's /api/ */
+    ngx_msec_t                  ws_send_timeout;
+    ngx_msec_t                  ws_idle_timeout;
+    ngx_msec_t                  ws_ping_interval;
 } ngx_http_nb_maint_loc_conf_t;
 
 
@@ -478,6 +511,12 @@ ngx_int_t ngx_http_nb_maint_init_peer(ngx_http_request_t *r,
 
 /* restore: pending nodes, restoring -> normal */
 void ngx_http_nb_maint_restore_finish(ngx_log_t *log);
+ngx_uint_t ngx_http_nb_maint_restore_checking(
+    ngx_http_nb_maint_main_conf_t *nmcf);
+ngx_uint_t ngx_http_nb_maint_restore_gated(
+    ngx_http_nb_maint_main_conf_t *nmcf);
+void ngx_http_nb_maint_restore_status_json(
+    ngx_http_nb_maint_main_conf_t *nmcf, cJSON *restore);
 
 /* health checks and the owner worker */
 ngx_int_t ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle);

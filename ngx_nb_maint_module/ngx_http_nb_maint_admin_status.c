@@ -167,35 +167,6 @@ ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
 }
 
 
-/* restore.checked: whether health checks gate a restore at all */
-
-static void
-ngx_http_nb_maint_restore_gate_json(ngx_http_nb_maint_main_conf_t *nmcf,
-    cJSON *restore)
-{
-    ngx_uint_t                      i, checked;
-    ngx_http_nb_maint_srv_conf_t  **up;
-
-    up = nmcf->upstreams.elts;
-    checked = 0;
-
-    for (i = 0; i < nmcf->upstreams.nelts; i++) {
-        if (up[i]->check.set) {
-            checked = 1;
-        }
-    }
-
-    cJSON_AddBoolToObject(restore, "checked", checked);
-
-    if (!checked) {
-        cJSON_AddStringToObject(restore, "note",
-                                "no upstream has health checks "
-                                "(nb_maint_check off): nothing gates a "
-                                "restore, it completes at once");
-    }
-}
-
-
 /* store.primary, last_failover, sentinels, replication (issue 12) */
 
 static void
@@ -323,7 +294,7 @@ ngx_http_nb_maint_status_json_of(ngx_http_request_t *r,
     cJSON_AddItemToObject(restore, "pending", pending);
     cJSON_AddItemToObject(root, "upstreams", ups);
 
-    ngx_http_nb_maint_restore_gate_json(nmcf, restore);
+    ngx_http_nb_maint_restore_status_json(nmcf, restore);
 
     return root;
 }

@@ -234,7 +234,12 @@ ngx_http_nb_maint_restore_apply(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    if (ch->flag || ngx_http_nb_maint_shm()->nnodes == 0) {
+    /* nothing checks nodes, here or on another gateway: normal at once */
+
+    if (ch->flag
+        || !ngx_http_nb_maint_restore_gated(
+                   ngx_http_get_module_main_conf(r, ngx_http_nb_maint_module)))
+    {
         ch->action = ch->flag ? "force_restore" : "restore";
         st->mode = NB_MODE_NORMAL;
         st->restoring_from = NB_MODE_NONE;

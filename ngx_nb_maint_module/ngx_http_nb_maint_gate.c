@@ -55,12 +55,16 @@ ngx_http_nb_maint_gate_handler(ngx_http_request_t *r)
             || (st->mode == NB_MODE_RESTORING
                 && st->restoring_from == NB_MODE_UPGRADE);
 
-    /* NocoBase's /ws while gated: answered here (SPEC section 7) */
+    /*
+     * NocoBase's /ws while gated: answered by ws.c in the content phase,
+     * once the access phase (allow/deny, auth_basic, limit_conn,
+     * limit_req) has let it through (SPEC sections 7, 10a)
+     */
     if (r->uri.len == nlcf->ws_path.len) {
         rc = ngx_http_nb_maint_ws_gate(r, nlcf, gated);
 
         if (rc != NGX_DECLINED) {
-            return rc;
+            return NGX_DECLINED;
         }
     }
 

@@ -194,6 +194,15 @@ ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_nb_maint_health_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_nb_maint_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_nb_maint_module);
+
+    if (nmcf->store.exit_process) {
+        nmcf->store.exit_process(&nmcf->store, cycle);
+    }
+
     ngx_http_nb_maint_owner_release();
     ngx_http_nb_maint_worker_unregister();
 }

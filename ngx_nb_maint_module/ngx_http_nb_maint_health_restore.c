@@ -1,12 +1,16 @@
 /*
- * nb_maint: the end of a restore (SPEC section 3): "restoring" turns into
- * "normal" once every node of the upstreams that is not down in the
- * configuration has passed "rise" checks that started after the restore
- * was requested.
+ * nb_maint: the end of a restore (SPEC sections 3 and 10a): "restoring"
+ * turns into "normal" once every node of the upstreams that is not down in
+ * the configuration has passed "rise" checks that started after the
+ * restore was requested.  Only a gateway that checks nodes ends a restore,
+ * and with other gateways on the store only once every checking gateway
+ * agreed (the cluster-wide gate: the store's verdict hook and store.gate,
+ * doc/redis-store.md).
  *
- * Owns which nodes are pending (status, metrics) and the write of
- * "normal" through the store; health.c calls it after each passed check
- * and every owner tick.  Calls state.c and the store only.
+ * Owns which nodes are pending (status, metrics), whether this gateway
+ * checks nodes, and the write of "normal" through the store; health.c
+ * calls it after each passed check and every owner tick.  Calls state.c
+ * and the store only.
  */
 
 #include "ngx_http_nb_maint.h"
@@ -100,6 +104,99 @@ ngx_http_nb_maint_pending_json(ngx_http_nb_maint_main_conf_t *nmcf,
 }
 
 
+/* whether this gateway checks any node a restore waits for (SPEC 10a) */
+
+ngx_uint_t
+ngx_http_nb_maint_restore_checking(ngx_http_nb_maint_main_conf_t *nmcf)
+{
+    ngx_uint_t                      i, j;
+    ngx_http_nb_maint_srv_conf_t  **up;
+
+    up = nmcf->upstreams.elts;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        if (!up[i]->check.set) {
+            continue;
+        }
+
+        for (j = 0; j < up[i]->nnodes; j++) {
+            if (!up[i]->down[j]) {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/* whether a restore waits for checks: this gateway checks nodes, or
+ * another live one on the store does (else POST restore ends it at once) */
+
+ngx_uint_t
+ngx_http_nb_maint_restore_gated(ngx_http_nb_maint_main_conf_t *nmcf)
+{
+    return ngx_http_nb_maint_restore_checking(nmcf)
+           || ngx_http_nb_maint_shm()->restore_checkers > 0;
+}
+
+
+/* status "restore": checked, note, and the other gateways still awaited */
+
+void
+ngx_http_nb_maint_restore_status_json(ngx_http_nb_maint_main_conf_t *nmcf,
+    cJSON *restore)
+{
+    u_char                   *p, *end, *q, buf[NB_STORE_ERROR_LEN];
+    size_t                    len;
+    cJSON                    *list;
+    ngx_uint_t                checking;
+    ngx_http_nb_maint_shm_t  *sh;
+
+    checking = ngx_http_nb_maint_restore_checking(nmcf);
+
+    cJSON_AddBoolToObject(restore, "checked", checking);
+
+    if (!checking) {
+        cJSON_AddStringToObject(restore, "note",
+                                "this gateway checks no node (no upstream, "
+                                "or nb_maint_check off): nothing gates a "
+                                "restore here; POST restore ends it at once "
+                                "unless a gateway sharing the store checks "
+                                "nodes, which then ends it (or force)");
+    }
+
+    if (nmcf->store.verdict == NULL) {
+        return;
+    }
+
+    sh = ngx_http_nb_maint_shm();
+
+    ngx_rwlock_rlock(&sh->lock);
+    len = ngx_min(sh->restore_awaited_len, sizeof(buf));
+    ngx_memcpy(buf, sh->restore_awaited, len);
+    ngx_rwlock_unlock(&sh->lock);
+
+    list = cJSON_CreateArray();
+    if (list == NULL) {
+        return;
+    }
+
+    for (p = buf, end = buf + len; p < end; p = q + 1) {
+        q = ngx_strlchr(p, end, ' ');
+        if (q == NULL) {
+            q = end;
+        }
+
+        if (q > p) {
+            cJSON_AddItemToArray(list, ngx_http_nb_maint_json_strn(p, q - p));
+        }
+    }
+
+    cJSON_AddItemToObject(restore, "gateways_awaited", list);
+}
+
+
 static ngx_uint_t  ngx_http_nb_maint_restoring_busy;
 
 
@@ -110,7 +207,11 @@ ngx_http_nb_maint_restore_saved(void *data, ngx_int_t rc)
 
     ngx_http_nb_maint_restoring_busy = 0;
 
-    if (rc != NGX_OK && rc != NGX_DECLINED) {
+    if (rc == NGX_BUSY) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                       "nb_maint: restore: other gateways still awaited");
+
+    } else if (rc != NGX_OK && rc != NGX_DECLINED) {
         ngx_log_error(NGX_LOG_ERR, pool->log, 0,
                       "nb_maint: every node is healthy but the store did not "
                       "accept \"normal\"; retrying");
@@ -120,13 +221,17 @@ ngx_http_nb_maint_restore_saved(void *data, ngx_int_t rc)
 }
 
 
-/* restoring -> normal once no node is pending */
+/*
+ * restoring -> normal once no node is pending, on a gateway that checks
+ * nodes; the store's gate (other gateways on it) has the last word
+ */
 
 void
 ngx_http_nb_maint_restore_finish(ngx_log_t *log)
 {
     ngx_int_t                       rc;
     ngx_str_t                       actor = ngx_string("nb_maint");
+    ngx_uint_t                      checking, pending;
     ngx_pool_t                     *pool;
     ngx_http_nb_maint_state_t       old, st;
     ngx_http_nb_maint_main_conf_t  *nmcf;
@@ -136,9 +241,17 @@ ngx_http_nb_maint_restore_finish(ngx_log_t *log)
 
     old = *ngx_http_nb_maint_snapshot();
 
+    checking = ngx_http_nb_maint_restore_checking(nmcf);
+    pending = ngx_http_nb_maint_pending_count(nmcf, &old);
+
+    if (nmcf->store.verdict) {
+        nmcf->store.verdict(&nmcf->store, checking,
+                            old.mode == NB_MODE_RESTORING
+                            ? old.restore_started : 0, pending);
+    }
+
     if (ngx_http_nb_maint_restoring_busy
-        || old.mode != NB_MODE_RESTORING
-        || ngx_http_nb_maint_pending_count(nmcf, &old))
+        || old.mode != NB_MODE_RESTORING || !checking || pending)
     {
         return;
     }
@@ -157,9 +270,14 @@ ngx_http_nb_maint_restore_finish(ngx_log_t *log)
 
     ngx_http_nb_maint_restoring_busy = 1;
 
+    /* the store checks that every other checking gateway agreed */
+    nmcf->store.gate = old.restore_started;
+
     rc = ngx_http_nb_maint_state_save(nmcf, &old, &st, "restored", &actor, -1,
                                       pool, log,
                                       ngx_http_nb_maint_restore_saved, pool);
+
+    nmcf->store.gate = 0;
 
     if (rc != NGX_AGAIN) {
         ngx_http_nb_maint_restore_saved(pool, rc);

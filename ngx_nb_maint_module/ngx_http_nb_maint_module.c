@@ -116,6 +116,27 @@ static ngx_command_t  ngx_http_nb_maint_commands[] = {
       offsetof(ngx_http_nb_maint_loc_conf_t, api_prefix),
       NULL },
 
+    { ngx_string("nb_maint_ws_send_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_nb_maint_loc_conf_t, ws_send_timeout),
+      NULL },
+
+    { ngx_string("nb_maint_ws_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_nb_maint_loc_conf_t, ws_idle_timeout),
+      NULL },
+
+    { ngx_string("nb_maint_ws_ping_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_nb_maint_loc_conf_t, ws_ping_interval),
+      NULL },
+
     { ngx_string("nb_maint_ws_drain_grace"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -292,6 +313,9 @@ ngx_http_nb_maint_create_loc_conf(ngx_conf_t *cf)
     nlcf->bypass_allow = NGX_CONF_UNSET_PTR;
     nlcf->pass = NGX_CONF_UNSET_PTR;
     nlcf->tokens = NGX_CONF_UNSET_PTR;
+    nlcf->ws_send_timeout = NGX_CONF_UNSET_MSEC;
+    nlcf->ws_idle_timeout = NGX_CONF_UNSET_MSEC;
+    nlcf->ws_ping_interval = NGX_CONF_UNSET_MSEC;
 
     return nlcf;
 }
@@ -314,6 +338,12 @@ ngx_http_nb_maint_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->page, prev->page, "");
     ngx_conf_merge_str_value(conf->ws_path, prev->ws_path, "/ws");
     ngx_conf_merge_str_value(conf->api_prefix, prev->api_prefix, "/api/");
+    ngx_conf_merge_msec_value(conf->ws_send_timeout, prev->ws_send_timeout,
+                              NB_WS_SEND_TIMEOUT);
+    ngx_conf_merge_msec_value(conf->ws_idle_timeout, prev->ws_idle_timeout,
+                              NB_WS_IDLE_TIMEOUT);
+    ngx_conf_merge_msec_value(conf->ws_ping_interval, prev->ws_ping_interval,
+                              NB_WS_PING_INTERVAL);
 
     /* NocoBase's static paths pass unless nb_maint_pass says otherwise */
     if (conf->pass == NULL && !conf->pass_off) {

@@ -24,6 +24,8 @@ static ngx_int_t ngx_http_nb_maint_redis_init_process(
     ngx_http_nb_maint_store_t *store, ngx_cycle_t *cycle);
 static void ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
     ngx_uint_t owner, ngx_log_t *log);
+static void ngx_http_nb_maint_redis_exit_process(
+    ngx_http_nb_maint_store_t *store, ngx_cycle_t *cycle);
 
 
 static ngx_uint_t  ngx_http_nb_maint_redis_ticks;
@@ -422,6 +424,12 @@ ngx_http_nb_maint_redis_keys(ngx_conf_t *cf,
            != NGX_OK
         || ngx_http_nb_maint_redis_key(cf, &rcf->key_failover, prefix,
                                        "failover")
+           != NGX_OK
+        || ngx_http_nb_maint_redis_key(cf, &rcf->key_checkers, prefix,
+                                       "checkers")
+           != NGX_OK
+        || ngx_http_nb_maint_redis_key(cf, &rcf->key_checker, prefix,
+                                       "checker:")
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -500,12 +508,17 @@ ngx_http_nb_maint_store_redis_init(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    /* a name a sentinel answers: this level's "resolver" (merged later) */
+    rcf->clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
     ngx_str_set(&store->type, "redis");
     store->data = rcf;
     store->load = ngx_http_nb_maint_redis_load;
     store->save = ngx_http_nb_maint_redis_save;
     store->init_process = ngx_http_nb_maint_redis_init_process;
     store->tick = ngx_http_nb_maint_redis_tick;
+    store->exit_process = ngx_http_nb_maint_redis_exit_process;
+    store->verdict = ngx_http_nb_maint_redis_verdict;
 
     return NGX_CONF_OK;
 
@@ -569,7 +582,9 @@ ngx_http_nb_maint_redis_init_process(ngx_http_nb_maint_store_t *store,
 
     ngx_http_nb_maint_sentinel_init_process(store, cycle);
 
-    if (ngx_http_nb_maint_cache_init_process(store, cycle) != NGX_OK) {
+    if (ngx_http_nb_maint_redis_gate_init(store, cycle) != NGX_OK
+        || ngx_http_nb_maint_cache_init_process(store, cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -628,6 +643,28 @@ ngx_http_nb_maint_redis_tick(ngx_http_nb_maint_store_t *store,
     if (++ngx_http_nb_maint_redis_ticks % 2 == 0) {
         ngx_http_nb_maint_redis_sync(store);
         ngx_http_nb_maint_redis_active(store);
+        ngx_http_nb_maint_redis_gate_tick(store);
         ngx_http_nb_maint_redis_probe_script(store);
+    }
+}
+
+
+/* the worker exits (also after a reload): every socket closed */
+
+static void
+ngx_http_nb_maint_redis_exit_process(ngx_http_nb_maint_store_t *store,
+    ngx_cycle_t *cycle)
+{
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    if (ngx_http_nb_maint_redis_cmd.store == NULL) {
+        return;     /* init_process did not run here */
+    }
+
+    ngx_http_nb_maint_redis_close(&ngx_http_nb_maint_redis_cmd);
+    ngx_http_nb_maint_redis_close(&ngx_http_nb_maint_redis_sub);
+
+    if (rcf->sentinel) {
+        ngx_http_nb_maint_sentinel_exit_process(store);
     }
 }

@@ -4,9 +4,11 @@
  *
  *   store_redis.c           configuration and life cycle (top: calls all)
  *   store_redis_write.c     writes: the CAS script and WAIT
+ *   store_redis_gate.c      the cluster-wide restore gate (SPEC 10a)
  *   store_redis_cmd.c       reads, pub/sub, periodic re-read, re-publish,
  *                           cluster-wide in-flight counts
  *   store_redis_sentinel.c  finding and following the primary
+ *   store_redis_resolve.c   host names the sentinels answer, resolved
  *   store_redis_conn.c      hiredis async on nginx events (bottom)
  *   store_cache.c           the local cache file (below the redis files)
  */
@@ -29,6 +31,7 @@
 #define NB_SENTINEL_BACKOFF    1000
 #define NB_REDIS_ERROR_LEN     128
 #define NB_PRIMARY_LEN         (NGX_SOCKADDR_STRLEN + 8)
+#define NB_GATE_TTL            5000   /* ms: a checking gateway's word */
 
 
 typedef struct {
@@ -46,6 +49,9 @@ typedef struct {
     ngx_str_t                      key_gateways;
     ngx_str_t                      key_active;   /* "P:active:" */
     ngx_str_t                      key_failover; /* the last recorded */
+    ngx_str_t                      key_checkers; /* restore gate: names */
+    ngx_str_t                      key_checker;  /* "P:checker:" + name */
+    ngx_str_t                      gateway;      /* this one: host:pid */
 
     /* redis-sentinel:// */
     ngx_uint_t                     sentinel;
@@ -56,6 +62,8 @@ typedef struct {
     ngx_str_t                      master_name;
     ngx_str_t                      sentinel_password;
     ngx_uint_t                     known;        /* host:port found */
+
+    ngx_http_core_loc_conf_t      *clcf;         /* http{}: its resolver */
 
     /* WAIT after every write (issue 12) */
     ngx_uint_t                     min_replicas;
@@ -84,6 +92,7 @@ struct ngx_http_nb_maint_redis_conn_s {
     ngx_uint_t                     quiet;       /* repeated failures: info */
     ngx_uint_t                     failing;     /* ... said once already */
     u_char                         error[NB_REDIS_ERROR_LEN]; /* last one */
+    ngx_msec_t                     blocked_until; /* WAITs queued end */
     ngx_http_nb_maint_store_t     *store;
     ngx_log_t                     *log;
     const char                    *name;
@@ -110,7 +119,7 @@ struct ngx_http_nb_maint_redis_op_s {
 
 
 /* a command's arguments; hiredis copies them when the command is queued */
-#define NB_REDIS_ARGS  16
+#define NB_REDIS_ARGS  24
 
 typedef struct {
     int                               n;
@@ -139,6 +148,7 @@ void ngx_http_nb_maint_redis_conn_init(ngx_http_nb_maint_redis_conn_t *conn,
 ngx_int_t ngx_http_nb_maint_redis_open(ngx_http_nb_maint_redis_conn_t *conn,
     u_char *host, int port);
 void ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn);
+void ngx_http_nb_maint_redis_close(ngx_http_nb_maint_redis_conn_t *conn);
 void ngx_http_nb_maint_redis_schedule(ngx_http_nb_maint_redis_conn_t *conn);
 void ngx_http_nb_maint_redis_store_down(ngx_http_nb_maint_redis_conn_t *conn,
     const char *why);
@@ -151,6 +161,8 @@ ngx_int_t ngx_http_nb_maint_redis_send_argv(ngx_http_nb_maint_redis_op_t *op,
     int argc, const char **argv, const size_t *argvlen);
 void ngx_http_nb_maint_redis_ignore(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply);
+void ngx_http_nb_maint_redis_blocking(ngx_http_nb_maint_redis_conn_t *conn,
+    ngx_msec_t ms);
 
 #define NB_REDIS_PERM_SUBSCRIBE  1     /* the subscriber's SUBSCRIBE */
 #define NB_REDIS_PERM_SCRIPT     2     /* EVAL, or a command in a script */
@@ -162,9 +174,22 @@ void ngx_http_nb_maint_redis_noperm(ngx_http_nb_maint_redis_conn_t *conn,
 void ngx_http_nb_maint_redis_perm_ok(ngx_uint_t what);
 ngx_uint_t ngx_http_nb_maint_redis_perm_refused(void);
 
+/* store_redis_resolve.c */
+typedef void (*ngx_http_nb_maint_redis_named_pt)(
+    ngx_http_nb_maint_store_t *store, ngx_int_t rc);
+
+ngx_uint_t ngx_http_nb_maint_redis_numeric(u_char *host, size_t len);
+u_char *ngx_http_nb_maint_redis_name_error(void);
+ngx_int_t ngx_http_nb_maint_redis_name(ngx_http_nb_maint_store_t *store,
+    u_char *host, size_t len, int port,
+    ngx_http_nb_maint_redis_named_pt named);
+void ngx_http_nb_maint_redis_name_cancel(void);
+
 /* store_redis_sentinel.c */
 void ngx_http_nb_maint_sentinel_init_process(ngx_http_nb_maint_store_t *store,
     ngx_cycle_t *cycle);
+void ngx_http_nb_maint_sentinel_exit_process(
+    ngx_http_nb_maint_store_t *store);
 void ngx_http_nb_maint_sentinel_ask(ngx_http_nb_maint_redis_conn_t *conn);
 ngx_int_t ngx_http_nb_maint_redis_primary(ngx_http_nb_maint_redis_conf_t *rcf,
     ngx_log_t *log, u_char *old, size_t *old_len);
@@ -181,6 +206,15 @@ void ngx_http_nb_maint_redis_fetch_stale_events(
 void ngx_http_nb_maint_redis_subscribe(ngx_http_nb_maint_redis_conn_t *conn);
 void ngx_http_nb_maint_redis_sync(ngx_http_nb_maint_store_t *store);
 void ngx_http_nb_maint_redis_active(ngx_http_nb_maint_store_t *store);
+
+/* store_redis_gate.c */
+ngx_int_t ngx_http_nb_maint_redis_gate_init(ngx_http_nb_maint_store_t *store,
+    ngx_cycle_t *cycle);
+void ngx_http_nb_maint_redis_verdict(ngx_http_nb_maint_store_t *store,
+    ngx_uint_t checking, ngx_msec_t restore_started, ngx_uint_t pending);
+void ngx_http_nb_maint_redis_awaited(redisReply **names, size_t n,
+    ngx_int_t checkers);
+void ngx_http_nb_maint_redis_gate_tick(ngx_http_nb_maint_store_t *store);
 
 /* store_redis_write.c */
 ngx_int_t ngx_http_nb_maint_redis_save(ngx_http_nb_maint_store_t *store,

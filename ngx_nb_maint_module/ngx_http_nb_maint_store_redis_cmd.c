@@ -18,26 +18,35 @@ static ngx_uint_t  ngx_http_nb_maint_redis_syncing;
 
 /*
  * Redis lost our state (restarted empty, or from an old snapshot): put it
- * back, highest version wins, with the events Redis lacks.
+ * back, highest version wins, with the events Redis lacks.  Versions are
+ * compared as decimal strings (shorter is less, then byte by byte): Lua's
+ * numbers are doubles, exact only up to 2^53 (issue 21, item 11).
  * KEYS: version, state, events; ARGV: version, state, channel, message,
  * event, ... (oldest first)
  */
 static const char  ngx_http_nb_maint_redis_republish_lua[] =
-    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "
-    "if tonumber(ARGV[1]) <= cur then return 0 end "
+    "local function norm(s) "
+    "  s = string.match(s or '', '^0*(%d+)$') "
+    "  if s == nil or s == '' then return '0' end "
+    "  return s "
+    "end "
+    "local function lt(a, b) "
+    "  if #a ~= #b then return #a < #b end "
+    "  return a < b "
+    "end "
+    "local cur = norm(redis.call('GET', KEYS[1]) or '0') "
+    "if not lt(cur, norm(ARGV[1])) then return 0 end "
     "redis.call('SET', KEYS[1], ARGV[1]) "
     "redis.call('SET', KEYS[2], ARGV[2]) "
     "local function ver(s) "
-    "  local ok, e = pcall(cjson.decode, s) "
-    "  if ok and type(e) == 'table' then return tonumber(e.version) or 0 end "
-    "  return 0 "
+    "  return norm(string.match(s, '\"version\":(%d+)')) "
     "end "
-    "local last = 0 "
+    "local last = '0' "
     "local tail = redis.call('LINDEX', KEYS[3], -1) "
     "if tail then last = ver(tail) end "
     "for i = 5, #ARGV do "
     "  local v = ver(ARGV[i]) "
-    "  if v > last then redis.call('RPUSH', KEYS[3], ARGV[i]); last = v end "
+    "  if lt(last, v) then redis.call('RPUSH', KEYS[3], ARGV[i]); last = v end "
     "end "
     "redis.call('LTRIM', KEYS[3], " NB_REDIS_EVENTS_KEEP ", -1) "
     "redis.call('PUBLISH', ARGV[3], ARGV[4]) "

@@ -20,6 +20,10 @@ ngx_http_nb_maint_redis_conn_t   ngx_http_nb_maint_redis_sub;
 ngx_http_nb_maint_redis_conn_t   ngx_http_nb_maint_redis_sen;
 ngx_http_nb_maint_redis_conn_pt  ngx_http_nb_maint_redis_resolve;
 
+/* the worker exits: replies are not handled any more (their requests may
+ * be gone), nothing reconnects, nothing is said about the store */
+static ngx_uint_t                ngx_http_nb_maint_redis_closing;
+
 
 static void ngx_http_nb_maint_redis_role(ngx_http_nb_maint_redis_op_t *op,
     redisReply *reply);
@@ -211,7 +215,9 @@ ngx_http_nb_maint_redis_op_reply(redisAsyncContext *ac, void *r,
         ngx_del_timer(&op->timer);
     }
 
-    op->handler(op, r);
+    if (!ngx_http_nb_maint_redis_closing) {
+        op->handler(op, r);
+    }
 
     if (op->event.data) {
         ngx_free(op->event.data);
@@ -243,6 +249,36 @@ ngx_http_nb_maint_redis_op(ngx_http_nb_maint_redis_conn_t *conn,
 }
 
 
+/*
+ * Redis answers a connection's commands in order, and WAIT holds the
+ * connection for up to its timeout: a command queued behind WAITs gets
+ * their time on top of its own NB_REDIS_TIMEOUT, so that a slow replica
+ * never makes it look like Redis stopped answering (issue 21 item 6).
+ */
+
+void
+ngx_http_nb_maint_redis_blocking(ngx_http_nb_maint_redis_conn_t *conn,
+    ngx_msec_t ms)
+{
+    if ((ngx_msec_int_t) (conn->blocked_until - ngx_current_msec) < 0) {
+        conn->blocked_until = ngx_current_msec;
+    }
+
+    conn->blocked_until += ms;
+}
+
+
+static ngx_msec_t
+ngx_http_nb_maint_redis_budget(ngx_http_nb_maint_redis_conn_t *conn)
+{
+    ngx_msec_int_t  left;
+
+    left = (ngx_msec_int_t) (conn->blocked_until - ngx_current_msec);
+
+    return NB_REDIS_TIMEOUT + (left > 0 ? (ngx_msec_t) left : 0);
+}
+
+
 ngx_int_t
 ngx_http_nb_maint_redis_send_argv(ngx_http_nb_maint_redis_op_t *op, int argc,
     const char **argv, const size_t *argvlen)
@@ -262,7 +298,7 @@ ngx_http_nb_maint_redis_send_argv(ngx_http_nb_maint_redis_op_t *op, int argc,
         return NGX_ERROR;
     }
 
-    ngx_add_timer(&op->timer, NB_REDIS_TIMEOUT);
+    ngx_add_timer(&op->timer, ngx_http_nb_maint_redis_budget(conn));
 
     return NGX_OK;
 }
@@ -294,7 +330,9 @@ ngx_http_nb_maint_redis_schedule(ngx_http_nb_maint_redis_conn_t *conn)
 {
     ngx_msec_t  max;
 
-    if (!conn->wanted || conn->retry.timer_set || ngx_exiting || ngx_quit) {
+    if (!conn->wanted || conn->retry.timer_set || ngx_exiting || ngx_quit
+        || ngx_http_nb_maint_redis_closing)
+    {
         return;
     }
 
@@ -328,6 +366,11 @@ ngx_http_nb_maint_redis_on_disconnect(const redisAsyncContext *ac,
     const char  *why;
     ngx_uint_t   level;
 
+    if (ngx_http_nb_maint_redis_closing) {
+        conn->ac = NULL;
+        conn->ready = 0;
+        return;
+    }
 
     level = (conn->wanted && !(conn->quiet && conn->failing))
             ? NGX_LOG_ERR : NGX_LOG_INFO;
@@ -612,6 +655,7 @@ ngx_http_nb_maint_redis_open(ngx_http_nb_maint_redis_conn_t *conn,
     conn->c = c;
     conn->ac = ac;
     conn->ready = 0;
+    conn->blocked_until = ngx_current_msec;
 
     ac->data = conn;
     ac->ev.data = conn;
@@ -709,6 +753,37 @@ ngx_http_nb_maint_redis_connect(ngx_http_nb_maint_redis_conn_t *conn)
     nb_arg_lit(&a, "PING");
 
     (void) ngx_http_nb_maint_redis_send(op, &a);
+}
+
+
+/*
+ * The worker exits (exit_process): the socket is closed now, so that no
+ * "open socket left" alert follows; pending commands are dropped unanswered
+ * (whatever waited for them is gone with the worker).
+ */
+
+void
+ngx_http_nb_maint_redis_close(ngx_http_nb_maint_redis_conn_t *conn)
+{
+    redisAsyncContext  *ac;
+
+    conn->wanted = 0;
+
+    if (conn->retry.timer_set) {
+        ngx_del_timer(&conn->retry);
+    }
+
+    ac = conn->ac;
+    if (ac == NULL) {
+        return;
+    }
+
+    conn->ac = NULL;
+    conn->ready = 0;
+
+    ngx_http_nb_maint_redis_closing = 1;
+    redisAsyncFree(ac);
+    ngx_http_nb_maint_redis_closing = 0;
 }
 
 

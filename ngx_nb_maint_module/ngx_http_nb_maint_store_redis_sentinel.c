@@ -72,6 +72,21 @@ ngx_http_nb_maint_sentinel_reconnect(ngx_http_nb_maint_redis_conn_t *conn)
 }
 
 
+/* the primary moved to a host name: connections ask the sentinels again */
+
+static void
+ngx_http_nb_maint_sentinel_reask(ngx_http_nb_maint_redis_conn_t *conn)
+{
+    if (!conn->wanted || conn->ac == NULL) {
+        return;
+    }
+
+    conn->primary_ok = 0;
+    conn->backoff = 1;
+    redisAsyncDisconnect(conn->ac);
+}
+
+
 /*
  * The owner: which server is the primary now.  A change under Sentinel is
  * a failover: counted and timed in shared memory (status, metrics); old
@@ -175,8 +190,16 @@ ngx_http_nb_maint_sentinel_done(ngx_http_nb_maint_store_t *store)
             continue;
         }
 
-        p = ngx_snprintf(why, sizeof(why) - 1, "sentinels unreachable, no "
-                         "primary known for \"%V\"", &rcf->master_name);
+        if (*ngx_http_nb_maint_redis_name_error()) {
+            p = ngx_snprintf(why, sizeof(why) - 1, "%s",
+                             ngx_http_nb_maint_redis_name_error());
+
+        } else {
+            p = ngx_snprintf(why, sizeof(why) - 1, "sentinels unreachable, "
+                             "no primary known for \"%V\"",
+                             &rcf->master_name);
+        }
+
         *p = '\0';
 
         ngx_http_nb_maint_redis_store_down(conn, (char *) why);
@@ -203,30 +226,56 @@ ngx_http_nb_maint_sentinel_step(ngx_event_t *ev)
 }
 
 
-static void
-ngx_http_nb_maint_sentinel_answer(ngx_http_nb_maint_redis_op_t *op,
-    redisReply *reply)
-{
-    ngx_int_t                        port;
-    ngx_http_nb_maint_redis_conn_t  *conn = op->conn;
-    ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
-    ngx_uint_t                       i = ngx_http_nb_maint_sentinel_next;
+/* a host name the sentinel answered is resolved (store_redis_resolve.c) */
 
-    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
-        && reply->element[0]->type == REDIS_REPLY_STRING
-        && reply->element[1]->type == REDIS_REPLY_STRING
-        && reply->element[0]->len < NGX_SOCKADDR_STRLEN
-        && (port = ngx_atoi((u_char *) reply->element[1]->str,
-                            reply->element[1]->len))
-           > 0 && port < 65536)
-    {
-        ngx_memcpy(rcf->host, reply->element[0]->str,
-                   reply->element[0]->len + 1);
-        rcf->port = port;
+static void
+ngx_http_nb_maint_sentinel_named(ngx_http_nb_maint_store_t *store,
+    ngx_int_t rc)
+{
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    if (rc == NGX_OK) {
         rcf->known = 1;
         ngx_http_nb_maint_sentinel_found = 1;
 
     } else {
+        ngx_http_nb_maint_sentinel_next++;
+    }
+
+    ngx_add_timer(&ngx_http_nb_maint_sentinel_ev, 1);
+}
+
+
+static void
+ngx_http_nb_maint_sentinel_answer(ngx_http_nb_maint_redis_op_t *op,
+    redisReply *reply)
+{
+    ngx_int_t                        port, rc;
+    ngx_http_nb_maint_redis_conn_t  *conn = op->conn;
+    ngx_http_nb_maint_redis_conf_t  *rcf = conn->store->data;
+    ngx_uint_t                       i = ngx_http_nb_maint_sentinel_next;
+
+    rc = NGX_DECLINED;
+
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_STRING
+        && (port = ngx_atoi((u_char *) reply->element[1]->str,
+                            reply->element[1]->len))
+           > 0 && port < 65536)
+    {
+        /* an address as it is, a name through nginx's resolver */
+        rc = ngx_http_nb_maint_redis_name(conn->store,
+                                          (u_char *) reply->element[0]->str,
+                                          reply->element[0]->len, port,
+                                          ngx_http_nb_maint_sentinel_named);
+    }
+
+    if (rc == NGX_OK) {
+        rcf->known = 1;
+        ngx_http_nb_maint_sentinel_found = 1;
+
+    } else if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_WARN, conn->log, 0,
                       "nb_maint: sentinel %s:%d: %s", rcf->sentinel_host[i],
                       rcf->sentinel_port[i],
@@ -235,10 +284,17 @@ ngx_http_nb_maint_sentinel_answer(ngx_http_nb_maint_redis_op_t *op,
                       : "does not know the master");
 
         ngx_http_nb_maint_sentinel_next++;
+
+    } else if (rc == NGX_ERROR) {
+        ngx_http_nb_maint_sentinel_next++;
     }
 
     if (conn->ac) {
         redisAsyncDisconnect(conn->ac);
+    }
+
+    if (rc == NGX_AGAIN) {
+        return;     /* the resolver answers: sentinel_named() */
     }
 
     /* the next step outside of hiredis' callback */
@@ -407,6 +463,20 @@ ngx_http_nb_maint_watch_switch(ngx_http_nb_maint_sentinel_watch_t *w,
 
     port = ngx_atoi(f[4], flen[4]);
     if (port <= 0 || port > 65535) {
+        return;
+    }
+
+    if (!ngx_http_nb_maint_redis_numeric(f[3], flen[3])) {
+        /* a host name: the sentinels are asked again, and the name goes
+         * through nginx's resolver (store_redis_resolve.c) */
+        ngx_log_error(NGX_LOG_NOTICE, w->conn.log, 0,
+                      "nb_maint: sentinel %s:%d: +switch-master \"%V\" to "
+                      "%*s:%i, asking the sentinels",
+                      rcf->sentinel_host[w->index],
+                      rcf->sentinel_port[w->index], &rcf->master_name,
+                      flen[3], f[3], port);
+        ngx_http_nb_maint_sentinel_reask(&ngx_http_nb_maint_redis_cmd);
+        ngx_http_nb_maint_sentinel_reask(&ngx_http_nb_maint_redis_sub);
         return;
     }
 
@@ -734,5 +804,26 @@ ngx_http_nb_maint_sentinel_tick(ngx_http_nb_maint_store_t *store,
     } else {
         /* also while reconnecting: at once, not after the back-off */
         ngx_http_nb_maint_sentinel_follow(rcf);
+    }
+}
+
+
+/* the worker exits: every sentinel socket closed */
+
+void
+ngx_http_nb_maint_sentinel_exit_process(ngx_http_nb_maint_store_t *store)
+{
+    ngx_uint_t                       i;
+    ngx_http_nb_maint_redis_conf_t  *rcf = store->data;
+
+    if (ngx_http_nb_maint_sentinel_ev.timer_set) {
+        ngx_del_timer(&ngx_http_nb_maint_sentinel_ev);
+    }
+
+    ngx_http_nb_maint_redis_name_cancel();
+    ngx_http_nb_maint_redis_close(&ngx_http_nb_maint_redis_sen);
+
+    for (i = 0; i < rcf->nsentinels; i++) {
+        ngx_http_nb_maint_redis_close(&ngx_http_nb_maint_watch[i].conn);
     }
 }

@@ -11,19 +11,29 @@
 #include "ngx_http_nb_maint_store_redis.h"
 
 
-/* KEYS: version, state, events[, marker]; ARGV: expected, new version,
- * state, event, channel, message[, marker value].  A conflict answers {0,
- * version, state}: the writer catches up and, without If-Match, tries again
- * (issue 9, defect 16).  With a marker the write happens once: {2} when the
+/* KEYS: version, state, events, failover marker, restore checkers; ARGV:
+ * expected, new version, state, event, channel, message, marker value ("":
+ * none), restore gate ("": none, else the restore_started every other live
+ * checking gateway must have agreed to: store_redis_gate.c), own name,
+ * prefix of a checker's word, its ttl.  A conflict answers {0, version,
+ * state}: the writer catches up and, without If-Match, tries again (issue
+ * 9, defect 16).  With a marker the write happens once: {2} when the
  * marker holds the value already (a failover another gateway recorded).
+ * A gate answers {3, "name name..."} while a checking gateway is awaited.
  * An ACL user lacking a command gets NOPERM before anything is written
  * (Redis 7: a refused command in a script does not undo the ones before) */
 static const char  ngx_http_nb_maint_redis_cas[] =
+    "local gate = ARGV[8] or '' "
     "if redis.acl_check_cmd then "
     "  local need = {{'set', KEYS[1], '0'}, {'set', KEYS[2], '0'}, "
     "                {'rpush', KEYS[3], '0'}, {'ltrim', KEYS[3], '0', '0'}, "
     "                {'publish', ARGV[5], '0'}} "
-    "  if KEYS[4] then need[#need + 1] = {'set', KEYS[4], '0'} end "
+    "  if ARGV[7] ~= '' then need[#need + 1] = {'set', KEYS[4], '0'} end "
+    "  if gate ~= '' then "
+    "    need[#need + 1] = {'sadd', KEYS[5], '0'} "
+    "    need[#need + 1] = {'srem', KEYS[5], '0'} "
+    "    need[#need + 1] = {'set', ARGV[10] .. ARGV[9], '0'} "
+    "  end "
     "  for _, c in ipairs(need) do "
     "    if not redis.acl_check_cmd(unpack(c)) then "
     "      return redis.error_reply(\"NOPERM this user has no permissions "
@@ -31,8 +41,22 @@ static const char  ngx_http_nb_maint_redis_cas[] =
     "    end "
     "  end "
     "end "
-    "if KEYS[4] and redis.call('GET', KEYS[4]) == ARGV[7] then "
+    "if ARGV[7] ~= '' and redis.call('GET', KEYS[4]) == ARGV[7] then "
     "  return {2} "
+    "end "
+    "if gate ~= '' then "
+    "  local agreed = gate .. ' 0' "
+    "  redis.call('SET', ARGV[10] .. ARGV[9], agreed, 'PX', ARGV[11]) "
+    "  redis.call('SADD', KEYS[5], ARGV[9]) "
+    "  local w = {} "
+    "  for _, gw in ipairs(redis.call('SMEMBERS', KEYS[5])) do "
+    "    if gw ~= ARGV[9] then "
+    "      local v = redis.call('GET', ARGV[10] .. gw) "
+    "      if not v then redis.call('SREM', KEYS[5], gw) "
+    "      elseif v ~= agreed then w[#w + 1] = gw end "
+    "    end "
+    "  end "
+    "  if #w > 0 then return {3, table.concat(w, ' ')} end "
     "end "
     "local cur = redis.call('GET', KEYS[1]) or '0' "
     "if cur ~= ARGV[1] then "
@@ -44,12 +68,30 @@ static const char  ngx_http_nb_maint_redis_cas[] =
     "  redis.call('RPUSH', KEYS[3], ARGV[4]) "
     "  redis.call('LTRIM', KEYS[3], " NB_REDIS_EVENTS_KEEP ", -1) "
     "end "
-    "if KEYS[4] then redis.call('SET', KEYS[4], ARGV[7]) end "
+    "if ARGV[7] ~= '' then redis.call('SET', KEYS[4], ARGV[7]) end "
     "redis.call('PUBLISH', ARGV[5], ARGV[6]) "
-    "return {1, tonumber(ARGV[2])}";
+    "return {1, ARGV[2]}";
 
 
 /* writes: compare-and-set on the version, answered by Redis */
+
+/* EVAL, the script and its keys */
+
+static void
+ngx_http_nb_maint_redis_cas_keys(ngx_http_nb_maint_redis_conf_t *rcf,
+    ngx_http_nb_maint_redis_args_t *a)
+{
+    a->n = 0;
+    nb_arg_lit(a, "EVAL");
+    nb_arg_lit(a, ngx_http_nb_maint_redis_cas);
+    nb_arg_lit(a, "5");
+    nb_arg_str(a, &rcf->key_version);
+    nb_arg_str(a, &rcf->key_state);
+    nb_arg_str(a, &rcf->key_events);
+    nb_arg_str(a, &rcf->key_failover);
+    nb_arg_str(a, &rcf->key_checkers);
+}
+
 
 /*
  * Another writer was first: take the state Redis has now, so that the
@@ -159,12 +201,13 @@ ngx_http_nb_maint_redis_wait(ngx_http_nb_maint_redis_op_t *op)
     nb_arg(&a, n, ngx_sprintf(n, "%ui", rcf->min_replicas) - n);
     nb_arg(&a, ms, ngx_sprintf(ms, "%M", rcf->wait_ms) - ms);
 
+    /* WAIT holds the connection up to wait_ms: its own timer and those of
+     * the commands behind it count that in */
+    ngx_http_nb_maint_redis_blocking(op->conn, rcf->wait_ms);
+
     if (ngx_http_nb_maint_redis_send(w, &a) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    /* WAIT itself takes up to wait_ms */
-    ngx_add_timer(&w->timer, rcf->wait_ms + NB_REDIS_TIMEOUT);
 
     return NGX_OK;
 }
@@ -237,6 +280,11 @@ ngx_http_nb_maint_redis_saved(ngx_http_nb_maint_redis_op_t *op,
         if (reply->element[0]->integer == 2) {
             rc = NGX_DONE;      /* the marker: written once already */
 
+        } else if (reply->element[0]->integer == 3 && reply->elements == 2) {
+            /* the restore gate: other checking gateways still awaited */
+            ngx_http_nb_maint_redis_awaited(reply->element + 1, 1, -1);
+            rc = NGX_BUSY;
+
         } else if (reply->elements < 2) {
             /* malformed: NGX_ERROR */
 
@@ -268,7 +316,8 @@ ngx_http_nb_maint_redis_cas_send(ngx_http_nb_maint_store_t *store,
     void *data)
 {
     u_char                          *msg, *ev, exp[NGX_INT64_LEN],
-                                     ver[NGX_INT64_LEN];
+                                     ver[NGX_INT64_LEN], gate[NGX_INT64_LEN],
+                                     ttl[NGX_INT_T_LEN];
     char                            *state;
     size_t                           slen;
     ngx_int_t                        rc;
@@ -304,18 +353,7 @@ ngx_http_nb_maint_redis_cas_send(ngx_http_nb_maint_store_t *store,
     op->event.data = ev;
     op->event.len = ngx_cpymem(ev, event->data, event->len) - ev;
 
-    a.n = 0;
-    nb_arg_lit(&a, "EVAL");
-    nb_arg_lit(&a, ngx_http_nb_maint_redis_cas);
-    nb_arg_lit(&a, "3");
-    nb_arg_str(&a, &rcf->key_version);
-    nb_arg_str(&a, &rcf->key_state);
-    nb_arg_str(&a, &rcf->key_events);
-
-    if (marker) {
-        a.v[2] = "4";
-        nb_arg_str(&a, &rcf->key_failover);
-    }
+    ngx_http_nb_maint_redis_cas_keys(rcf, &a);
 
     nb_arg(&a, exp, ngx_sprintf(exp, "%uL", expected) - exp);
     nb_arg(&a, ver, ngx_sprintf(ver, "%uL", st->version) - ver);
@@ -327,6 +365,18 @@ ngx_http_nb_maint_redis_cas_send(ngx_http_nb_maint_store_t *store,
 
     if (marker) {
         nb_arg_str(&a, marker);
+
+    } else {
+        nb_arg_lit(&a, "");
+    }
+
+    /* the end of a restore: every other checking gateway agreed */
+
+    if (store->gate) {
+        nb_arg(&a, gate, ngx_sprintf(gate, "%M", store->gate) - gate);
+        nb_arg_str(&a, &rcf->gateway);
+        nb_arg_str(&a, &rcf->key_checker);
+        nb_arg(&a, ttl, ngx_sprintf(ttl, "%d", NB_GATE_TTL) - ttl);
     }
 
     /* on failure send() has freed op and its event */
@@ -627,19 +677,14 @@ ngx_http_nb_maint_redis_probe_script(ngx_http_nb_maint_store_t *store)
         return;
     }
 
-    a.n = 0;
-    nb_arg_lit(&a, "EVAL");
-    nb_arg_lit(&a, ngx_http_nb_maint_redis_cas);
-    nb_arg_lit(&a, "3");
-    nb_arg_str(&a, &rcf->key_version);
-    nb_arg_str(&a, &rcf->key_state);
-    nb_arg_str(&a, &rcf->key_events);
+    ngx_http_nb_maint_redis_cas_keys(rcf, &a);
     nb_arg_lit(&a, "-1");         /* no version is "-1": a conflict */
     nb_arg_lit(&a, "0");
     nb_arg_lit(&a, "");
     nb_arg_lit(&a, "");
     nb_arg_str(&a, &rcf->channel);
     nb_arg_lit(&a, "");
+    nb_arg_lit(&a, "");           /* no marker */
 
     (void) ngx_http_nb_maint_redis_send(op, &a);
 }

@@ -8,18 +8,33 @@
  * WebSockets are ws_proxied.c's, which also runs the worker's tick; the
  * timer event is kept here so that a new socket can arm it.
  *
- * Every worker keeps its own sockets in a list; a socket has no timer of
- * its own.
+ * The handshake is ws_handshake.c's.  Every socket is bounded: at most NB_WS_OUT_MAX bytes held for a client
+ * that does not read, nb_maint_ws_send_timeout for output to drain,
+ * nb_maint_ws_idle_timeout without a byte from the client, a server ping
+ * every nb_maint_ws_ping_interval of quiet (timers of the connection's own
+ * events: no memory of their own).
  *
- * May call: ws_message.c, bypass.c, state.c.
+ * Every worker keeps its own sockets in a list for state changes.
+ *
+ * May call: ws_frame.c, ws_message.c, state.c.
  */
 
 #include "ngx_http_nb_maint_ws.h"
-#include <openssl/sha.h>
 
 
-#define NB_WS_GUID          "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define NB_WS_CTL_MAX       125
+/*
+ * Unsent output a socket may hold: the handshake and a message or two.  A
+ * client that makes the gateway queue more (pings without reading) is
+ * closed, never buffered further.
+ */
+#define NB_WS_OUT_MAX       8192
+
+/*
+ * The kernel's send buffer of a gated socket (it doubles the value): what
+ * it holds for a client that does not read is bounded too, not autotuned
+ * up to megabytes.  "listen ... sndbuf=" of the server wins.
+ */
+#define NB_WS_SNDBUF        16384
 
 
 /* a WebSocket the gateway answers itself */
@@ -27,26 +42,20 @@ struct ngx_http_nb_maint_ws_s {
     ngx_queue_t              queue;
     ngx_http_request_t      *request;
     uint64_t                 sent;        /* state key of the last message */
+    ngx_msec_t               heard;       /* the client's last bytes */
+    ngx_http_nb_maint_ws_parser_t  in;
 
-    /* the client frame being read */
-    u_char                   head[14];
-    size_t                   head_len;
-    uint64_t                 left;        /* payload bytes still to read */
-    u_char                   mask[4];
-    ngx_uint_t               pos;         /* payload bytes read */
-    ngx_uint_t               opcode;
-    ngx_uint_t               payload;     /* reading the payload */
-    u_char                   ctl[NB_WS_CTL_MAX];
-
-    /* bytes still to send (rare: a message is small) */
+    /* bytes the socket did not take yet: NB_WS_OUT_MAX, allocated once */
     u_char                  *out;
     size_t                   out_len;
-    size_t                   out_size;
     unsigned                 closing:1;   /* close once sent */
+    unsigned                 close_sent:1;   /* no frame after a close */
 };
 
 
 static void ngx_http_nb_maint_ws_read(ngx_http_request_t *r);
+static void ngx_http_nb_maint_ws_read_frames(ngx_http_nb_maint_ws_t *ws);
+static void ngx_http_nb_maint_ws_quiet(ngx_http_nb_maint_ws_t *ws);
 static void ngx_http_nb_maint_ws_write(ngx_http_request_t *r);
 static ngx_int_t ngx_http_nb_maint_ws_start(ngx_http_request_t *r,
     u_char *accept);
@@ -56,7 +65,7 @@ static ngx_queue_t        ngx_http_nb_maint_ws_gated;
 static ngx_event_t        ngx_http_nb_maint_ws_ev;
 static ngx_connection_t   ngx_http_nb_maint_ws_dummy;
 static uint64_t           ngx_http_nb_maint_ws_key_now;
-static ngx_uint_t         ngx_http_nb_maint_ws_in_timer;
+static ngx_http_request_t *ngx_http_nb_maint_ws_running;  /* its handler */
 
 
 /* at worker start: the list, and the timer that calls tick */
@@ -72,15 +81,6 @@ ngx_http_nb_maint_ws_gated_init(ngx_cycle_t *cycle, ngx_event_handler_pt tick)
     ngx_http_nb_maint_ws_ev.data = &ngx_http_nb_maint_ws_dummy;
     ngx_http_nb_maint_ws_ev.log = cycle->log;
     ngx_http_nb_maint_ws_ev.cancelable = 1;
-}
-
-
-/* the tick runs (closes happen at once, not once a handler returns) */
-
-void
-ngx_http_nb_maint_ws_in_tick(ngx_uint_t in)
-{
-    ngx_http_nb_maint_ws_in_timer = in;
 }
 
 
@@ -130,42 +130,90 @@ ngx_http_nb_maint_ws_close(ngx_http_nb_maint_ws_t *ws)
     ngx_http_finalize_request(r, NGX_ERROR);
 
     /*
-     * In a request's own handlers the close runs once they return; from
-     * the timer it must run here.  Either way ws is not used after this.
+     * In the socket's own handlers the close runs once they return; from
+     * the timer or another socket's handler (a state change seen at its
+     * handshake) it must run here, or it would wait for the client's next
+     * bytes.  Either way ws is not used after this.
      */
-    if (ngx_http_nb_maint_ws_in_timer) {
+    if (r != ngx_http_nb_maint_ws_running) {
         ngx_http_run_posted_requests(c);
     }
 }
 
 
-/* queue bytes after those still unsent */
+/*
+ * Send bytes, or keep what the socket does not take after those still
+ * unsent.  NGX_ERROR: the socket failed, or the client does not read and
+ * more than NB_WS_OUT_MAX would be held for it (the caller closes it).
+ * Nothing is sent after a close frame.
+ */
 
 static ngx_int_t
 ngx_http_nb_maint_ws_queue(ngx_http_nb_maint_ws_t *ws, u_char *data,
     size_t len)
 {
-    u_char  *p;
-    size_t   size;
+    ssize_t            n;
+    ngx_connection_t  *c;
 
-    if (ws->out_len + len > ws->out_size) {
-        size = ngx_max(ws->out_len + len, 256);
+    if (ws->close_sent) {
+        return NGX_OK;
+    }
 
-        p = ngx_palloc(ws->request->pool, size);
-        if (p == NULL) {
+    c = ws->request->connection;
+
+    if (ws->out_len == 0) {
+        n = c->send(c, data, len);
+
+        if (n == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        if (ws->out_len) {
-            ngx_memcpy(p, ws->out, ws->out_len);
+        if (n > 0) {
+            data += n;
+            len -= n;
         }
 
-        ws->out = p;
-        ws->out_size = size;
+        if (len == 0) {
+            return NGX_OK;
+        }
+    }
+
+    if (ws->out_len + len > NB_WS_OUT_MAX) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "nb_maint: WebSocket client does not read, closing");
+        return NGX_ERROR;
+    }
+
+    if (ws->out == NULL) {
+        ws->out = ngx_palloc(ws->request->pool, NB_WS_OUT_MAX);
+        if (ws->out == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     ngx_memcpy(ws->out + ws->out_len, data, len);
     ws->out_len += len;
+
+    return NGX_OK;
+}
+
+
+/* a close frame: nothing is sent after it, the socket goes once it is out */
+
+static ngx_int_t
+ngx_http_nb_maint_ws_queue_close(ngx_http_nb_maint_ws_t *ws, u_char *data,
+    size_t len)
+{
+    u_char  frame[4 + NB_WS_CTL_MAX], *p;
+
+    p = ngx_http_nb_maint_ws_frame(frame, 0x8, data, len);
+
+    if (ngx_http_nb_maint_ws_queue(ws, frame, p - frame) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ws->close_sent = 1;
+    ws->closing = 1;
 
     return NGX_OK;
 }
@@ -176,10 +224,13 @@ ngx_http_nb_maint_ws_queue(ngx_http_nb_maint_ws_t *ws, u_char *data,
 static ngx_int_t
 ngx_http_nb_maint_ws_flush(ngx_http_nb_maint_ws_t *ws)
 {
-    ssize_t            n;
-    ngx_connection_t  *c;
+    ssize_t                        n;
+    ngx_uint_t                     sent;
+    ngx_connection_t              *c;
+    ngx_http_nb_maint_loc_conf_t  *nlcf;
 
     c = ws->request->connection;
+    sent = 0;
 
     while (ws->out_len) {
         n = c->send(c, ws->out, ws->out_len);
@@ -187,6 +238,14 @@ ngx_http_nb_maint_ws_flush(ngx_http_nb_maint_ws_t *ws)
         if (n == NGX_AGAIN) {
             if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
                 return NGX_ERROR;
+            }
+
+            /* nb_maint_ws_send_timeout: without progress */
+            nlcf = ngx_http_get_module_loc_conf(ws->request,
+                                                ngx_http_nb_maint_module);
+
+            if (nlcf->ws_send_timeout && (sent || !c->write->timer_set)) {
+                ngx_add_timer(c->write, nlcf->ws_send_timeout);
             }
 
             return NGX_AGAIN;
@@ -198,6 +257,11 @@ ngx_http_nb_maint_ws_flush(ngx_http_nb_maint_ws_t *ws)
 
         ngx_memmove(ws->out, ws->out + n, ws->out_len - n);
         ws->out_len -= n;
+        sent = 1;
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
     }
 
     return NGX_OK;
@@ -247,6 +311,7 @@ ngx_http_nb_maint_ws_sync(ngx_http_nb_maint_ws_t *ws)
     ws->sent = key;
 
     if ((key & 3) == NB_WS_ALLOWED) {
+        ws->close_sent = 1;         /* the message ends with a close frame */
         ws->closing = 1;
     }
 
@@ -254,107 +319,91 @@ ngx_http_nb_maint_ws_sync(ngx_http_nb_maint_ws_t *ws)
 }
 
 
-/* client frames: masked; data is read and dropped, pings answered */
+/* a complete control frame from the client: pong a ping, echo a close */
 
 static ngx_int_t
-ngx_http_nb_maint_ws_frame_end(ngx_http_nb_maint_ws_t *ws)
+ngx_http_nb_maint_ws_control(ngx_http_nb_maint_ws_t *ws)
 {
-    u_char  frame[4 + NB_WS_CTL_MAX], *p;
-    size_t  len;
+    u_char                          frame[4 + NB_WS_CTL_MAX], *p;
+    ngx_http_nb_maint_ws_parser_t  *ps;
 
-    len = ws->pos;
+    ps = &ws->in;
 
-    switch (ws->opcode) {
+    switch (ps->opcode) {
 
-    case 0x9:                                   /* ping: pong */
-        p = ngx_http_nb_maint_ws_frame(frame, 0xa, ws->ctl, len);
+    case 0x9:
+        p = ngx_http_nb_maint_ws_frame(frame, 0xa, ps->ctl, ps->pos);
         return ngx_http_nb_maint_ws_queue(ws, frame, p - frame);
 
-    case 0x8:                                   /* close: echo the code */
-        p = ngx_http_nb_maint_ws_frame(frame, 0x8, ws->ctl,
-                                       len >= 2 ? 2 : 0);
-        ws->closing = 1;
-        return ngx_http_nb_maint_ws_queue(ws, frame, p - frame);
+    case 0x8:
+        return ngx_http_nb_maint_ws_queue_close(ws, ps->ctl,
+                                                ps->pos >= 2 ? 2 : 0);
 
-    default:                                    /* "ping" text and others */
+    default:                                    /* a pong */
         return NGX_OK;
     }
 }
 
 
+/*
+ * Client bytes; NGX_ERROR: a protocol error (the caller closes with 1002);
+ * NGX_ABORT: the socket must go at once.  After a close frame (either way)
+ * what a client sends is ignored.
+ */
+
 static ngx_int_t
-ngx_http_nb_maint_ws_parse(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
+ngx_http_nb_maint_ws_parse_all(ngx_http_nb_maint_ws_t *ws, u_char *p,
+    u_char *end)
 {
-    size_t    need, n, i;
-    uint64_t  len;
+    ngx_int_t  rc;
 
-    while (p < end) {
+    while (!ws->close_sent) {
+        rc = ngx_http_nb_maint_ws_parse(&ws->in, &p, end);
 
-        if (!ws->payload) {
-            ws->head[ws->head_len++] = *p++;
-
-            if (ws->head_len < 2) {
-                continue;
-            }
-
-            len = ws->head[1] & 0x7f;
-            need = 2 + (len == 126 ? 2 : (len == 127 ? 8 : 0)) + 4;
-
-            if (ws->head_len < need) {
-                continue;
-            }
-
-            /* a complete header: RSV bits clear, masked, sane control */
-
-            if ((ws->head[0] & 0x70) || !(ws->head[1] & 0x80)) {
-                return NGX_ERROR;
-            }
-
-            ws->opcode = ws->head[0] & 0x0f;
-
-            if (len == 126) {
-                len = (ws->head[2] << 8) | ws->head[3];
-
-            } else if (len == 127) {
-                len = 0;
-                for (i = 2; i < 10; i++) {
-                    len = (len << 8) | ws->head[i];
-                }
-            }
-
-            if ((ws->opcode & 0x8)
-                && (len > NB_WS_CTL_MAX || !(ws->head[0] & 0x80)))
-            {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(ws->mask, &ws->head[need - 4], 4);
-            ws->head_len = 0;
-            ws->left = len;
-            ws->pos = 0;
-            ws->payload = 1;
-
-        } else {
-            n = (size_t) ngx_min((uint64_t) (end - p), ws->left);
-
-            if (ws->opcode & 0x8) {
-                for (i = 0; i < n; i++) {
-                    ws->ctl[ws->pos] = p[i] ^ ws->mask[ws->pos % 4];
-                    ws->pos++;
-                }
-            }
-
-            p += n;
-            ws->left -= n;
+        if (rc != NGX_OK) {
+            return rc == NGX_AGAIN ? NGX_OK : NGX_ERROR;
         }
 
-        if (ws->left == 0) {
-            ws->payload = 0;
-
-            if (ngx_http_nb_maint_ws_frame_end(ws) != NGX_OK) {
-                return NGX_ERROR;
-            }
+        if (ngx_http_nb_maint_ws_control(ws) != NGX_OK) {
+            return NGX_ABORT;
         }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Frames from the client; NGX_ERROR: the socket is closed already.  A
+ * protocol error gets a close frame with 1002 and the socket goes once it
+ * is out.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_ws_input(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
+{
+    ngx_int_t  rc;
+
+    static u_char  close_1002[] = { 0x03, 0xea };
+
+    rc = ngx_http_nb_maint_ws_parse_all(ws, p, end);
+
+    if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_INFO, ws->request->connection->log, 0,
+                      "nb_maint: WebSocket protocol error from client");
+
+        if (!ws->close_sent
+            && ngx_http_nb_maint_ws_queue_close(ws, close_1002, 2) == NGX_OK)
+        {
+            return NGX_OK;
+        }
+
+        rc = NGX_ABORT;
+    }
+
+    if (rc == NGX_ABORT) {
+        ngx_http_nb_maint_ws_close(ws);
+        return NGX_ERROR;
     }
 
     return NGX_OK;
@@ -364,14 +413,98 @@ ngx_http_nb_maint_ws_parse(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
 static void
 ngx_http_nb_maint_ws_read(ngx_http_request_t *r)
 {
-    u_char                   buf[4096];
-    ssize_t                  n;
-    ngx_connection_t        *c;
     ngx_http_nb_maint_ws_t  *ws;
 
-    c = r->connection;
     ws = ((ngx_http_nb_maint_ctx_t *)
           ngx_http_get_module_ctx(r, ngx_http_nb_maint_module))->wsock;
+
+    ngx_http_nb_maint_ws_running = r;
+
+    if (r->connection->read->timedout) {
+        r->connection->read->timedout = 0;
+        ngx_http_nb_maint_ws_quiet(ws);
+
+    } else {
+        ngx_http_nb_maint_ws_read_frames(ws);
+    }
+
+    ngx_http_nb_maint_ws_running = NULL;
+}
+
+
+/*
+ * The read timer: nb_maint_ws_idle_timeout without a byte from the client
+ * closes the socket; a ping goes out after nb_maint_ws_ping_interval of
+ * quiet (a live client's pong is a byte heard).
+ */
+
+static void
+ngx_http_nb_maint_ws_arm_quiet(ngx_http_nb_maint_ws_t *ws)
+{
+    ngx_msec_t                     quiet, next, ping;
+    ngx_http_nb_maint_loc_conf_t  *nlcf;
+
+    nlcf = ngx_http_get_module_loc_conf(ws->request, ngx_http_nb_maint_module);
+
+    quiet = ngx_current_msec - ws->heard;
+    next = NGX_MAX_INT32_VALUE;
+
+    if (nlcf->ws_idle_timeout) {
+        next = nlcf->ws_idle_timeout > quiet
+               ? nlcf->ws_idle_timeout - quiet : 1;
+    }
+
+    if (nlcf->ws_ping_interval) {
+        ping = nlcf->ws_ping_interval > quiet
+               ? nlcf->ws_ping_interval - quiet : nlcf->ws_ping_interval;
+        next = ngx_min(next, ping);
+    }
+
+    if (next != NGX_MAX_INT32_VALUE) {
+        ngx_add_timer(ws->request->connection->read, next);
+    }
+}
+
+
+static void
+ngx_http_nb_maint_ws_quiet(ngx_http_nb_maint_ws_t *ws)
+{
+    ngx_msec_t                     quiet;
+    ngx_http_nb_maint_loc_conf_t  *nlcf;
+
+    static u_char  ping[] = { 0x89, 0x00 };
+
+    nlcf = ngx_http_get_module_loc_conf(ws->request, ngx_http_nb_maint_module);
+
+    quiet = ngx_current_msec - ws->heard;
+
+    if (nlcf->ws_idle_timeout && quiet >= nlcf->ws_idle_timeout) {
+        ngx_log_error(NGX_LOG_INFO, ws->request->connection->log,
+                      NGX_ETIMEDOUT, "nb_maint: WebSocket client timed out");
+        ngx_http_nb_maint_ws_close(ws);
+        return;
+    }
+
+    if (nlcf->ws_ping_interval && quiet >= nlcf->ws_ping_interval
+        && ngx_http_nb_maint_ws_queue(ws, ping, sizeof(ping)) != NGX_OK)
+    {
+        ngx_http_nb_maint_ws_close(ws);
+        return;
+    }
+
+    ngx_http_nb_maint_ws_arm_quiet(ws);
+    ngx_http_nb_maint_ws_sync(ws);
+}
+
+
+static void
+ngx_http_nb_maint_ws_read_frames(ngx_http_nb_maint_ws_t *ws)
+{
+    u_char             buf[4096];
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = ws->request->connection;
 
     for ( ;; ) {
         n = c->recv(c, buf, sizeof(buf));
@@ -385,10 +518,9 @@ ngx_http_nb_maint_ws_read(ngx_http_request_t *r)
             return;
         }
 
-        if (ngx_http_nb_maint_ws_parse(ws, buf, buf + n) != NGX_OK) {
-            ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                          "nb_maint: WebSocket protocol error from client");
-            ngx_http_nb_maint_ws_close(ws);
+        ws->heard = ngx_current_msec;
+
+        if (ngx_http_nb_maint_ws_input(ws, buf, buf + n) != NGX_OK) {
             return;
         }
     }
@@ -409,127 +541,18 @@ ngx_http_nb_maint_ws_write(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
 
-    ngx_http_nb_maint_ws_sync(ctx->wsock);
-}
+    ngx_http_nb_maint_ws_running = r;
 
+    if (r->connection->write->timedout) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
+                      "nb_maint: WebSocket client timed out reading");
+        ngx_http_nb_maint_ws_close(ctx->wsock);
 
-/* is this NocoBase's WebSocket handshake on nb_maint_ws_path? */
-
-static ngx_uint_t
-ngx_http_nb_maint_ws_request(ngx_http_request_t *r,
-    ngx_http_nb_maint_loc_conf_t *nlcf, ngx_str_t *key)
-{
-    ngx_uint_t        i, upgrade, version;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    if (r->method != NGX_HTTP_GET || r->http_version != NGX_HTTP_VERSION_11
-        || r != r->main
-        || r->uri.len != nlcf->ws_path.len
-        || ngx_strncmp(r->uri.data, nlcf->ws_path.data, r->uri.len) != 0)
-    {
-        return 0;
+    } else {
+        ngx_http_nb_maint_ws_sync(ctx->wsock);
     }
 
-#if (NGX_HTTP_V2)
-    if (r->stream) {
-        return 0;
-    }
-#endif
-
-    upgrade = 0;
-    version = 0;
-    key->len = 0;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-#define nb_hdr(name)  (h[i].key.len == sizeof(name) - 1                       \
-                       && ngx_strncasecmp(h[i].key.data, (u_char *) name,    \
-                                          sizeof(name) - 1) == 0)
-
-        if (nb_hdr("Upgrade")) {
-            upgrade = ngx_strlcasestrn(h[i].value.data,
-                                       h[i].value.data + h[i].value.len,
-                                       (u_char *) "websocket", 9 - 1)
-                      != NULL;
-
-        } else if (nb_hdr("Sec-WebSocket-Version")) {
-            version = (h[i].value.len == 2
-                       && ngx_strncmp(h[i].value.data, "13", 2) == 0);
-
-        } else if (nb_hdr("Sec-WebSocket-Key")) {
-            *key = h[i].value;
-        }
-
-#undef nb_hdr
-    }
-
-    /* the key is 16 bytes in base64 */
-    return upgrade && version && key->len == 24;
-}
-
-
-/*
- * From the gate: NocoBase's /ws while public traffic is gated is answered
- * here.  NGX_DECLINED: not ours, the request goes on.
- */
-
-ngx_int_t
-ngx_http_nb_maint_ws_gate(ngx_http_request_t *r,
-    ngx_http_nb_maint_loc_conf_t *nlcf, ngx_uint_t gated)
-{
-    u_char        sha[SHA_DIGEST_LENGTH], buf[24 + sizeof(NB_WS_GUID)];
-    u_char        accept[32];
-    ngx_str_t     key, src, dst;
-
-    if (!ngx_http_nb_maint_ws_request(r, nlcf, &key)) {
-        return NGX_DECLINED;
-    }
-
-    if (gated) {
-        if (ngx_http_nb_maint_passed(r, nlcf)
-            || ngx_http_nb_maint_is_bypass(r))
-        {
-            return NGX_DECLINED;
-        }
-
-    } else if (ngx_http_nb_maint_public_node()) {
-        return NGX_DECLINED;
-    }
-
-    ngx_memcpy(buf, key.data, 24);
-    ngx_memcpy(buf + 24, NB_WS_GUID, sizeof(NB_WS_GUID) - 1);
-
-    SHA1(buf, 24 + sizeof(NB_WS_GUID) - 1, sha);
-
-    src.data = sha;
-    src.len = SHA_DIGEST_LENGTH;
-    dst.data = accept;
-
-    ngx_encode_base64(&dst, &src);
-    accept[dst.len] = '\0';
-
-    nb_count(ngx_http_nb_maint_shm(),
-             gated ? NB_OUT_GATED : NB_OUT_NO_NODE);
-
-    if (ngx_http_nb_maint_ws_start(r, accept) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return NGX_DONE;
+    ngx_http_nb_maint_ws_running = NULL;
 }
 
 
@@ -548,10 +571,12 @@ ngx_http_nb_maint_ws_cleanup(void *data)
 ngx_http_nb_maint_ws_t *
 ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r)
 {
-    ngx_connection_t         *c;
-    ngx_pool_cleanup_t       *cln;
-    ngx_http_nb_maint_ws_t   *ws;
-    ngx_http_nb_maint_ctx_t  *ctx;
+    ngx_connection_t          *c;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_nb_maint_ws_t    *ws;
+    ngx_http_nb_maint_ctx_t   *ctx;
+    ngx_http_core_loc_conf_t  *clcf;
+    int                        sndbuf;
 
     ctx = ngx_http_nb_maint_get_ctx(r);
 
@@ -571,6 +596,26 @@ ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r)
     c = r->connection;
     c->log->action = "answering a WebSocket for nb_maint";
 
+    /* small frames go out at once, as on an upgraded proxied socket */
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+        return NULL;
+    }
+
+    if (c->listening && c->listening->sndbuf == -1) {
+        sndbuf = NB_WS_SNDBUF;
+
+        if (setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, (const void *) &sndbuf,
+                       sizeof(int))
+            == -1)
+        {
+            ngx_log_error(NGX_LOG_ALERT, c->log, ngx_socket_errno,
+                          "setsockopt(SO_SNDBUF, %d) failed, ignored",
+                          sndbuf);
+        }
+    }
+
     /* an old worker closes it at once on reload: the client reconnects */
     c->idle = 1;
 
@@ -587,11 +632,32 @@ ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r)
     r->read_event_handler = ngx_http_nb_maint_ws_read;
     r->write_event_handler = ngx_http_nb_maint_ws_write;
 
+    ws->heard = ngx_current_msec;
+    ngx_http_nb_maint_ws_arm_quiet(ws);
+
     ngx_queue_insert_tail(&ngx_http_nb_maint_ws_gated, &ws->queue);
 
     ngx_http_nb_maint_ws_arm();
 
     return ws;
+}
+
+
+/*
+ * From the handshake (ws_handshake.c): the 101, the first message, then
+ * the frames the client sent right behind its handshake.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_ws_open(ngx_http_request_t *r, u_char *accept)
+{
+    ngx_int_t  rc;
+
+    ngx_http_nb_maint_ws_running = r;
+    rc = ngx_http_nb_maint_ws_start(r, accept);
+    ngx_http_nb_maint_ws_running = NULL;
+
+    return rc;
 }
 
 
@@ -605,10 +671,6 @@ ngx_http_nb_maint_ws_start(ngx_http_request_t *r, u_char *accept)
                                          "Sec-WebSocket-Accept: \r\n\r\n")
                                   + 32];
     ngx_http_nb_maint_ws_t  *ws;
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        return NGX_ERROR;
-    }
 
     /* the access log shows the 101 */
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
@@ -641,11 +703,10 @@ ngx_http_nb_maint_ws_start(ngx_http_request_t *r, u_char *accept)
         && r->header_in->pos < r->header_in->last)
     {
         /* frames the client sent right behind its handshake */
-        if (ngx_http_nb_maint_ws_parse(ws, r->header_in->pos,
+        if (ngx_http_nb_maint_ws_input(ws, r->header_in->pos,
                                        r->header_in->last)
             != NGX_OK)
         {
-            ngx_http_nb_maint_ws_close(ws);
             return NGX_OK;
         }
 

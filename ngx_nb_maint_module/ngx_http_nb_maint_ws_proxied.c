@@ -135,50 +135,120 @@ ngx_http_nb_maint_ws_filter_init(ngx_conf_t *cf)
 
 
 /*
- * A public WebSocket proxied when an upgrade starts: the gateway drops the
- * node's side and answers the client itself.  Only between frames: if the
- * node's bytes are still in flight, the socket is just closed.
+ * Teardown of a proxied WebSocket, as nginx core does it.
+ *
+ * close: the whole request goes.  A reference of our own first: the
+ * upstream's cleanup, run by the terminate below, finalizes the request
+ * once more and would otherwise free it while nginx still walks its
+ * cleanup list (use after free); the posted terminate handler closes it
+ * whatever the count, and runs here, not when the client next sends.
  */
 
 static void
-ngx_http_nb_maint_ws_take_over(ngx_http_nb_maint_ws_proxied_t *wp)
+ngx_http_nb_maint_ws_proxied_close(ngx_http_nb_maint_ws_proxied_t *wp)
 {
-    ngx_connection_t        *c;
-    ngx_http_request_t      *r;
-    ngx_http_upstream_t     *u;
-    ngx_http_nb_maint_ws_t  *ws;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
 
     r = wp->request;
-    u = r->upstream;
     c = r->connection;
 
     ngx_http_nb_maint_ws_proxied_cleanup(wp);
 
-    if (u == NULL || u->cleanup == NULL
-        || u->buffer.pos != u->buffer.last || r->out)
-    {
-        ngx_http_finalize_request(r, NGX_ERROR);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
+    r->main->count++;
+    ngx_http_finalize_request(r, NGX_ERROR);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * drop the node's side only (ngx_http_upstream_finalize_request without
+ * finalizing the request): the peer is freed, TLS shut down, the
+ * connection's pool destroyed, the connection closed
+ */
+
+static void
+ngx_http_nb_maint_ws_proxied_drop_node(ngx_http_request_t *r,
+    ngx_http_upstream_t *u)
+{
+    ngx_connection_t  *pc;
 
     *u->cleanup = NULL;
     u->cleanup = NULL;
 
-    if (u->peer.connection) {
-        ngx_close_connection(u->peer.connection);
-        u->peer.connection = NULL;
+    if (u->resolved && u->resolved->ctx) {
+        ngx_resolve_name_done(u->resolved->ctx);
+        u->resolved->ctx = NULL;
     }
+
+    if (u->state && u->state->response_time == (ngx_msec_t) -1) {
+        u->state->response_time = ngx_current_msec - u->start_time;
+
+        if (u->peer.connection) {
+            u->state->bytes_sent = u->peer.connection->sent;
+        }
+    }
+
+    u->finalize_request(r, NGX_DONE);
 
     if (u->peer.free && u->peer.sockaddr) {
         u->peer.free(&u->peer, u->peer.data, 0);
         u->peer.sockaddr = NULL;
     }
 
+    pc = u->peer.connection;
+    u->peer.connection = NULL;
+
+    if (pc == NULL) {
+        return;
+    }
+
+#if (NGX_HTTP_SSL)
+    if (pc->ssl) {
+        pc->ssl->no_wait_shutdown = 1;
+        (void) ngx_ssl_shutdown(pc);
+    }
+#endif
+
+    if (pc->pool) {
+        ngx_destroy_pool(pc->pool);
+    }
+
+    ngx_close_connection(pc);
+}
+
+
+/*
+ * A public WebSocket proxied when an upgrade starts: the gateway drops the
+ * node's side and answers the client itself.  Only between frames: if the
+ * node's or the client's bytes are still in flight, the socket is closed.
+ */
+
+static void
+ngx_http_nb_maint_ws_take_over(ngx_http_nb_maint_ws_proxied_t *wp)
+{
+    ngx_http_request_t      *r;
+    ngx_http_upstream_t     *u;
+    ngx_http_nb_maint_ws_t  *ws;
+
+    r = wp->request;
+    u = r->upstream;
+
+    if (u == NULL || u->cleanup == NULL
+        || u->buffer.pos != u->buffer.last || r->out)
+    {
+        ngx_http_nb_maint_ws_proxied_close(wp);
+        return;
+    }
+
+    ngx_http_nb_maint_ws_proxied_cleanup(wp);
+    ngx_http_nb_maint_ws_proxied_drop_node(r, u);
+
     ws = ngx_http_nb_maint_ws_adopt(r);
     if (ws == NULL) {
+        r->main->count++;
         ngx_http_finalize_request(r, NGX_ERROR);
-        ngx_http_run_posted_requests(c);
+        ngx_http_run_posted_requests(r->connection);
         return;
     }
 
@@ -219,7 +289,6 @@ ngx_http_nb_maint_ws_proxied_scan(ngx_msec_t now, ngx_uint_t changed)
     ngx_uint_t                       gated;
     ngx_queue_t                     *q, *next;
     ngx_connection_t                *c;
-    ngx_http_request_t              *r;
     ngx_http_nb_maint_shm_t         *sh;
     ngx_http_nb_maint_state_t       *st;
     ngx_http_nb_maint_main_conf_t   *nmcf;
@@ -272,19 +341,7 @@ ngx_http_nb_maint_ws_proxied_scan(ngx_msec_t now, ngx_uint_t changed)
                           sh->nodes[wp->node].id_len,
                           sh->nodes[wp->node].id);
 
-            ngx_http_nb_maint_ws_proxied_cleanup(wp);
-
-            /*
-             * A reference of our own: the upstream's cleanup, run by the
-             * terminate below, would otherwise free the request while
-             * nginx still walks its cleanup list (heap-use-after-free
-             * under make test-asan); the posted terminate handler closes
-             * it whatever the count.
-             */
-            r = wp->request;
-            r->main->count++;
-            ngx_http_finalize_request(r, NGX_ERROR);
-            ngx_http_run_posted_requests(c);
+            ngx_http_nb_maint_ws_proxied_close(wp);
         }
     }
 }
@@ -299,8 +356,6 @@ ngx_http_nb_maint_ws_tick(ngx_event_t *ev)
     seq = ngx_http_nb_maint_shm()->seq;
     now = ngx_current_msec;
 
-    ngx_http_nb_maint_ws_in_tick(1);
-
     ngx_http_nb_maint_ws_update();
 
     if (seq != ngx_http_nb_maint_ws_seq || ngx_http_nb_maint_ws_doomed) {
@@ -308,8 +363,6 @@ ngx_http_nb_maint_ws_tick(ngx_event_t *ev)
                                           seq != ngx_http_nb_maint_ws_seq);
         ngx_http_nb_maint_ws_seq = seq;
     }
-
-    ngx_http_nb_maint_ws_in_tick(0);
 
     if (!ngx_http_nb_maint_ws_gated_empty()
         || !ngx_queue_empty(&ngx_http_nb_maint_ws_proxied))

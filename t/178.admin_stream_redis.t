@@ -43,4 +43,5 @@ $s->close;
 
 is(scalar($A->crashes) + scalar($B->crashes), 0, 'no crash');
 $_->stop for $A, $B;
+unlike($_->error_log, qr/\[alert\]|open socket/, 'no alert (no redis socket left open)') for $A, $B;
 done_testing;

@@ -171,7 +171,10 @@ is($f && $f->{op}, 8, 'client close: close frame back');
 # garbage from a client: closed, nothing crashes
 $many[1]->send_raw("\x81\x05hello");     # unmasked: a protocol error
 $f = next_non_text($many[1]);
-is($f && $f->{op}, 'eof', 'unmasked client frame: connection closed');
+is($f && $f->{op}, 8, 'unmasked client frame: a close frame');
+is($f && length $f->{data} >= 2 ? unpack('n', $f->{data}) : 0, 1002, '... with 1002 (protocol error)');
+$f = next_non_text($many[1]);
+is($f && $f->{op}, 'eof', '... then the connection is closed');
 undef @many;
 
 is(scalar $ng->crashes, 0, 'no worker crashed');

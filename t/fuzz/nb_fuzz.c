@@ -1427,3 +1427,77 @@ nb_fuzz_agent(const uint8_t *data, size_t size)
 
     return 0;
 }
+
+
+/*
+ * A client's WebSocket frames (ws_frame.c), read in the pieces a socket
+ * may deliver them in:
+ *
+ *     <piece size byte><bytes...>
+ *
+ * (piece size 0: everything at once).  Every control frame reported must
+ * be one (ping, pong, close) with at most 125 payload bytes; nothing is
+ * read past the input.  A close frame's payload is answered as the gateway
+ * does (the frame builder of ws_message.c).
+ */
+
+int
+nb_fuzz_ws(const uint8_t *data, size_t size)
+{
+    u_char                         *copy, *p, *end, *stop;
+    u_char                          frame[4 + NB_WS_CTL_MAX], *f;
+    size_t                          piece;
+    ngx_int_t                       rc;
+    ngx_http_nb_maint_ws_parser_t   ps;
+
+    if (size < 1) {
+        return 0;
+    }
+
+    piece = data[0];
+
+    copy = malloc(size - 1 ? size - 1 : 1);
+    ngx_memcpy(copy, data + 1, size - 1);
+
+    ngx_memzero(&ps, sizeof(ngx_http_nb_maint_ws_parser_t));
+
+    p = copy;
+    end = copy + size - 1;
+    rc = NGX_AGAIN;
+
+    while (p < end) {
+        stop = (piece && (size_t) (end - p) > piece) ? p + piece : end;
+
+        do {
+            rc = ngx_http_nb_maint_ws_parse(&ps, &p, stop);
+
+            if (rc == NGX_OK) {
+                if ((ps.opcode != 0x8 && ps.opcode != 0x9 && ps.opcode != 0xa)
+                    || ps.pos > NB_WS_CTL_MAX)
+                {
+                    abort();
+                }
+
+                f = ngx_http_nb_maint_ws_frame(frame, ps.opcode == 0x9
+                                                      ? 0xa : ps.opcode,
+                                               ps.ctl, ps.pos);
+                if ((size_t) (f - frame) > sizeof(frame)) {
+                    abort();
+                }
+            }
+
+        } while (rc == NGX_OK && p < stop);
+
+        if (p > stop) {
+            abort();
+        }
+
+        if (rc == NGX_ERROR) {
+            break;
+        }
+    }
+
+    free(copy);
+
+    return 0;
+}

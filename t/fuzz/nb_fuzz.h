@@ -16,5 +16,6 @@ int nb_fuzz_cookie(const uint8_t *data, size_t size);
 int nb_fuzz_state(const uint8_t *data, size_t size);
 int nb_fuzz_redis(const uint8_t *data, size_t size);
 int nb_fuzz_agent(const uint8_t *data, size_t size);
+int nb_fuzz_ws(const uint8_t *data, size_t size);
 
 #endif /* _NB_FUZZ_H_INCLUDED_ */

@@ -6,6 +6,7 @@ package NbSentinel;
 # servers.
 #
 #   my $s = NbSentinel->new(name => 'nbm');
+#   NbSentinel->new(monitor_host => 'localhost')   # answers a host name
 #   $s->store_url(prefix => $p, query => 'min_replicas=1&wait_ms=500')
 #   $s->primary_addr          # what the sentinels say now ("127.0.0.1:PORT")
 #   $s->server_of($addr)      # the NbTest::Redis listening there
@@ -47,8 +48,12 @@ sub _start_sentinel {
     my $dir = $primary->dir;
     my $conf = "$dir/sentinel-$port.conf";
     open my $fh, '>', $conf or die "$conf: $!";
+    # monitor_host => 'localhost': the primary by host name, and the
+    # sentinels answer with that name (announce-hostnames, Redis 6.2+)
+    my $host = $self->{monitor_host} // '127.0.0.1';
     print $fh "port $port\nbind 127.0.0.1\ndir $dir\n",
-              "sentinel monitor $self->{name} 127.0.0.1 ", $primary->port, " 2\n",
+              ($self->{monitor_host} ? "sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n" : ''),
+              "sentinel monitor $self->{name} $host ", $primary->port, " 2\n",
               "sentinel down-after-milliseconds $self->{name} $self->{down_after}\n",
               "sentinel failover-timeout $self->{name} $self->{failover_timeout}\n",
               "sentinel parallel-syncs $self->{name} 1\n";

@@ -106,6 +106,10 @@ sub print_status {
     if (ref $pending eq 'ARRAY' && @$pending) {
         kv('waiting for:', paint('yellow', join(', ', @$pending)));
     }
+    my $gws = ref $s->{restore} eq 'HASH' ? $s->{restore}{gateways_awaited} : undef;
+    if (ref $gws eq 'ARRAY' && @$gws) {
+        kv('and gateways:', paint('yellow', join(', ', @$gws)));
+    }
     my @ups = @{ $s->{upstreams} || [] };
     if (!@ups) {
         print "upstreams:    none with nb_maint\n";
