@@ -42,6 +42,9 @@
 #define NB_CHECK_BUCKETS        10     /* check latency: 5ms .. 5s, +Inf */
 #define NB_CHECK_BOUNDS_MS      { 5, 10, 25, 50, 100, 250, 500, 1000,        \
                                   2500, 5000 }
+#define NB_DNS_UPSTREAMS        8      /* upstreams with nb_maint_resolve */
+#define NB_DNS_SLOTS            64     /* max= of nb_maint_resolve */
+#define NB_DNS_ERROR_LEN        64
 
 
 /* the cluster state of SPEC section 3: a plain value, copied around */
@@ -52,6 +55,9 @@ typedef struct {
     time_t                      since;
     ngx_uint_t                  retry_after;
     ngx_msec_t                  restore_started;  /* ngx_time ms, for checks */
+    ngx_uint_t                  restore_expect;   /* POST restore "expect":
+                                                     DNS members awaited,
+                                                     0: nb_maint_resolve's */
     size_t                      node_len;
     size_t                      reason_len;
     u_char                      node[NB_NODE_ID_LEN];
@@ -88,6 +94,9 @@ typedef struct {
     u_char                      app_command[NB_APP_COMMAND_LEN];
     ngx_uint_t                  gen_first;   /* generations using it: */
     ngx_uint_t                  gen_last;    /* within [first, last] */
+    u_char                      dns;         /* added for a DNS answer */
+    u_char                      leaving;     /* gone from the DNS answer */
+    ngx_msec_t                  joined;      /* first in a DNS answer, ms */
 
     /* metrics, zeroed with the entry (a reused entry starts afresh) */
     ngx_atomic_t                failures;    /* tries nginx counted failed */
@@ -130,6 +139,40 @@ typedef struct {
     uint64_t                    start;       /* /proc start time, 0: none */
     ngx_uint_t                  gen;
 } ngx_http_nb_maint_worker_t;
+
+/* a member of an nb_maint_resolve upstream: slot k is peer k */
+#define NB_SLOT_EMPTY           0
+#define NB_SLOT_ACTIVE          1
+#define NB_SLOT_LEAVING         2      /* gone from DNS, finishing */
+
+typedef struct {
+    ngx_int_t                   node;        /* node index, -1: empty */
+    ngx_uint_t                  state;       /* NB_SLOT_* */
+    ngx_msec_t                  since;       /* leaving since, ms */
+    socklen_t                   socklen;
+    ngx_sockaddr_t              addr;
+} ngx_http_nb_maint_slot_t;
+
+/* the members of one nb_maint_resolve upstream, written by the owner */
+typedef struct {
+    ngx_atomic_t                seq;         /* odd while being written */
+    size_t                      name_len;    /* the upstream; 0: free */
+    u_char                      name[NB_NODE_ID_LEN];
+    ngx_uint_t                  nslots;
+    ngx_http_nb_maint_slot_t    slot[NB_DNS_SLOTS];
+
+    /* the resolver, as status and metrics show it */
+    ngx_msec_t                  last_try;    /* ms since epoch */
+    ngx_msec_t                  last_ok;     /* last usable answer */
+    ngx_uint_t                  ok;          /* the last query answered */
+    ngx_uint_t                  naddrs;      /* in the last good answer */
+    ngx_uint_t                  overflow;    /* addresses beyond max= */
+    ngx_atomic_t                failures;    /* counters */
+    ngx_atomic_t                changes;
+    size_t                      error_len;
+    u_char                      error[NB_DNS_ERROR_LEN];
+} ngx_http_nb_maint_dns_sh_t;
+
 
 /* the owner claim: one word, (generation << 32) | pid; where the atomic
  * word has 32 bits, (generation mod 1024) << 22 | pid (pids < 2^22) */
@@ -217,6 +260,12 @@ typedef struct {
     ngx_pid_t                   commit_pids[NB_WORKER_SLOTS];
     ngx_uint_t                  ncommit_pids;
 
+    /* DNS members (nb_maint_resolve); nodes_seq moves when a node entry
+     * appears or goes at run time (snapshots re-read the designated node) */
+    ngx_atomic_t                nodes_lock;  /* pid adding/freeing entries */
+    ngx_atomic_t                nodes_seq;
+    ngx_http_nb_maint_dns_sh_t  dns[NB_DNS_UPSTREAMS];
+
     ngx_uint_t                  nnodes;
     ngx_http_nb_maint_node_t    nodes[1];    /* nnodes entries */
 } ngx_http_nb_maint_shm_t;
@@ -301,6 +350,29 @@ typedef struct {
 } ngx_http_nb_maint_check_conf_t;
 
 
+/* nb_maint_resolve name:port max=N expect=N interval=T */
+typedef struct {
+    ngx_str_t                   host;        /* the name, as configured */
+    ngx_str_t                   name;        /* name:port, for status */
+    in_port_t                   port;
+    ngx_uint_t                  max;
+    ngx_uint_t                  expect;
+    ngx_msec_t                  interval;
+    ngx_resolver_t             *resolver;
+    ngx_msec_t                  resolver_timeout;
+    ngx_int_t                   table;       /* in sh->dns, -1: none */
+
+    /* per worker: the table version applied, peer k and its node */
+    ngx_atomic_uint_t           seen;
+    ngx_uint_t                  busy;        /* owner: a query under way */
+    ngx_uint_t                  undraining;  /* owner: an undrain write */
+    ngx_http_upstream_rr_peer_t **peers;
+    ngx_int_t                  *slot_node;
+    ngx_sockaddr_t             *addrs;       /* peer k's sockaddr */
+    u_char                     *names;       /* peer k's name, NB_NODE_ID_LEN */
+} ngx_http_nb_maint_dns_conf_t;
+
+
 /* an upstream { nb_maint; } */
 typedef struct {
     ngx_uint_t                  enabled;
@@ -310,6 +382,7 @@ typedef struct {
     ngx_uint_t                  nnodes;
     ngx_uint_t                 *nodes;       /* shm node index per peer */
     ngx_uint_t                 *down;        /* "down" in the config */
+    ngx_http_nb_maint_dns_conf_t  *dns;      /* nb_maint_resolve, or NULL */
 } ngx_http_nb_maint_srv_conf_t;
 
 
@@ -505,6 +578,29 @@ ngx_uint_t ngx_http_nb_maint_node_pending(ngx_http_nb_maint_srv_conf_t *up,
 ngx_uint_t ngx_http_nb_maint_pending_count(
     ngx_http_nb_maint_main_conf_t *nmcf, ngx_http_nb_maint_state_t *st);
 
+/* DNS members (nb_maint_resolve): configuration, each worker's view */
+char *ngx_http_nb_maint_resolve(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_nb_maint_dns_init_upstream(ngx_conf_t *cf,
+    ngx_http_nb_maint_srv_conf_t *nscf);
+void ngx_http_nb_maint_dns_apply(ngx_http_nb_maint_srv_conf_t *up);
+void ngx_http_nb_maint_dns_apply_all(ngx_http_nb_maint_main_conf_t *nmcf);
+ngx_http_nb_maint_dns_sh_t *ngx_http_nb_maint_dns_table(
+    ngx_http_nb_maint_srv_conf_t *up);
+ngx_int_t ngx_http_nb_maint_dns_json(ngx_http_nb_maint_srv_conf_t *up,
+    cJSON *obj);
+void ngx_http_nb_maint_dns_node_json(ngx_http_nb_maint_srv_conf_t *up,
+    ngx_http_nb_maint_node_t *n, cJSON *obj);
+ngx_int_t ngx_http_nb_maint_dns_claim(ngx_http_nb_maint_main_conf_t *nmcf,
+    ngx_http_nb_maint_shm_t *sh, ngx_uint_t mark, ngx_log_t *log);
+
+void ngx_http_nb_maint_dns_restore_count(ngx_http_nb_maint_srv_conf_t *up,
+    ngx_http_nb_maint_state_t *st, ngx_uint_t *expected,
+    ngx_uint_t *resolved, ngx_uint_t *healthy);
+
+/* the owner's resolver (health_dns.c) */
+void ngx_http_nb_maint_dns_tick(ngx_uint_t owner, ngx_log_t *log);
+
 /* the balancer, installed per request by the upstream */
 ngx_int_t ngx_http_nb_maint_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
@@ -519,6 +615,8 @@ void ngx_http_nb_maint_restore_status_json(
     ngx_http_nb_maint_main_conf_t *nmcf, cJSON *restore);
 
 /* health checks and the owner worker */
+ngx_uint_t ngx_http_nb_maint_health_envelope(ngx_str_t *body,
+    ngx_uint_t *app_code, u_char *command, size_t *command_len);
 ngx_int_t ngx_http_nb_maint_health_init_process(ngx_cycle_t *cycle);
 void ngx_http_nb_maint_health_exit_process(ngx_cycle_t *cycle);
 
@@ -534,6 +632,12 @@ void ngx_http_nb_maint_secret_init(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_shm_t *sh, ngx_log_t *log);
 
 /* upstream nodes: table, JSON */
+void ngx_http_nb_maint_nodes_lock(ngx_http_nb_maint_shm_t *sh);
+void ngx_http_nb_maint_nodes_unlock(ngx_http_nb_maint_shm_t *sh);
+ngx_int_t ngx_http_nb_maint_node_claim(ngx_http_nb_maint_shm_t *sh,
+    u_char *id, size_t len, ngx_uint_t gen, ngx_uint_t *added);
+void ngx_http_nb_maint_node_release(ngx_http_nb_maint_shm_t *sh,
+    ngx_uint_t i);
 ngx_int_t ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_shm_t *sh, ngx_uint_t mark, ngx_log_t *log);
 cJSON *ngx_http_nb_maint_node_json(ngx_http_nb_maint_node_t *n,

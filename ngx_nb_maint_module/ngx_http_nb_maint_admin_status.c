@@ -127,6 +127,8 @@ ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
 
     up = nmcf->upstreams.elts;
 
+    ngx_http_nb_maint_dns_apply_all(nmcf);
+
     for (i = 0; i < nmcf->upstreams.nelts; i++) {
         obj = cJSON_CreateObject();
         cJSON_AddItemToArray(list, obj);
@@ -136,7 +138,9 @@ ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
                                                   up[i]->uscf->host.data,
                                                   up[i]->uscf->host.len));
         nodes = cJSON_AddArrayToObject(obj, "nodes");
-        if (nodes == NULL) {
+        if (nodes == NULL
+            || ngx_http_nb_maint_dns_json(up[i], obj) != NGX_OK)
+        {
             cJSON_Delete(list);
             return NULL;
         }
@@ -149,7 +153,11 @@ ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
                 return NULL;
             }
 
-            if (up[i]->down[j]) {
+            if (up[i]->dns) {
+                ngx_http_nb_maint_dns_node_json(up[i],
+                                      &sh->nodes[up[i]->nodes[j]], n);
+
+            } else if (up[i]->down[j]) {
                 cJSON_AddBoolToObject(n, "config_down", 1);
             }
 

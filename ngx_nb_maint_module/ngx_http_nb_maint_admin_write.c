@@ -24,6 +24,7 @@ struct ngx_http_nb_maint_change_s {
     cJSON                        *body;
     ngx_int_t                     node;        /* node index or -1 */
     ngx_uint_t                    flag;        /* force, drain value */
+    ngx_uint_t                    expect;      /* restore: "expect" */
 
     /* set by apply on a refusal */
     ngx_uint_t                    status;
@@ -256,6 +257,7 @@ ngx_http_nb_maint_restore_apply(ngx_http_request_t *r,
     st->restoring_from = st->mode;
     st->mode = NB_MODE_RESTORING;
     st->restore_started = ngx_http_nb_maint_now_ms();
+    st->restore_expect = ch->expect;
 
     return NGX_OK;
 }
@@ -530,11 +532,28 @@ ngx_http_nb_maint_admin_restore(ngx_http_request_t *r,
 
     if (body) {
         for (item = body->child; item; item = item->next) {
+            if (ngx_strcmp(item->string, "expect") == 0) {
+                /* DNS members a restore waits for (SPEC section 10a) */
+                if (!cJSON_IsNumber(item) || item->valuedouble < 1
+                    || item->valuedouble > NB_DNS_SLOTS
+                    || item->valuedouble != (double) (int) item->valuedouble)
+                {
+                    return ngx_http_nb_maint_admin_error(r,
+                                   NGX_HTTP_BAD_REQUEST, "bad_field",
+                                   "\"expect\" must be an integer 1..%d",
+                                   NB_DNS_SLOTS);
+                }
+
+                ch.expect = (ngx_uint_t) item->valuedouble;
+                continue;
+            }
+
             if (ngx_strcmp(item->string, "force") != 0) {
                 return ngx_http_nb_maint_admin_error(r, NGX_HTTP_BAD_REQUEST,
                                                      "bad_field",
                                                      "unknown field; "
-                                                     "allowed: force");
+                                                     "allowed: force, "
+                                                     "expect");
             }
 
             if (!cJSON_IsBool(item)) {

@@ -103,6 +103,10 @@ ngx_http_nb_maint_peer_node(ngx_http_nb_maint_peer_data_t *pd,
 {
     ngx_http_upstream_rr_peers_t  *primary;
 
+    if (pd->conf->dns) {
+        return pd->conf->dns->slot_node[i];   /* peer i is slot i */
+    }
+
     primary = pd->conf->uscf->peer.data;
 
     return pd->conf->nodes[(peers == primary) ? i : primary->number + i];
@@ -370,6 +374,9 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
             return ngx_http_nb_maint_no_peer(pc, pd, NB_PAGE_NO_NODE);
         }
     }
+
+    /* DNS members: this worker's peers follow the owner's table first */
+    ngx_http_nb_maint_dns_apply(pd->conf);
 
     if (ngx_http_nb_maint_get_rr_peer(pc, pd, sh, st) != NGX_OK) {
         pd->node = -1;

@@ -59,4 +59,27 @@ ngx_http_nb_maint_parse_cookie(ngx_http_request_t *r, ngx_str_t *name,
 #endif
 
 
+/*
+ * An upstream's "zone", and 1.27.3's "resolver"/"resolver_timeout" in the
+ * upstream block (nb_maint_resolve uses them before the http block's).
+ */
+
+#if (NGX_HTTP_UPSTREAM_ZONE)
+#define ngx_http_nb_maint_upstream_has_zone(us)  ((us)->shm_zone != NULL)
+#else
+#define ngx_http_nb_maint_upstream_has_zone(us)  0
+#endif
+
+#if (NGX_HTTP_UPSTREAM_ZONE && nginx_version >= 1027003)
+#define ngx_http_nb_maint_upstream_resolver(us, dflt)                        \
+    ((us)->resolver ? (us)->resolver : (dflt))
+#define ngx_http_nb_maint_upstream_resolver_timeout(us, dflt)                \
+    ((us)->resolver && (us)->resolver_timeout != NGX_CONF_UNSET_MSEC         \
+     ? (us)->resolver_timeout : (dflt))
+#else
+#define ngx_http_nb_maint_upstream_resolver(us, dflt)  (dflt)
+#define ngx_http_nb_maint_upstream_resolver_timeout(us, dflt)  (dflt)
+#endif
+
+
 #endif /* _NGX_HTTP_NB_MAINT_COMPAT_H_INCLUDED_ */

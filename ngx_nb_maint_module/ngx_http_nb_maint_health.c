@@ -31,6 +31,7 @@ typedef struct {
     ngx_http_upstream_rr_peer_t     *peer;
     ngx_http_nb_maint_srv_conf_t    *conf;
     ngx_uint_t                       node;
+    ngx_uint_t                       slot;      /* DNS slot + 1, 0: none */
     ngx_msec_t                       started;   /* ms since epoch */
     ngx_str_t                        request;
     size_t                           sent;
@@ -64,22 +65,123 @@ static ngx_atomic_uint_t           ngx_http_nb_maint_seen_beat;
 static ngx_msec_t                  ngx_http_nb_maint_seen_at;
 
 
+/* a check and its request: Host is the server's name, or the DNS name */
+
+static ngx_http_nb_maint_check_t *
+ngx_http_nb_maint_check_new(ngx_cycle_t *cycle,
+    ngx_http_nb_maint_srv_conf_t *up, ngx_http_upstream_rr_peer_t *peer,
+    ngx_str_t *host)
+{
+    u_char                      *p;
+    ngx_http_nb_maint_check_t   *chk, **slot;
+
+    chk = ngx_pcalloc(ngx_http_nb_maint_pool,
+                      sizeof(ngx_http_nb_maint_check_t));
+    if (chk == NULL) {
+        return NULL;
+    }
+
+    chk->peer = peer;
+    chk->conf = up;
+
+    chk->request.data = ngx_pnalloc(ngx_http_nb_maint_pool,
+                                    up->check.uri.len + host->len + 128);
+    if (chk->request.data == NULL) {
+        return NULL;
+    }
+
+    p = ngx_sprintf(chk->request.data,
+                    "GET %V HTTP/1.0\r\n"
+                    "Host: %V\r\n"
+                    "User-Agent: nb_maint\r\n"
+                    "Connection: close\r\n\r\n",
+                    &up->check.uri, host);
+    chk->request.len = p - chk->request.data;
+
+    chk->timer.handler = ngx_http_nb_maint_check_timer;
+    chk->timer.data = chk;
+    chk->timer.log = cycle->log;
+    chk->timer.cancelable = 1;
+
+    slot = ngx_array_push(&ngx_http_nb_maint_checks);
+    if (slot == NULL) {
+        return NULL;
+    }
+
+    *slot = chk;
+
+    return chk;
+}
+
+
+/* an nb_maint_resolve upstream: one check per slot, of its member */
+
+static ngx_int_t
+ngx_http_nb_maint_checks_dns(ngx_cycle_t *cycle,
+    ngx_http_nb_maint_srv_conf_t *up)
+{
+    ngx_uint_t                  k;
+    ngx_http_nb_maint_check_t  *chk;
+
+    for (k = 0; k < up->dns->max; k++) {
+        chk = ngx_http_nb_maint_check_new(cycle, up, up->dns->peers[k],
+                                          &up->dns->name);
+        if (chk == NULL) {
+            return NGX_ERROR;
+        }
+
+        chk->slot = k + 1;
+        chk->node = (ngx_uint_t) -1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the member in a DNS slot's check now, or -1: an empty or leaving slot */
+
+static ngx_int_t
+ngx_http_nb_maint_check_slot(ngx_http_nb_maint_check_t *chk)
+{
+    ngx_uint_t                     k;
+    ngx_http_nb_maint_dns_conf_t  *dns;
+
+    dns = chk->conf->dns;
+    k = chk->slot - 1;
+
+    ngx_http_nb_maint_dns_apply(chk->conf);
+
+    if (dns->slot_node[k] < 0 || dns->peers[k]->down) {
+        return -1;
+    }
+
+    return dns->slot_node[k];
+}
+
+
 /* one check per node, with the parameters of its first upstream */
 
 static ngx_int_t
 ngx_http_nb_maint_checks_create(ngx_cycle_t *cycle,
     ngx_http_nb_maint_main_conf_t *nmcf)
 {
-    u_char                          *p;
     ngx_uint_t                       i, j, k, dup;
     ngx_http_upstream_rr_peer_t     *peer;
-    ngx_http_nb_maint_check_t       *chk, *c, **slot;
+    ngx_http_nb_maint_check_t       *chk, *c;
     ngx_http_nb_maint_srv_conf_t   **up;
 
     up = nmcf->upstreams.elts;
 
     for (i = 0; i < nmcf->upstreams.nelts; i++) {
         if (!up[i]->check.set) {
+            continue;
+        }
+
+        if (up[i]->dns) {
+            if (ngx_http_nb_maint_checks_dns(cycle, up[i]) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
             continue;
         }
 
@@ -100,42 +202,13 @@ ngx_http_nb_maint_checks_create(ngx_cycle_t *cycle,
                 continue;
             }
 
-            chk = ngx_pcalloc(ngx_http_nb_maint_pool,
-                              sizeof(ngx_http_nb_maint_check_t));
+            chk = ngx_http_nb_maint_check_new(cycle, up[i], peer,
+                                              &peer->name);
             if (chk == NULL) {
                 return NGX_ERROR;
             }
 
-            chk->peer = peer;
-            chk->conf = up[i];
             chk->node = up[i]->nodes[j];
-
-            chk->request.data = ngx_pnalloc(ngx_http_nb_maint_pool,
-                                            up[i]->check.uri.len
-                                            + peer->name.len + 128);
-            if (chk->request.data == NULL) {
-                return NGX_ERROR;
-            }
-
-            p = ngx_sprintf(chk->request.data,
-                            "GET %V HTTP/1.0\r\n"
-                            "Host: %V\r\n"
-                            "User-Agent: nb_maint\r\n"
-                            "Connection: close\r\n\r\n",
-                            &up[i]->check.uri, &peer->name);
-            chk->request.len = p - chk->request.data;
-
-            chk->timer.handler = ngx_http_nb_maint_check_timer;
-            chk->timer.data = chk;
-            chk->timer.log = cycle->log;
-            chk->timer.cancelable = 1;
-
-            slot = ngx_array_push(&ngx_http_nb_maint_checks);
-            if (slot == NULL) {
-                return NGX_ERROR;
-            }
-
-            *slot = chk;
         }
     }
 
@@ -274,6 +347,10 @@ ngx_http_nb_maint_unchecked_reset(ngx_log_t *log)
     chk = ngx_http_nb_maint_checks.elts;
 
     for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        if (up[i]->dns) {
+            continue;           /* each slot has its check */
+        }
+
         for (j = 0; j < up[i]->nnodes; j++) {
             idx = up[i]->nodes[j];
             checked = 0;
@@ -374,6 +451,8 @@ ngx_http_nb_maint_owner_tick(ngx_event_t *ev)
         nmcf->store.tick(&nmcf->store, ngx_http_nb_maint_owner, ev->log);
     }
 
+    ngx_http_nb_maint_dns_tick(ngx_http_nb_maint_owner, ev->log);
+
     ngx_add_timer(ev, NB_OWNER_TICK);
 }
 
@@ -401,6 +480,17 @@ ngx_http_nb_maint_check_start(ngx_http_nb_maint_check_t *chk)
 {
     ngx_int_t          rc;
     ngx_connection_t  *c;
+
+    if (chk->slot) {
+        rc = ngx_http_nb_maint_check_slot(chk);
+
+        if (rc < 0) {
+            ngx_add_timer(&chk->timer, chk->conf->check.interval);
+            return;
+        }
+
+        chk->node = rc;
+    }
 
     ngx_memzero(&chk->pc, sizeof(ngx_peer_connection_t));
 
@@ -490,73 +580,6 @@ ngx_http_nb_maint_check_write(ngx_event_t *wev)
 #define NB_CHECK_COMMANDING  2
 
 
-/*
- * A node that answers NocoBase's envelope {"error":{"code":...,
- * "command":{"name":...}}} with a busy code is alive and working: it is
- * "commanding", not down.  APP_ERROR, APP_STOPPED and anything else fail.
- */
-
-static ngx_uint_t
-ngx_http_nb_maint_check_envelope(ngx_http_nb_maint_check_t *chk,
-    ngx_str_t *body)
-{
-    size_t       len;
-    cJSON       *root, *err, *code, *cmd, *name;
-    ngx_uint_t   app;
-    const char  *msg;
-
-    /* no NUL inside its strings either: such a body is garbage */
-    root = ngx_http_nb_maint_json_parse((char *) body->data, body->len, NULL,
-                                        &msg);
-    if (root == NULL) {
-        return 0;
-    }
-
-    err = cJSON_GetObjectItemCaseSensitive(root, "error");
-    code = cJSON_GetObjectItemCaseSensitive(err, "code");
-
-    app = 0;
-
-    if (cJSON_IsString(code)) {
-        if (ngx_strcmp(code->valuestring, "APP_COMMANDING") == 0) {
-            app = NB_APP_COMMANDING;
-
-        } else if (ngx_strcmp(code->valuestring, "APP_PREPARING") == 0) {
-            app = NB_APP_PREPARING;
-
-        } else if (ngx_strcmp(code->valuestring, "APP_INITIALIZING") == 0) {
-            app = NB_APP_INITIALIZING;
-        }
-    }
-
-    chk->app_code = app;
-    chk->app_command_len = 0;
-
-    cmd = cJSON_GetObjectItemCaseSensitive(err, "command");
-    name = cJSON_GetObjectItemCaseSensitive(cmd, "name");
-
-    if (app && cJSON_IsString(name)) {
-        len = ngx_strlen(name->valuestring);
-        len = ngx_min(len, NB_APP_COMMAND_LEN);
-
-        /* printable ASCII only: it reaches logs, JSON and the CLI */
-        for (chk->app_command_len = 0;
-             chk->app_command_len < len
-             && (u_char) name->valuestring[chk->app_command_len] > ' '
-             && (u_char) name->valuestring[chk->app_command_len] < 0x7f;
-             chk->app_command_len++)
-        {
-            chk->app_command[chk->app_command_len] =
-                               (u_char) name->valuestring[chk->app_command_len];
-        }
-    }
-
-    cJSON_Delete(root);
-
-    return app != 0;
-}
-
-
 /* "HTTP/1.x NNN ...\r\n...\r\n\r\nbody" against status= and body= */
 
 static ngx_uint_t
@@ -587,7 +610,9 @@ ngx_http_nb_maint_check_eval(ngx_http_nb_maint_check_t *chk,
     if (status != (ngx_int_t) chk->conf->check.status) {
 
         if (status == NGX_HTTP_SERVICE_UNAVAILABLE && body
-            && ngx_http_nb_maint_check_envelope(chk, &b))
+            && ngx_http_nb_maint_health_envelope(&b, &chk->app_code,
+                                                 chk->app_command,
+                                                 &chk->app_command_len))
         {
             *why = ngx_http_nb_maint_app_code_name(chk->app_code);
             return NB_CHECK_COMMANDING;
@@ -678,8 +703,10 @@ ngx_http_nb_maint_check_apply(ngx_http_nb_maint_check_t *chk,
         node->rise_count++;
         node->fall_count = 0;
 
+        /* a DNS member is new: traffic only once rise checks passed */
         if (old != NB_HEALTH_UP
-            && (old == NB_HEALTH_UNKNOWN || node->rise_count >= ck->rise))
+            && ((old == NB_HEALTH_UNKNOWN && !node->dns)
+                || node->rise_count >= ck->rise))
         {
             node->health = NB_HEALTH_UP;
             sh->node_down[chk->node] = NB_NODE_OK;
@@ -755,6 +782,17 @@ ngx_http_nb_maint_check_done(ngx_http_nb_maint_check_t *chk,
 
     if (!ngx_http_nb_maint_is_owner()) {
         /* another worker took the checks over: its results count */
+        return;
+    }
+
+    if (chk->slot
+        && ngx_http_nb_maint_check_slot(chk) != (ngx_int_t) chk->node)
+    {
+        /* the slot changed hands meanwhile: this result is nobody's */
+        if (ngx_http_nb_maint_owner && !ngx_exiting && !ngx_quit) {
+            ngx_add_timer(&chk->timer, chk->conf->check.interval);
+        }
+
         return;
     }
 

@@ -39,15 +39,26 @@ ngx_uint_t
 ngx_http_nb_maint_pending_count(ngx_http_nb_maint_main_conf_t *nmcf,
     ngx_http_nb_maint_state_t *st)
 {
-    ngx_uint_t                      i, j, n;
+    ngx_uint_t                      i, j, n, want, resolved, healthy;
     ngx_http_nb_maint_srv_conf_t  **up;
 
     up = nmcf->upstreams.elts;
     n = 0;
 
+    ngx_http_nb_maint_dns_apply_all(nmcf);
+
     for (i = 0; i < nmcf->upstreams.nelts; i++) {
         for (j = 0; j < up[i]->nnodes; j++) {
             n += ngx_http_nb_maint_node_pending(up[i], j, st);
+        }
+
+        /* DNS members: also as many as expected, never an empty set */
+        if (up[i]->dns && st->mode == NB_MODE_RESTORING) {
+            ngx_http_nb_maint_dns_restore_count(up[i], st, &want, &resolved,
+                                                &healthy);
+            if (healthy < want) {
+                n += want - healthy;
+            }
         }
     }
 
@@ -119,6 +130,10 @@ ngx_http_nb_maint_restore_checking(ngx_http_nb_maint_main_conf_t *nmcf)
             continue;
         }
 
+        if (up[i]->dns) {
+            return 1;           /* checks its members, even none yet */
+        }
+
         for (j = 0; j < up[i]->nnodes; j++) {
             if (!up[i]->down[j]) {
                 return 1;
@@ -138,6 +153,63 @@ ngx_http_nb_maint_restore_gated(ngx_http_nb_maint_main_conf_t *nmcf)
 {
     return ngx_http_nb_maint_restore_checking(nmcf)
            || ngx_http_nb_maint_shm()->restore_checkers > 0;
+}
+
+
+/* status "restore": DNS members expected, resolved, healthy (SPEC 10a) */
+
+static void
+ngx_http_nb_maint_restore_members_json(ngx_http_nb_maint_main_conf_t *nmcf,
+    cJSON *restore)
+{
+    cJSON                          *list, *obj;
+    ngx_uint_t                      i, want, resolved, healthy, sum[3];
+    ngx_http_nb_maint_state_t      *st;
+    ngx_http_nb_maint_srv_conf_t  **up;
+
+    up = nmcf->upstreams.elts;
+    st = ngx_http_nb_maint_snapshot();
+    list = NULL;
+    sum[0] = sum[1] = sum[2] = 0;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        if (up[i]->dns == NULL) {
+            continue;
+        }
+
+        if (list == NULL) {
+            list = cJSON_AddArrayToObject(restore, "members");
+            if (list == NULL) {
+                return;
+            }
+        }
+
+        ngx_http_nb_maint_dns_restore_count(up[i], st, &want, &resolved,
+                                            &healthy);
+        if (st->mode != NB_MODE_RESTORING) {
+            want = 0;
+        }
+
+        obj = cJSON_CreateObject();
+        cJSON_AddItemToArray(list, obj);
+        cJSON_AddItemToObject(obj, "upstream",
+                              ngx_http_nb_maint_json_strn(
+                                                  up[i]->uscf->host.data,
+                                                  up[i]->uscf->host.len));
+        cJSON_AddNumberToObject(obj, "expected", (double) want);
+        cJSON_AddNumberToObject(obj, "resolved", (double) resolved);
+        cJSON_AddNumberToObject(obj, "healthy", (double) healthy);
+
+        sum[0] += want;
+        sum[1] += resolved;
+        sum[2] += healthy;
+    }
+
+    if (list) {
+        cJSON_AddNumberToObject(restore, "expected", (double) sum[0]);
+        cJSON_AddNumberToObject(restore, "resolved", (double) sum[1]);
+        cJSON_AddNumberToObject(restore, "healthy", (double) sum[2]);
+    }
 }
 
 
@@ -165,6 +237,8 @@ ngx_http_nb_maint_restore_status_json(ngx_http_nb_maint_main_conf_t *nmcf,
                                 "unless a gateway sharing the store checks "
                                 "nodes, which then ends it (or force)");
     }
+
+    ngx_http_nb_maint_restore_members_json(nmcf, restore);
 
     if (nmcf->store.verdict == NULL) {
         return;

@@ -94,6 +94,11 @@ ngx_http_nb_maint_state_to_json(ngx_http_nb_maint_state_t *st)
         *p = '\0';
         cJSON_AddStringToObject(obj, "restore_started", (char *) since);
 
+        if (st->restore_expect) {
+            cJSON_AddNumberToObject(obj, "restore_expect",
+                                    (double) st->restore_expect);
+        }
+
     } else {
         cJSON_AddNullToObject(obj, "restore_started");
     }
@@ -237,6 +242,18 @@ ngx_http_nb_maint_times_from_json(cJSON *obj, ngx_http_nb_maint_state_t *st,
         } else if (item && !cJSON_IsNull(item)) {
             *err = "bad \"restore_started\"";
             return NGX_ERROR;
+        }
+
+        item = cJSON_GetObjectItemCaseSensitive(obj, "restore_expect");
+        if (item) {
+            if (!cJSON_IsNumber(item) || item->valuedouble < 0
+                || item->valuedouble > NB_DNS_SLOTS)
+            {
+                *err = "bad \"restore_expect\"";
+                return NGX_ERROR;
+            }
+
+            st->restore_expect = (ngx_uint_t) item->valuedouble;
         }
     }
 

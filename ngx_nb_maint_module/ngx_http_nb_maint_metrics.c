@@ -455,6 +455,82 @@ ngx_http_nb_maint_nodes_write(u_char *p, u_char *last,
 }
 
 
+/* nb_maint_resolve upstreams: the resolver's state (SPEC section 10a) */
+
+#define NB_METRICS_DNS_HELP_LEN  512
+#define NB_METRICS_DNS_ROW_LEN   128     /* a row, less its label */
+
+static size_t
+ngx_http_nb_maint_dns_metrics_len(ngx_http_nb_maint_main_conf_t *nmcf)
+{
+    size_t                          len;
+    ngx_uint_t                      i;
+    ngx_http_nb_maint_srv_conf_t  **up;
+
+    up = nmcf->upstreams.elts;
+    len = NB_METRICS_DNS_HELP_LEN;
+
+    for (i = 0; i < nmcf->upstreams.nelts; i++) {
+        if (up[i]->dns) {
+            len += 3 * (NB_METRICS_DNS_ROW_LEN
+                        + ngx_http_nb_maint_label(NULL, &up[i]->uscf->host));
+        }
+    }
+
+    return len;
+}
+
+
+static u_char *
+ngx_http_nb_maint_dns_metrics_write(u_char *p, u_char *last,
+    ngx_http_nb_maint_main_conf_t *nmcf)
+{
+    u_char                          lb[3 * NB_NODE_ID_LEN * 2];
+    size_t                          n;
+    ngx_uint_t                      i, f;
+    ngx_http_nb_maint_dns_sh_t     *t;
+    ngx_http_nb_maint_srv_conf_t  **up;
+    static const char              *help[] = {
+        "nb_maint_resolve_ok Whether the last query of the upstream's DNS "
+        "name was answered (0: the last good set is kept).\n"
+        "# TYPE nb_maint_resolve_ok gauge",
+        "nb_maint_resolve_addresses Addresses in the last good answer.\n"
+        "# TYPE nb_maint_resolve_addresses gauge",
+        "nb_maint_resolve_failures_total Failed or empty answers.\n"
+        "# TYPE nb_maint_resolve_failures_total counter"
+    };
+    static const char              *name[] = {
+        "nb_maint_resolve_ok", "nb_maint_resolve_addresses",
+        "nb_maint_resolve_failures_total"
+    };
+
+    up = nmcf->upstreams.elts;
+
+    for (f = 0; f < 3; f++) {
+        p = ngx_slprintf(p, last, "# HELP %s\n", help[f]);
+
+        for (i = 0; i < nmcf->upstreams.nelts; i++) {
+            t = ngx_http_nb_maint_dns_table(up[i]);
+            if (t == NULL
+                || ngx_http_nb_maint_label(NULL, &up[i]->uscf->host)
+                   > sizeof(lb))
+            {
+                continue;
+            }
+
+            n = ngx_http_nb_maint_label(lb, &up[i]->uscf->host);
+
+            p = ngx_slprintf(p, last, "%s{upstream=\"%*s\"} %ui\n", name[f],
+                             n, lb,
+                             f == 0 ? (ngx_uint_t) (t->ok != 0)
+                             : f == 1 ? t->naddrs : (ngx_uint_t) t->failures);
+        }
+    }
+
+    return p;
+}
+
+
 /* the cluster-wide families: mode, version, store, zone, outcomes */
 
 static u_char *
@@ -555,6 +631,8 @@ ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out)
     st = ngx_http_nb_maint_snapshot();
     nmcf = ngx_http_get_module_main_conf(r, ngx_http_nb_maint_module);
 
+    ngx_http_nb_maint_dns_apply_all(nmcf);
+
     labels = ngx_http_nb_maint_labels(r, nmcf, &n);
     if (labels == NULL) {
         return NGX_ERROR;
@@ -563,7 +641,8 @@ ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out)
     /* measure, then write; one byte more tells a full buffer from a cut */
 
     len = NB_METRICS_HEAD_LEN + nmcf->store.type.len
-          + ngx_http_nb_maint_nodes_len(labels, n) + 1;
+          + ngx_http_nb_maint_nodes_len(labels, n)
+          + ngx_http_nb_maint_dns_metrics_len(nmcf) + 1;
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
@@ -581,6 +660,10 @@ ngx_http_nb_maint_metrics(ngx_http_request_t *r, ngx_str_t *out)
     }
 
     p = ngx_http_nb_maint_nodes_write(p, last, nmcf, labels, st);
+
+    if (ngx_http_nb_maint_dns_metrics_len(nmcf) > NB_METRICS_DNS_HELP_LEN) {
+        p = ngx_http_nb_maint_dns_metrics_write(p, last, nmcf);
+    }
 
     if (p == last) {
         goto overflow;

@@ -74,6 +74,13 @@ static ngx_command_t  ngx_http_nb_maint_commands[] = {
       0,
       NULL },
 
+    { ngx_string("nb_maint_resolve"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
+      ngx_http_nb_maint_resolve,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("nb_maint_gate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -541,6 +548,12 @@ ngx_http_nb_maint_init_zone(ngx_shm_zone_t *shm_zone, void *data)
             return NGX_ERROR;
         }
 
+        if (ngx_http_nb_maint_dns_claim(nmcf, sh, sh->generation + 1, log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         return ngx_http_nb_maint_nodes_init(nmcf, sh, sh->generation + 1,
                                             log);
     }
@@ -550,7 +563,9 @@ ngx_http_nb_maint_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
-    if (ngx_http_nb_maint_nodes_init(nmcf, sh, 1, log) != NGX_OK) {
+    if (ngx_http_nb_maint_dns_claim(nmcf, sh, 1, log) != NGX_OK
+        || ngx_http_nb_maint_nodes_init(nmcf, sh, 1, log) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

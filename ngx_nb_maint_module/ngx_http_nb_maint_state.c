@@ -22,6 +22,7 @@ static ngx_slab_pool_t          *ngx_http_nb_maint_shpool;
 static ngx_http_nb_maint_state_t  ngx_http_nb_maint_local;
 static ngx_int_t                  ngx_http_nb_maint_local_node;
 static ngx_uint_t                 ngx_http_nb_maint_local_valid;
+static ngx_atomic_uint_t          ngx_http_nb_maint_local_nodes_seq;
 static ngx_uint_t                 ngx_http_nb_maint_gen;
 
 
@@ -152,10 +153,13 @@ ngx_http_nb_maint_snapshot(void)
     ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
 
     if (ngx_http_nb_maint_local_valid
-        && (uint64_t) sh->seq == ngx_http_nb_maint_local.version)
+        && (uint64_t) sh->seq == ngx_http_nb_maint_local.version
+        && sh->nodes_seq == ngx_http_nb_maint_local_nodes_seq)
     {
         return &ngx_http_nb_maint_local;
     }
+
+    ngx_http_nb_maint_local_nodes_seq = sh->nodes_seq;
 
     ngx_rwlock_rlock(&sh->lock);
     ngx_memcpy(&ngx_http_nb_maint_local, &sh->state,
@@ -491,7 +495,8 @@ ngx_http_nb_maint_state_same(ngx_http_nb_maint_state_t *a,
            && a->reason_len == b->reason_len
            && ngx_memcmp(a->reason, b->reason, a->reason_len) == 0
            && (a->mode != NB_MODE_RESTORING
-               || a->restore_started == b->restore_started)
+               || (a->restore_started == b->restore_started
+                   && a->restore_expect == b->restore_expect))
            && ngx_memcmp(a->drain, b->drain, sizeof(a->drain)) == 0
            && a->drain_other_len == b->drain_other_len
            && ngx_memcmp(a->drain_other, b->drain_other,

@@ -96,6 +96,9 @@ ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
 
     up = nmcf->upstreams.elts;
 
+    /* the owner worker may add DNS members at run time meanwhile */
+    ngx_http_nb_maint_nodes_lock(sh);
+
     /* pass 0: mark the entries this configuration keeps; pass 1: add */
 
     for (pass = 0; pass < 2; pass++) {
@@ -116,11 +119,16 @@ ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
             for (peers = up[i]->uscf->peer.data; peers; peers = peers->next) {
                 for (peer = peers->peer; peer; peer = peer->next, j++) {
 
+                    if (up[i]->dns) {
+                        continue;       /* slots, filled at run time */
+                    }
+
                     if (pass == 0
                         && ngx_http_nb_maint_peer_id_check(peer,
                                                   &up[i]->uscf->host, log)
                            != NGX_OK)
                     {
+                        ngx_http_nb_maint_nodes_unlock(sh);
                         return NGX_ERROR;
                     }
 
@@ -140,11 +148,13 @@ ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
                                           "use (old configurations' workers "
                                           "may still hold some)",
                                           NB_MAX_NODES);
+                            ngx_http_nb_maint_nodes_unlock(sh);
                             return NGX_ERROR;
                         }
                     }
 
                     node = &sh->nodes[idx];
+                    node->dns = 0;      /* a server line owns it now */
 
                     if (node->gen_first == 0) {
                         node->gen_first = mark;
@@ -161,7 +171,120 @@ ngx_http_nb_maint_nodes_init(ngx_http_nb_maint_main_conf_t *nmcf,
         }
     }
 
+    ngx_http_nb_maint_nodes_unlock(sh);
+
     return NGX_OK;
+}
+
+
+/*
+ * Adding and freeing node entries: the master at a reload, the owner
+ * worker for DNS members.  A few memory accesses only; a holder that died
+ * with it is replaced.
+ */
+
+void
+ngx_http_nb_maint_nodes_lock(ngx_http_nb_maint_shm_t *sh)
+{
+    ngx_pid_t   pid;
+    ngx_uint_t  n;
+
+    for (n = 1; /* void */ ; n++) {
+
+        if (ngx_atomic_cmp_set(&sh->nodes_lock, 0, ngx_pid)) {
+            return;
+        }
+
+        pid = (ngx_pid_t) sh->nodes_lock;
+
+        if (pid && pid != ngx_pid && !ngx_http_nb_maint_pid_alive(pid)
+            && ngx_atomic_cmp_set(&sh->nodes_lock, pid, ngx_pid))
+        {
+            return;
+        }
+
+        if (n % 64 == 0) {
+            ngx_sched_yield();
+
+        } else {
+            ngx_cpu_pause();
+        }
+    }
+}
+
+
+void
+ngx_http_nb_maint_nodes_unlock(ngx_http_nb_maint_shm_t *sh)
+{
+    (void) ngx_atomic_cmp_set(&sh->nodes_lock, ngx_pid, 0);
+}
+
+
+/*
+ * The entry of a DNS member: the existing one of that id (a server line
+ * elsewhere may have it), else a new one, unknown and not routable until
+ * its checks pass.  Caller holds the nodes lock.
+ */
+
+ngx_int_t
+ngx_http_nb_maint_node_claim(ngx_http_nb_maint_shm_t *sh, u_char *id,
+    size_t len, ngx_uint_t gen, ngx_uint_t *added)
+{
+    ngx_int_t                  idx;
+    ngx_str_t                  s;
+    ngx_uint_t                 from;
+    ngx_http_nb_maint_node_t  *node;
+
+    *added = 0;
+
+    idx = ngx_http_nb_maint_node_find(sh, id, len);
+
+    if (idx == NGX_ERROR) {
+        s.data = id;
+        s.len = len;
+        from = 0;
+
+        idx = ngx_http_nb_maint_node_add(sh, &s, &from);
+        if (idx == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        node = &sh->nodes[idx];
+        node->dns = 1;
+        node->joined = ngx_http_nb_maint_now_ms();
+        node->gen_first = gen;
+        sh->node_down[idx] = NB_NODE_DOWN;
+        *added = 1;
+    }
+
+    node = &sh->nodes[idx];
+
+    if (node->gen_last < gen) {
+        node->gen_last = gen;
+    }
+
+    return idx;
+}
+
+
+/* a DNS member's entry that nothing refers to any more: free */
+
+void
+ngx_http_nb_maint_node_release(ngx_http_nb_maint_shm_t *sh, ngx_uint_t i)
+{
+    ngx_http_nb_maint_node_t  *node;
+
+    node = &sh->nodes[i];
+
+    if (!node->dns) {
+        return;                 /* a server line's: not ours */
+    }
+
+    node->id_len = 0;
+    ngx_memory_barrier();
+
+    ngx_memzero(node, sizeof(ngx_http_nb_maint_node_t));
+    sh->node_down[i] = NB_NODE_OK;
 }
 
 

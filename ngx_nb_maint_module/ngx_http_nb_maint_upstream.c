@@ -313,6 +313,10 @@ ngx_http_nb_maint_init_upstream(ngx_conf_t *cf,
         }
     }
 
+    if (nscf->dns && ngx_http_nb_maint_dns_init_upstream(cf, nscf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     up = ngx_array_push(&nmcf->upstreams);
     if (up == NULL) {
         return NGX_ERROR;
@@ -348,10 +352,14 @@ ngx_http_nb_maint_upstreams_verify(ngx_conf_t *cf)
         nscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
                                                ngx_http_nb_maint_module);
 
-        if ((nscf->check.set || nscf->check.off) && !nscf->enabled) {
+        if ((nscf->check.set || nscf->check.off || nscf->dns)
+            && !nscf->enabled)
+        {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "\"nb_maint_check\" in upstream \"%V\" needs "
-                          "\"nb_maint;\" there", &uscfp[i]->host);
+                          "\"%s\" in upstream \"%V\" needs "
+                          "\"nb_maint;\" there",
+                          nscf->dns ? "nb_maint_resolve" : "nb_maint_check",
+                          &uscfp[i]->host);
             return NGX_ERROR;
         }
 

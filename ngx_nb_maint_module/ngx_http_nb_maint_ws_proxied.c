@@ -33,6 +33,7 @@ static void ngx_http_nb_maint_ws_tick(ngx_event_t *ev);
 static ngx_queue_t        ngx_http_nb_maint_ws_proxied;
 static ngx_uint_t         ngx_http_nb_maint_ws_doomed;
 static uint64_t           ngx_http_nb_maint_ws_seq;   /* proxied: seen */
+static ngx_uint_t         ngx_http_nb_maint_ws_nodes_seq;
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
@@ -264,7 +265,10 @@ ngx_http_nb_maint_ws_unwanted(ngx_http_nb_maint_ws_proxied_t *wp,
 {
     ngx_uint_t  mode;
 
-    if (nb_drained(st, wp->node)) {
+    /* a DNS member gone from the answer finishes like a drained node */
+    if (nb_drained(st, wp->node)
+        || ngx_http_nb_maint_shm()->nodes[wp->node].leaving)
+    {
         return 1;
     }
 
@@ -352,16 +356,21 @@ ngx_http_nb_maint_ws_tick(ngx_event_t *ev)
 {
     uint64_t    seq;
     ngx_msec_t  now;
+    ngx_uint_t  nodes_seq;
 
     seq = ngx_http_nb_maint_shm()->seq;
+    nodes_seq = ngx_http_nb_maint_shm()->nodes_seq;   /* DNS members */
     now = ngx_current_msec;
 
     ngx_http_nb_maint_ws_update();
 
-    if (seq != ngx_http_nb_maint_ws_seq || ngx_http_nb_maint_ws_doomed) {
+    if (seq != ngx_http_nb_maint_ws_seq || ngx_http_nb_maint_ws_doomed
+        || nodes_seq != ngx_http_nb_maint_ws_nodes_seq)
+    {
         ngx_http_nb_maint_ws_proxied_scan(now,
                                           seq != ngx_http_nb_maint_ws_seq);
         ngx_http_nb_maint_ws_seq = seq;
+        ngx_http_nb_maint_ws_nodes_seq = nodes_seq;
     }
 
     if (!ngx_http_nb_maint_ws_gated_empty()

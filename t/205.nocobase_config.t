@@ -25,7 +25,7 @@ ok($http, '... with its http block');
 
 my $ng = NbTest::Nginx->new(http => '');
 my $p = $ng->prefix;
-(my $conf = $http // '') =~ s{/var/lib/nginx/}{$p/}g;
+(my $conf = $http // '') =~ s{/var/lib/(?:nginx|nb-maint)/}{$p/}g;
 $conf =~ s{/etc/nginx/nb_maint[./]tokens}{%%PREFIX%%/tokens}g;
 $conf =~ s/^(\s*listen\s+)80;/${1}127.0.0.1:%%PORT%%;/m;
 my @servers = $conf =~ /^\s*server 10\.0\.0\.\d+:13000;\n/mg;

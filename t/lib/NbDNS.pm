@@ -9,6 +9,7 @@ package NbDNS;
 #   "resolver 127.0.0.1:" . $dns->port . " ipv6=off;"   (in nginx's http{})
 #   $dns->set('redis.test' => ['127.0.0.2', '127.0.0.3']);
 #   my @q = $dns->queries;         # ("redis.test A", ...)
+#   $dns->down(1);                 # no answer at all (a resolver timeout)
 #   $dns->stop;
 
 use strict;
@@ -47,6 +48,27 @@ sub new {
 
 sub port { $_[0]{port} }
 
+# http{} text of a gateway whose upstream "app" takes its nodes from a
+# name of this server (nb_maint_resolve), proxied from "location /" as in
+# NbTest::cluster_http.  Options: name, port (of the nodes), params (of
+# nb_maint_resolve, default "max=8 interval=200ms"), check (default
+# FAST_CHECK), upstream_extra, and NbTest::server_block's.
+sub http {
+    my ($self, %o) = @_;
+    my $params = $o{params} // 'max=8 interval=200ms';
+    my $t = NbTest::http_head(%o);
+    $t .= "resolver 127.0.0.1:$self->{port} valid=1s ipv6=off;\n";
+    $t .= "resolver_timeout 1s;\n";
+    $t .= "upstream app {\n    nb_maint;\n";
+    $t .= "    nb_maint_check " . ($o{check} // NbTest::FAST_CHECK) . ";\n";
+    $t .= "    nb_maint_resolve $o{name}:$o{port} $params;\n";
+    $t .= $o{upstream_extra} // '';
+    $t .= "}\n";
+    return $t . NbTest::server_block(\%o,
+        qq(    proxy_http_version 1.1;\n    proxy_set_header Connection "";\n),
+        'proxy_pass http://app;');
+}
+
 # name => [IPv4 addresses] (replaces the table)
 sub set {
     my ($self, %rec) = @_;
@@ -55,6 +77,14 @@ sub set {
     print $fh lc($_), ' ', join(' ', @{ $rec{$_} }), "\n" for sort keys %rec;
     close $fh;
     rename "$f.tmp", $f or die "rename $f: $!";
+}
+
+# on: queries get no answer (the resolver times out); off: answered again
+sub down {
+    my ($self, $on) = @_;
+    my $f = "$self->{dir}/down";
+    if ($on) { open my $fh, '>', $f or die "$f: $!"; close $fh }
+    else     { unlink $f }
 }
 
 sub queries {
@@ -82,7 +112,7 @@ sub _serve {
     $log->autoflush(1);
     while (1) {
         my $peer = $sock->recv(my $pkt, 512) // next;
-        next if length $pkt < 17;
+        next if length $pkt < 17 || -e "$self->{dir}/down";
         my ($id, $flags, $qd) = unpack 'n n n', $pkt;
         my ($off, @labels) = (12);
         while ($off < length $pkt) {

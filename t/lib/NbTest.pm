@@ -976,9 +976,10 @@ sub new {
 }
 
 sub port { $_[0]{port} }
-sub id   { "127.0.0.1:$_[0]{port}" }
+sub host { $_[0]{host} // '127.0.0.1' }
+sub id   { $_[0]->host . ":$_[0]{port}" }
 sub pid  { $_[0]{pid} }
-sub url  { "http://127.0.0.1:$_[0]{port}$_[1]" }
+sub url  { "http://" . $_[0]->host . ":$_[0]{port}$_[1]" }
 
 sub running { my $p = $_[0]{pid}; $p && NbTest::Nginx::_alive($p) }
 
@@ -990,6 +991,7 @@ sub start {
     my $pidfile = "$self->{dir}/mock.pid";
     unlink $pidfile;
     my @cmd = ($^X, NbTest::repo_root() . '/scripts/mock-node', '--port', $self->{port},
+               '--host', $self->host,
                '--pidfile', $pidfile, '--quiet',
                ($self->{starting} ? ('--starting', $self->{starting}) : ()),
                ($self->{delay_ms} ? ('--delay-ms', $self->{delay_ms}) : ()),
