@@ -13,6 +13,7 @@
 #   HAProxy.pm   the HAProxy errorfile pair and stats-socket waits
 #   Steps.pm     the guided runs' machinery (steps, Ctrl-C, resume hints)
 #   Commands.pm  the one-call commands
+#   Self.pm      drain --self: a pod's preStop drains its own node
 #   Guided.pm    rolling-restart, startup, upgrade-run, maintenance-run
 #   Cli.pm       options, the command table, main()
 package NbMaint;
@@ -28,6 +29,7 @@ use NbMaint::Wait;
 use NbMaint::HAProxy;
 use NbMaint::Steps;
 use NbMaint::Commands;
+use NbMaint::Self;
 use NbMaint::Guided;
 use NbMaint::Cli;
 

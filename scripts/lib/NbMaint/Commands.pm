@@ -49,7 +49,11 @@ sub mode_body {
 }
 
 sub post_mode { scalar api('POST', 'mode', $_[0], expect => 'status') }
-sub post_restore { scalar api('POST', 'restore', { force => ($_[0] ? JSON::PP::true : JSON::PP::false) }, expect => 'status') }
+sub post_restore {
+    my ($force, $expect) = @_;
+    return scalar api('POST', 'restore', { force => ($force ? JSON::PP::true : JSON::PP::false),
+                                           (defined $expect ? (expect => $expect + 0) : ()) }, expect => 'status');
+}
 sub post_drain {
     my ($id, $what) = @_;
     return scalar api('POST', 'nodes/' . path_escape($id) . '/' . ($what // 'drain'), {}, expect => 'status');
@@ -89,7 +93,7 @@ sub node_reason {
 
 sub cmd_restore {
     my ($o) = @_;
-    my $s = eval { post_restore($o->{force}) };
+    my $s = eval { post_restore($o->{force}, $o->{expect}) };
     if (!$s) {
         my $e = $@;
         # already restoring/normal: with --wait the goal is reached by waiting
@@ -138,6 +142,9 @@ sub drain_leaves_none {
 
 sub cmd_drain {
     my ($o, @ids) = @_;
+    return drain_self($o, @ids) if $o->{self};
+    usage_error('drain', 'drain: give the node ids (or --self)') unless @ids;
+    usage_error('drain', '--address and --port go with --self') if defined $o->{address} || defined $o->{port};
     my %seen;
     @ids = grep { !$seen{$_}++ } @ids;
     if (!$o->{force}) {

@@ -39,8 +39,9 @@ state:
   node ID                                  one node
   maintenance --node ID [--reason R] [--retry-after N]
   upgrade [--node ID] [--reason R] [--retry-after N]
-  restore [--wait] [--force] [--timeout S]
+  restore [--wait] [--force] [--timeout S] [--expect N]
   drain ID... [--wait] [--timeout S] [--force]
+  drain --self [--wait] [--timeout S] [--address A]
   undrain ID...
   bypass [--ttl N]                         print a bypass cookie
   events [--since N]                       audit log
@@ -97,7 +98,7 @@ A node whose health is down is refused (node_unhealthy); --force designates
 it anyway.
 EOT
     restore => <<"EOT",
-usage: $PROG restore [--wait] [--force] [--timeout S]
+usage: $PROG restore [--wait] [--force] [--timeout S] [--expect N]
 
 Leave maintenance/upgrade: the gateway goes to `restoring` and to `normal`
 once every node has passed its health checks again.
@@ -105,9 +106,12 @@ once every node has passed its health checks again.
   --force       skip the health wait: normal at once
   --timeout S   give up waiting after S seconds (default 600; exit 5, naming
                 the nodes still awaited)
+  --expect N    also wait for N members of each nb_maint_resolve upstream
+                (DNS-resolved after this call, healthy); default its expect=
 EOT
     drain => <<"EOT",
 usage: $PROG drain ID... [--wait] [--timeout S] [--force]
+       $PROG drain --self [--wait] [--timeout S] [--address A] [--port N]
 
 Drain the nodes: they get no new requests, running ones finish.
 Draining the last undrained node of an upstream (or all of them at once)
@@ -123,6 +127,13 @@ drain at its next agent check and counts its own requests:
   --agent-interval S     without a socket, wait at least this long after the
                  drain for HAProxy's agent check (default 2, the snippet's
                  agent-inter; 0: no HAProxy in front)
+A Kubernetes pod's preStop (README, "Kubernetes"):
+  --self        drain the node whose address is this pod's: --address A
+                (several: comma-separated), else \$POD_IP, else `hostname -i`;
+                --port N: only that port. With --wait: until it has no
+                request and no WebSocket, at most --timeout (default 25 s,
+                below Kubernetes' 30 s grace; exit 5, it stays drained).
+                Draining the last pod is allowed (it is going away).
 EOT
     undrain => <<"EOT",
 usage: $PROG undrain ID...
