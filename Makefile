@@ -8,11 +8,12 @@ MODULE_SO  := $(BUILD)/ngx_http_nb_maint_module.so
 STREAM_SO  := $(BUILD)/ngx_stream_nb_maint_module.so
 SRCS       := $(wildcard ngx_nb_maint_module/*.c ngx_nb_maint_module/*.h)
 # gdb: t/128 makes a worker take the write mutex before it is killed;
-# prometheus: promtool, t/060 checks GET metrics with it
+# prometheus: promtool, t/060 checks GET metrics with it;
+# strace: t/129 sees the file store fsync the state file's directory
 DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
               libpcre2-dev libssl-dev zlib1g-dev redis-server redis-sentinel haproxy wrk curl \
               perl gcc make chromium openssl \
-              debhelper dpkg-dev lintian gdb prometheus
+              debhelper dpkg-dev lintian gdb prometheus strace
 
 SHELL := /bin/bash
 

@@ -14,9 +14,10 @@ DEB_STREAM  := $(BUILD)/libnginx-mod-stream-nb-maint_$(DEB_VERSION)_$(DEB_ARCH).
 DEB_TREE    := $(BUILD)/deb/nb-maint-$(DEB_VERSION)
 DEB_INPUTS  := config $(wildcard ngx_nb_maint_module/*) $(wildcard debian/* debian/*/*) \
                $(wildcard static/*.html static/nginx/* static/haproxy/* static/grafana/*) \
-               scripts/nb-maint scripts/embed $(wildcard doc/man/*.pod) README.md
+               scripts/nb-maint $(wildcard scripts/lib/*.pm scripts/lib/NbMaint/*.pm) scripts/embed \
+               $(wildcard doc/man/*.pod) README.md
 
-.PHONY: deb install
+.PHONY: deb install install-cli
 
 deb: $(DEB_HTTP)
 
@@ -25,7 +26,7 @@ $(DEB_STREAM): $(DEB_HTTP)
 # dpkg-buildpackage writes next to the source tree: build it in a copy
 $(DEB_HTTP): $(DEB_INPUTS)
 	rm -rf $(BUILD)/deb && mkdir -p $(DEB_TREE)
-	tar -cf - config ngx_nb_maint_module debian static scripts/nb-maint \
+	tar -cf - config ngx_nb_maint_module debian static scripts/nb-maint scripts/lib \
 	    scripts/embed doc/man README.md | tar -xf - -C $(DEB_TREE)
 	cd $(DEB_TREE) && dpkg-buildpackage -b -us -uc -j2 > ../build.log 2>&1 \
 	  || { tail -40 ../build.log; exit 1; }
@@ -37,7 +38,15 @@ MODDIR     := /usr/lib/nginx/modules
 MODAVAIL   := /usr/share/nginx/modules-available
 MODENABLED := /etc/nginx/modules-enabled
 
-install: build
+# the CLI alone (no build needed): the entry point and its modules, found
+# from it as ../share/nb-maint/perl
+install-cli:
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/nb-maint/perl/NbMaint
+	install -m 0755 scripts/nb-maint $(DESTDIR)$(PREFIX)/bin/nb-maint
+	install -m 0644 scripts/lib/NbMaint.pm $(DESTDIR)$(PREFIX)/share/nb-maint/perl/
+	install -m 0644 scripts/lib/NbMaint/*.pm $(DESTDIR)$(PREFIX)/share/nb-maint/perl/NbMaint/
+
+install: build install-cli
 	install -d $(DESTDIR)$(MODDIR) $(DESTDIR)$(MODAVAIL) $(DESTDIR)/etc/nginx/nb_maint \
 	    $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/usr/share/nb-maint/haproxy \
 	    $(DESTDIR)/usr/share/nb-maint/grafana \
@@ -47,7 +56,6 @@ install: build
 	    > $(DESTDIR)$(MODAVAIL)/mod-http-nb-maint.conf
 	echo 'load_module modules/ngx_stream_nb_maint_module.so;' \
 	    > $(DESTDIR)$(MODAVAIL)/mod-stream-nb-maint.conf
-	install -m 0755 scripts/nb-maint $(DESTDIR)$(PREFIX)/bin/nb-maint
 	@# the snippets are configuration: never overwrite an admin's edits
 	for f in static/nginx/*.conf; do \
 	  t=$(DESTDIR)/etc/nginx/nb_maint/$$(basename $$f); \

@@ -121,6 +121,13 @@ typedef struct {
 #define NB_NODE_DOWN            1
 #define NB_NODE_BUSY            2      /* commanding: designated node only */
 
+/* ngx_http_nb_maint_node_use(): what a request may do with a node */
+#define NB_USE_OK               0      /* may be chosen */
+#define NB_USE_OTHER            1      /* not the designated node */
+#define NB_USE_DOWN             2      /* health down */
+#define NB_USE_BUSY             3      /* commanding, not designated */
+#define NB_USE_DRAIN            4      /* drained */
+
 
 /* requests by outcome (metrics), one row per worker: no shared counter */
 #define NB_OUT_PROXIED          0       /* sent to an allowed node */
@@ -199,7 +206,9 @@ typedef struct {
 
 
 typedef struct {
-    ngx_atomic_t                lock;        /* ngx_rwlock over state/events */
+    ngx_atomic_t                pub;         /* seqlock over what follows:
+                                                odd while a writer, holding
+                                                write_lock, publishes */
     ngx_atomic_t                seq;         /* == state.version, lock-free */
     ngx_shmtx_sh_t              write_mtx;   /* serializes state writers */
     ngx_shmtx_t                 write_lock;  /* in shm: its semaphore too */
@@ -445,13 +454,27 @@ void ngx_http_nb_maint_worker_unregister(void);
 ngx_http_nb_maint_state_t *ngx_http_nb_maint_snapshot(void);
 void ngx_http_nb_maint_state_lock_write(void);
 void ngx_http_nb_maint_state_unlock_write(void);
+void ngx_http_nb_maint_publish_use(ngx_slab_pool_t *shpool);
+void ngx_http_nb_maint_publish_begin(ngx_http_nb_maint_shm_t *sh);
+void ngx_http_nb_maint_publish_end(ngx_http_nb_maint_shm_t *sh);
+ngx_uint_t ngx_http_nb_maint_holder_alive(ngx_pid_t pid);
+void ngx_http_nb_maint_publish_lock(void);
+void ngx_http_nb_maint_publish_unlock(void);
+ngx_atomic_uint_t ngx_http_nb_maint_read_begin(void);
+ngx_uint_t ngx_http_nb_maint_read_retry(ngx_atomic_uint_t v);
+void ngx_http_nb_maint_shm_read(void *dst, void *src, size_t len);
+ngx_int_t ngx_http_nb_maint_events_copy(ngx_str_t **events, ngx_uint_t *n,
+    uint64_t *mark, ngx_log_t *log);
+void ngx_http_nb_maint_events_free(ngx_str_t *events);
+void ngx_http_nb_maint_ring_mark(uint64_t *mark);
 void ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
     ngx_str_t *event);
 size_t ngx_http_nb_maint_zone_min_size(void);
 ngx_int_t ngx_http_nb_maint_events_add(ngx_http_nb_maint_shm_t *sh,
     ngx_slab_pool_t *shpool, u_char *data, size_t len);
 void ngx_http_nb_maint_ring_replace(ngx_http_nb_maint_shm_t *sh,
-    ngx_slab_pool_t *shpool, ngx_str_t *events, ngx_uint_t n);
+    ngx_slab_pool_t *shpool, ngx_str_t *events, ngx_uint_t n,
+    ngx_str_t *keep);
 uint64_t ngx_http_nb_maint_event_version(ngx_str_t *ev);
 void ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...);
 void ngx_http_nb_maint_secret_publish(u_char *key);
@@ -461,10 +484,11 @@ ngx_uint_t ngx_http_nb_maint_state_same(ngx_http_nb_maint_state_t *a,
 void ngx_http_nb_maint_drain_resolve(ngx_http_nb_maint_shm_t *sh,
     ngx_http_nb_maint_state_t *st);
 ngx_msec_t ngx_http_nb_maint_now_ms(void);
-ngx_uint_t ngx_http_nb_maint_pid_alive(ngx_pid_t pid);
 void ngx_http_nb_maint_zone_usage(size_t *used, size_t *total);
 ngx_int_t ngx_http_nb_maint_node_find(ngx_http_nb_maint_shm_t *sh,
     u_char *id, size_t len);
+ngx_uint_t ngx_http_nb_maint_node_use(ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st, ngx_uint_t n, ngx_int_t want);
 
 const char *ngx_http_nb_maint_mode_name(ngx_uint_t mode);
 ngx_int_t ngx_http_nb_maint_mode_parse(u_char *s, size_t len);

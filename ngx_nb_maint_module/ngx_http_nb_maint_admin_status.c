@@ -175,6 +175,31 @@ ngx_http_nb_maint_upstreams_json(ngx_http_nb_maint_main_conf_t *nmcf,
 }
 
 
+/*
+ * The store's status as published, in a zone-shaped copy from pool: the
+ * JSON is made from the copy, with nothing held.
+ */
+
+static ngx_http_nb_maint_shm_t *
+ngx_http_nb_maint_store_copy(ngx_pool_t *pool)
+{
+    ngx_http_nb_maint_shm_t  *sh, *copy;
+
+    sh = ngx_http_nb_maint_shm();
+
+    copy = ngx_palloc(pool, offsetof(ngx_http_nb_maint_shm_t, ev_next));
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    ngx_http_nb_maint_shm_read(&copy->store_ok, &sh->store_ok,
+                               offsetof(ngx_http_nb_maint_shm_t, ev_next)
+                               - offsetof(ngx_http_nb_maint_shm_t, store_ok));
+
+    return copy;
+}
+
+
 /* store.primary, last_failover, sentinels, replication (issue 12) */
 
 static void
@@ -249,9 +274,7 @@ ngx_http_nb_maint_status_json_of(ngx_http_request_t *r,
         st = *written;
 
     } else {
-        ngx_rwlock_rlock(&sh->lock);
-        st = sh->state;
-        ngx_rwlock_unlock(&sh->lock);
+        ngx_http_nb_maint_shm_read(&st, &sh->state, sizeof(st));
     }
 
     *version = st.version;
@@ -269,7 +292,13 @@ ngx_http_nb_maint_status_json_of(ngx_http_request_t *r,
         return NULL;
     }
 
-    ngx_rwlock_rlock(&sh->lock);
+    /* the store's fields copied, turned into JSON with nothing held */
+
+    sh = ngx_http_nb_maint_store_copy(r->pool);
+    if (sh == NULL) {
+        cJSON_Delete(root);
+        return NULL;
+    }
 
     cJSON_AddStringToObject(store, "type",
                             (char *) nmcf->store.type.data);
@@ -286,8 +315,6 @@ ngx_http_nb_maint_status_json_of(ngx_http_request_t *r,
     if (ngx_strcmp(nmcf->store.type.data, "redis") == 0) {
         ngx_http_nb_maint_store_redis_json(sh, store);
     }
-
-    ngx_rwlock_unlock(&sh->lock);
 
     pending = ngx_http_nb_maint_pending_json(nmcf, &st);
     ups = ngx_http_nb_maint_upstreams_json(nmcf, &st);
@@ -491,21 +518,22 @@ ngx_http_nb_maint_events_json(cJSON *list, uint64_t since, uint64_t *last)
 {
     cJSON                    *ev, *item;
     uint64_t                  version;
-    ngx_str_t                *e;
+    ngx_str_t                *e, *events;
     const char               *err;
     ngx_uint_t                i, n;
-    ngx_http_nb_maint_shm_t  *sh;
 
-    sh = ngx_http_nb_maint_shm();
     *last = since;
 
-    ngx_rwlock_rlock(&sh->lock);
+    /* copied out, parsed with nothing held (issue 21, item 4) */
 
-    n = sh->ev_count;
-    i = (sh->ev_next + NB_EVENTS_MAX - n) % NB_EVENTS_MAX;
+    if (ngx_http_nb_maint_events_copy(&events, &n, NULL, ngx_cycle->log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
-    for ( /* void */ ; n; n--, i = (i + 1) % NB_EVENTS_MAX) {
-        e = &sh->events[i];
+    for (i = 0; i < n; i++) {
+        e = &events[i];
 
         ev = ngx_http_nb_maint_json_parse((char *) e->data, e->len, NULL,
                                           &err);
@@ -527,7 +555,7 @@ ngx_http_nb_maint_events_json(cJSON *list, uint64_t since, uint64_t *last)
         cJSON_AddItemToArray(list, ev);
     }
 
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_events_free(events);
 
     return NGX_OK;
 }

@@ -48,6 +48,7 @@ ngx_http_nb_maint_admin_result(ngx_http_request_t *r, ngx_int_t rc)
 {
     u_char                          why[NB_STORE_ERROR_LEN];
     size_t                          len;
+    ngx_atomic_uint_t               v;
     ngx_http_nb_maint_shm_t        *sh;
     ngx_http_nb_maint_admin_ctx_t  *ctx;
     ngx_http_nb_maint_main_conf_t  *nmcf;
@@ -85,10 +86,12 @@ ngx_http_nb_maint_admin_result(ngx_http_request_t *r, ngx_int_t rc)
         /* what the store said, e.g. a permission the Redis user lacks */
         sh = ngx_http_nb_maint_shm();
 
-        ngx_rwlock_rlock(&sh->lock);
-        len = sh->store_ok ? 0 : sh->store_error_len;
-        ngx_memcpy(why, sh->store_error, len);
-        ngx_rwlock_unlock(&sh->lock);
+        do {
+            v = ngx_http_nb_maint_read_begin();
+            len = sh->store_ok ? 0 : ngx_min(sh->store_error_len,
+                                             NB_STORE_ERROR_LEN);
+            ngx_memcpy(why, sh->store_error, len);
+        } while (ngx_http_nb_maint_read_retry(v));
 
         return ngx_http_nb_maint_admin_error(r,
                                              NGX_HTTP_SERVICE_UNAVAILABLE,

@@ -119,18 +119,7 @@ static ngx_uint_t
 ngx_http_nb_maint_node_allowed(ngx_http_nb_maint_peer_data_t *pd,
     ngx_http_nb_maint_shm_t *sh, ngx_http_nb_maint_state_t *st, ngx_uint_t n)
 {
-    if (pd->want >= 0 && (ngx_int_t) n != pd->want) {
-        return 0;
-    }
-
-    /* a commanding node serves only as the designated node */
-    if (sh->node_down[n] == NB_NODE_DOWN
-        || (sh->node_down[n] == NB_NODE_BUSY && pd->want < 0))
-    {
-        return 0;
-    }
-
-    return !nb_drained(st, n);
+    return ngx_http_nb_maint_node_use(sh, st, n, pd->want) == NB_USE_OK;
 }
 
 

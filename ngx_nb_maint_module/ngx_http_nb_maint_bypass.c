@@ -79,6 +79,34 @@ ngx_http_nb_maint_cookie_valid(ngx_http_request_t *r)
 }
 
 
+/*
+ * nb_maint_pass matches the normalized URI, while proxy_pass forwards the
+ * raw one when the URI was not changed (r->valid_unparsed_uri): a match
+ * counts only when the raw path is that very URI, so "/api/../dist/x"
+ * (or "//", "/./", %-escapes) is gated like any other (issue 21, item 13).
+ */
+
+static ngx_uint_t
+ngx_http_nb_maint_uri_plain(ngx_http_request_t *r)
+{
+    u_char  *p, *end;
+
+    if (!r->valid_unparsed_uri) {
+        return 1;               /* what goes on is r->uri itself */
+    }
+
+    p = r->unparsed_uri.data;
+    end = p + r->unparsed_uri.len;
+
+    while (p < end && *p != '?' && *p != '#') {
+        p++;
+    }
+
+    return (size_t) (p - r->unparsed_uri.data) == r->uri.len
+           && ngx_memcmp(r->unparsed_uri.data, r->uri.data, r->uri.len) == 0;
+}
+
+
 /* when the request's valid, unexpired bypass cookie expires; 0: none */
 
 time_t
@@ -119,7 +147,7 @@ ngx_http_nb_maint_passed(ngx_http_request_t *r,
     ngx_uint_t     i;
     ngx_regex_t  **re;
 
-    if (nlcf->pass == NULL) {
+    if (nlcf->pass == NULL || !ngx_http_nb_maint_uri_plain(r)) {
         return 0;
     }
 

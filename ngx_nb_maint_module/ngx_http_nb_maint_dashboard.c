@@ -178,27 +178,21 @@ ngx_http_nb_maint_stream_events(ngx_http_nb_maint_stream_t *st)
 {
     char                     *s;
     cJSON                    *list;
-    uint64_t                  last;
-    ngx_http_nb_maint_shm_t  *sh;
-
-    sh = ngx_http_nb_maint_shm();
+    uint64_t                  last, mark[3];
 
     /* the ring as it was at the last look: nothing to parse */
 
-    ngx_rwlock_rlock(&sh->lock);
+    ngx_http_nb_maint_ring_mark(mark);
 
-    if (sh->ev_next == st->ev_next && sh->ev_count == st->ev_count
-        && sh->state.version == st->version)
+    if (mark[1] == st->ev_next && mark[2] == st->ev_count
+        && mark[0] == st->version)
     {
-        ngx_rwlock_unlock(&sh->lock);
         return NULL;
     }
 
-    st->ev_next = sh->ev_next;
-    st->ev_count = sh->ev_count;
-    st->version = sh->state.version;
-
-    ngx_rwlock_unlock(&sh->lock);
+    st->ev_next = (ngx_uint_t) mark[1];
+    st->ev_count = (ngx_uint_t) mark[2];
+    st->version = mark[0];
 
     list = cJSON_CreateArray();
 

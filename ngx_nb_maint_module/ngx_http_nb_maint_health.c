@@ -305,7 +305,7 @@ ngx_http_nb_maint_owner_gone(ngx_http_nb_maint_shm_t *sh,
 {
     ngx_atomic_uint_t  beat;
 
-    if (w == 0 || ngx_http_nb_maint_proc_start(nb_owner_pid(w)) == 0) {
+    if (w == 0 || !ngx_http_nb_maint_holder_alive(nb_owner_pid(w))) {
         return 1;
     }
 

@@ -215,11 +215,11 @@ ngx_http_nb_maint_dns_keep(ngx_http_nb_maint_srv_conf_t *up,
 static void
 ngx_http_nb_maint_dns_nodes_moved(ngx_http_nb_maint_shm_t *sh)
 {
-    ngx_rwlock_wlock(&sh->lock);
+    ngx_http_nb_maint_publish_lock();
     sh->designated = ngx_http_nb_maint_node_find(sh, sh->state.node,
                                                  sh->state.node_len);
     ngx_http_nb_maint_drain_resolve(sh, &sh->state);
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_publish_unlock();
 
     (void) ngx_atomic_fetch_add(&sh->nodes_seq, 1);
 }

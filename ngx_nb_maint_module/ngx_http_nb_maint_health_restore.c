@@ -223,6 +223,7 @@ ngx_http_nb_maint_restore_status_json(ngx_http_nb_maint_main_conf_t *nmcf,
     size_t                    len;
     cJSON                    *list;
     ngx_uint_t                checking;
+    ngx_atomic_uint_t         v;
     ngx_http_nb_maint_shm_t  *sh;
 
     checking = ngx_http_nb_maint_restore_checking(nmcf);
@@ -246,10 +247,11 @@ ngx_http_nb_maint_restore_status_json(ngx_http_nb_maint_main_conf_t *nmcf,
 
     sh = ngx_http_nb_maint_shm();
 
-    ngx_rwlock_rlock(&sh->lock);
-    len = ngx_min(sh->restore_awaited_len, sizeof(buf));
-    ngx_memcpy(buf, sh->restore_awaited, len);
-    ngx_rwlock_unlock(&sh->lock);
+    do {
+        v = ngx_http_nb_maint_read_begin();
+        len = ngx_min(sh->restore_awaited_len, sizeof(buf));
+        ngx_memcpy(buf, sh->restore_awaited, len);
+    } while (ngx_http_nb_maint_read_retry(v));
 
     list = cJSON_CreateArray();
     if (list == NULL) {

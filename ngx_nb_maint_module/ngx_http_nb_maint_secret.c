@@ -30,12 +30,12 @@ ngx_http_nb_maint_secret_publish(u_char *key)
 
     sh = ngx_http_nb_maint_shm();
 
-    ngx_rwlock_wlock(&sh->lock);
+    ngx_http_nb_maint_publish_lock();
 
     ngx_memcpy(sh->secret, key, NB_SECRET_LEN);
     sh->secret_set = 1;
 
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_publish_unlock();
 }
 
 
@@ -46,9 +46,7 @@ ngx_http_nb_maint_secret_copy(u_char *out)
 
     sh = ngx_http_nb_maint_shm();
 
-    ngx_rwlock_rlock(&sh->lock);
-    ngx_memcpy(out, sh->secret, NB_SECRET_LEN);
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_shm_read(out, sh->secret, NB_SECRET_LEN);
 }
 
 

@@ -4,11 +4,12 @@
  * One zone holds the versioned state, the store status, the ring of recent
  * events (slab-allocated JSON lines) and the node table.  Readers copy the
  * state into a per-worker snapshot only when the version moved; writers
- * serialize on a shm mutex and publish under the rwlock, never doing I/O
- * while the rwlock is held.  A change goes through the store's save()
+ * serialize on a shm mutex and publish under a sequence count that
+ * readers only look at (state_publish.c): no reader holds anything, and
+ * nothing but memory copies happen while the count is odd.  A change goes through the store's save()
  * (state_save); the owner worker's claim is a word in the zone.
  *
- * May call: json.c, state_events.c, and a store only through its function
+ * May call: json.c, state_events.c, state_publish.c, and a store only through its function
  * pointers (never a store, the balancer or a request handler by name).
  */
 
@@ -92,6 +93,7 @@ ngx_http_nb_maint_state_use(ngx_slab_pool_t *shpool)
 
     ngx_http_nb_maint_shpool = shpool;
     ngx_http_nb_maint_sh = shpool ? shpool->data : NULL;
+    ngx_http_nb_maint_publish_use(shpool);
 
     return old;
 }
@@ -114,6 +116,7 @@ ngx_http_nb_maint_state_init_module(ngx_cycle_t *cycle,
 
     ngx_http_nb_maint_sh = sh;
     ngx_http_nb_maint_shpool = shpool;
+    ngx_http_nb_maint_publish_use(shpool);
     ngx_http_nb_maint_local_valid = 0;
 
     sh->generation++;
@@ -121,11 +124,11 @@ ngx_http_nb_maint_state_init_module(ngx_cycle_t *cycle,
 
     /* the designated node may have got its entry with this configuration,
      * and so may drained nodes kept as unknown ids */
-    ngx_rwlock_wlock(&sh->lock);
+    ngx_http_nb_maint_publish_lock();
     sh->designated = ngx_http_nb_maint_node_find(sh, sh->state.node,
                                                  sh->state.node_len);
     ngx_http_nb_maint_drain_resolve(sh, &sh->state);
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_publish_unlock();
 
     return NGX_OK;
 }
@@ -150,6 +153,7 @@ ngx_http_nb_maint_shm(void)
 ngx_http_nb_maint_state_t *
 ngx_http_nb_maint_snapshot(void)
 {
+    ngx_atomic_uint_t         v;
     ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
 
     if (ngx_http_nb_maint_local_valid
@@ -161,11 +165,12 @@ ngx_http_nb_maint_snapshot(void)
 
     ngx_http_nb_maint_local_nodes_seq = sh->nodes_seq;
 
-    ngx_rwlock_rlock(&sh->lock);
-    ngx_memcpy(&ngx_http_nb_maint_local, &sh->state,
-               sizeof(ngx_http_nb_maint_state_t));
-    ngx_http_nb_maint_local_node = sh->designated;
-    ngx_rwlock_unlock(&sh->lock);
+    do {
+        v = ngx_http_nb_maint_read_begin();
+        ngx_memcpy(&ngx_http_nb_maint_local, &sh->state,
+                   sizeof(ngx_http_nb_maint_state_t));
+        ngx_http_nb_maint_local_node = sh->designated;
+    } while (ngx_http_nb_maint_read_retry(v));
 
     ngx_http_nb_maint_local_valid = 1;
 
@@ -182,62 +187,6 @@ ngx_http_nb_maint_designated(void)
 }
 
 
-/*
- * The write mutex guards a few memory accesses only, never I/O.  A holder
- * that died with it (kill -9) cannot wedge the others: its pid is the
- * lock's value, and a dead pid's lock is taken back.
- */
-
-void
-ngx_http_nb_maint_state_lock_write(void)
-{
-    ngx_pid_t     pid;
-    ngx_uint_t    n;
-    ngx_shmtx_t  *mtx;
-
-    mtx = &ngx_http_nb_maint_sh->write_lock;
-
-    for (n = 1; /* void */ ; n++) {
-
-        if (ngx_shmtx_trylock(mtx)) {
-            return;
-        }
-
-        pid = (ngx_pid_t) *mtx->lock;
-
-        if (pid && pid != ngx_pid && !ngx_http_nb_maint_pid_alive(pid)
-            && ngx_shmtx_force_unlock(mtx, pid))
-        {
-            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                          "nb_maint: took back the write lock of process "
-                          "%P, which died holding it", pid);
-            continue;
-        }
-
-        if (n % 64 == 0) {
-            ngx_sched_yield();
-
-        } else {
-            ngx_cpu_pause();
-        }
-    }
-}
-
-
-ngx_uint_t
-ngx_http_nb_maint_pid_alive(ngx_pid_t pid)
-{
-    return kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH;
-}
-
-
-void
-ngx_http_nb_maint_state_unlock_write(void)
-{
-    ngx_shmtx_unlock(&ngx_http_nb_maint_sh->write_lock);
-}
-
-
 /* publish a state that the store has accepted; caller holds write mutex */
 
 void
@@ -247,7 +196,7 @@ ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
     uint64_t                  v;
     ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
 
-    ngx_rwlock_wlock(&sh->lock);
+    ngx_http_nb_maint_publish_begin(sh);
 
     ngx_memcpy(&sh->state, st, sizeof(ngx_http_nb_maint_state_t));
     sh->designated = ngx_http_nb_maint_node_find(sh, st->node, st->node_len);
@@ -269,7 +218,7 @@ ngx_http_nb_maint_state_commit(ngx_http_nb_maint_state_t *st,
 
     sh->seq = (ngx_atomic_uint_t) st->version;
 
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_publish_end(sh);
 }
 
 
@@ -464,7 +413,7 @@ ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...)
     va_list                   args;
     ngx_http_nb_maint_shm_t  *sh = ngx_http_nb_maint_sh;
 
-    ngx_rwlock_wlock(&sh->lock);
+    ngx_http_nb_maint_publish_lock();
 
     sh->store_ok = ok;
     sh->store_error_len = 0;
@@ -477,7 +426,7 @@ ngx_http_nb_maint_set_store_status(ngx_uint_t ok, const char *fmt, ...)
         sh->store_error_len = p - sh->store_error;
     }
 
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_publish_unlock();
 }
 
 
@@ -542,8 +491,18 @@ ngx_http_nb_maint_now_ms(void)
 void
 ngx_http_nb_maint_events_replace(ngx_str_t *events, ngx_uint_t n)
 {
+    ngx_str_t  *keep;
+
+    keep = ngx_alloc(sizeof(ngx_str_t) * NB_EVENTS_MAX, ngx_cycle->log);
+
+    ngx_http_nb_maint_publish_lock();
     ngx_http_nb_maint_ring_replace(ngx_http_nb_maint_sh,
-                                   ngx_http_nb_maint_shpool, events, n);
+                                   ngx_http_nb_maint_shpool, events, n, keep);
+    ngx_http_nb_maint_publish_unlock();
+
+    if (keep) {
+        ngx_free(keep);
+    }
 }
 
 

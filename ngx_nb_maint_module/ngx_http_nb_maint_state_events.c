@@ -4,7 +4,8 @@
  * ring or the zone is full, and the ring rebuilt from a store's list.
  *
  * Every function here is given the zone and its pool and takes no lock but
- * the ones it says; it calls nothing else of the module.
+ * the ones it says; it calls nothing else of the module.  Readers copy the
+ * ring out (state.c, ngx_http_nb_maint_events_copy) and parse the copy.
  */
 
 #include "ngx_http_nb_maint.h"
@@ -42,23 +43,22 @@ ngx_http_nb_maint_event_version(ngx_str_t *ev)
 /*
  * The event ring from the store's list (oldest first).  Lines this gateway
  * already holds beyond the list's last version (written after the store
- * answered the list) stay after it.  Takes the state lock and the pool's
- * mutex.
+ * answered the list) stay after it, kept in "keep" for the while (room
+ * for NB_EVENTS_MAX; NULL: none kept).  The caller publishes (state.c);
+ * this takes the pool's mutex.
  */
 
 void
 ngx_http_nb_maint_ring_replace(ngx_http_nb_maint_shm_t *sh,
-    ngx_slab_pool_t *shpool, ngx_str_t *events, ngx_uint_t n)
+    ngx_slab_pool_t *shpool, ngx_str_t *events, ngx_uint_t n,
+    ngx_str_t *keep)
 {
     uint64_t                  last;
-    ngx_str_t                *keep, *e;
+    ngx_str_t                *e;
     ngx_uint_t                i, j, k, from;
 
     last = n ? ngx_http_nb_maint_event_version(&events[n - 1]) : 0;
 
-    keep = ngx_alloc(sizeof(ngx_str_t) * NB_EVENTS_MAX, ngx_cycle->log);
-
-    ngx_rwlock_wlock(&sh->lock);
     ngx_shmtx_lock(&shpool->mutex);
 
     k = 0;
@@ -97,11 +97,6 @@ ngx_http_nb_maint_ring_replace(ngx_http_nb_maint_shm_t *sh,
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
-    ngx_rwlock_unlock(&sh->lock);
-
-    if (keep) {
-        ngx_free(keep);
-    }
 }
 
 

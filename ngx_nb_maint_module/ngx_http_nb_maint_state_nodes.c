@@ -197,7 +197,7 @@ ngx_http_nb_maint_nodes_lock(ngx_http_nb_maint_shm_t *sh)
 
         pid = (ngx_pid_t) sh->nodes_lock;
 
-        if (pid && pid != ngx_pid && !ngx_http_nb_maint_pid_alive(pid)
+        if (pid && (pid == ngx_pid || !ngx_http_nb_maint_holder_alive(pid))
             && ngx_atomic_cmp_set(&sh->nodes_lock, pid, ngx_pid))
         {
             return;
@@ -366,6 +366,33 @@ ngx_http_nb_maint_node_add(ngx_http_nb_maint_shm_t *sh, ngx_str_t *id,
     }
 
     return i;
+}
+
+
+/*
+ * What the state lets a request do with node n: the one decision of the
+ * balancer, and of the HAProxy agent that answers as the balancer would.
+ * want: -1 any node, else the designated node's index (the only one).
+ * A commanding node serves only as the designated node.
+ */
+
+ngx_uint_t
+ngx_http_nb_maint_node_use(ngx_http_nb_maint_shm_t *sh,
+    ngx_http_nb_maint_state_t *st, ngx_uint_t n, ngx_int_t want)
+{
+    if (want >= 0 && (ngx_int_t) n != want) {
+        return NB_USE_OTHER;
+    }
+
+    if (sh->node_down[n] == NB_NODE_DOWN) {
+        return NB_USE_DOWN;
+    }
+
+    if (sh->node_down[n] == NB_NODE_BUSY && want < 0) {
+        return NB_USE_BUSY;
+    }
+
+    return nb_drained(st, n) ? NB_USE_DRAIN : NB_USE_OK;
 }
 
 

@@ -76,15 +76,7 @@ ngx_http_nb_maint_cache_load(ngx_http_nb_maint_store_t *store,
 static void
 ngx_http_nb_maint_cache_mark(uint64_t *mark)
 {
-    ngx_http_nb_maint_shm_t  *sh;
-
-    sh = ngx_http_nb_maint_shm();
-
-    ngx_rwlock_rlock(&sh->lock);
-    mark[0] = sh->state.version;
-    mark[1] = sh->ev_next;
-    mark[2] = sh->ev_count;
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_ring_mark(mark);
 }
 
 
@@ -146,30 +138,33 @@ ngx_http_nb_maint_cache_snapshot(ngx_http_nb_maint_cache_t *cache)
     char                      *s;
     u_char                    *p;
     size_t                     len, evlen;
-    ngx_uint_t                 i, k, n;
+    ngx_str_t                 *ev;
+    ngx_uint_t                 k, n;
     ngx_http_nb_maint_shm_t   *sh;
     ngx_http_nb_maint_state_t  st;
 
     sh = ngx_http_nb_maint_shm();
 
-    ngx_rwlock_rlock(&sh->lock);
-    st = sh->state;
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_shm_read(&st, &sh->state, sizeof(st));
 
     s = ngx_http_nb_maint_state_serialize(&st, 1);
     if (s == NULL) {
         return NGX_ERROR;
     }
 
+    /* the ring copied out: the allocation below holds nothing shared */
+
+    if (ngx_http_nb_maint_events_copy(&ev, &n, NULL, ngx_cycle->log)
+        != NGX_OK)
+    {
+        cJSON_free(s);
+        return NGX_ERROR;
+    }
+
     len = ngx_strlen(s);
 
-    ngx_rwlock_rlock(&sh->lock);
-
-    n = sh->ev_count;
-    i = (sh->ev_next + NB_EVENTS_MAX - n) % NB_EVENTS_MAX;
-
     for (evlen = 0, k = 0; k < n; k++) {
-        evlen += sh->events[(i + k) % NB_EVENTS_MAX].len + 1;
+        evlen += ev[k].len + 1;
     }
 
     p = ngx_alloc(len + 1 + evlen, ngx_cycle->log);
@@ -182,16 +177,15 @@ ngx_http_nb_maint_cache_snapshot(ngx_http_nb_maint_cache_t *cache)
 
         cache->events.data = p;
 
-        for (k = 0; k < n; k++, i = (i + 1) % NB_EVENTS_MAX) {
-            p = ngx_cpymem(p, sh->events[i].data, sh->events[i].len);
+        for (k = 0; k < n; k++) {
+            p = ngx_cpymem(p, ev[k].data, ev[k].len);
             *p++ = '\n';
         }
 
         cache->events.len = p - cache->events.data;
     }
 
-    ngx_rwlock_unlock(&sh->lock);
-
+    ngx_http_nb_maint_events_free(ev);
     cJSON_free(s);
 
     return cache->state.data ? NGX_OK : NGX_ERROR;

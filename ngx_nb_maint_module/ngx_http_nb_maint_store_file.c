@@ -229,7 +229,7 @@ ngx_http_nb_maint_file_recover(ngx_http_nb_maint_store_t *store,
     writer = (ngx_pid_t) sh->writer;
 
     if (writer == 0 || writer == ngx_pid
-        || ngx_http_nb_maint_pid_alive(writer))
+        || ngx_http_nb_maint_holder_alive(writer))
     {
         return;
     }

@@ -80,10 +80,92 @@ ngx_http_nb_maint_file_dir(ngx_str_t *path, u_char *buf, size_t size)
 
 
 /*
+ * fsync, where the file can be: a FIFO or a file system without it
+ * (EINVAL) has nothing to make durable.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_fsync(ngx_fd_t fd)
+{
+    if (fsync(fd) == -1 && ngx_errno != NGX_EINVAL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the audit line appended; *size: the events file's size before it */
+
+static ngx_int_t
+ngx_http_nb_maint_file_append(ngx_http_nb_maint_store_t *store,
+    ngx_str_t *event, ngx_uint_t durable, ngx_fd_t *efd, off_t *size)
+{
+    ngx_file_info_t  fi;
+
+    *efd = ngx_open_file(store->events_path.data, NGX_FILE_APPEND,
+                         NGX_FILE_CREATE_OR_OPEN, 0600);
+
+    if (*efd == NGX_INVALID_FILE || ngx_fd_info(*efd, &fi) == NGX_FILE_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *size = ngx_file_size(&fi);
+
+    if (ngx_http_nb_maint_write_all(*efd, event->data, event->len) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return durable ? ngx_http_nb_maint_fsync(*efd) : NGX_OK;
+}
+
+
+/*
+ * A rename is durable once its directory is: fsync the directory (issue 21,
+ * item 12).  Runs where the write runs: a thread, never the event loop.
+ */
+
+static ngx_int_t
+ngx_http_nb_maint_file_sync_dir(ngx_str_t *path)
+{
+    int       fd, rc;
+    u_char    buf[NGX_MAX_PATH], *dir;
+
+    dir = ngx_http_nb_maint_file_dir(path, buf, NGX_MAX_PATH);
+    if (dir == NULL) {
+        ngx_set_errno(NGX_ENAMETOOLONG);
+        return NGX_ERROR;
+    }
+
+    fd = open((char *) dir, O_RDONLY|O_DIRECTORY|O_CLOEXEC);
+    if (fd == -1) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_nb_maint_fsync(fd);
+
+    if (rc != NGX_OK) {
+        rc = ngx_errno;
+        (void) close(fd);
+        ngx_set_errno(rc);
+        return NGX_ERROR;
+    }
+
+    (void) close(fd);
+
+    return NGX_OK;
+}
+
+
+/*
  * Write the state file (temp file, fsync, rename) and append its audit
  * line, in an order that never leaves a half change: the audit line goes
- * in before the rename and is cut off again if the rename fails.  durable:
- * fsync the state before the rename (the file store; a cache need not).
+ * in before the rename and is cut off again if the rename fails (also when
+ * the events file was empty before).  durable: fsync the state and the
+ * audit line before the rename and the directory after it (the file
+ * store; a cache need not).  A failed directory fsync is a failed write:
+ * the change is not acknowledged, though the file may already hold it
+ * (as a write whose answer got lost would).
  */
 
 ngx_int_t
@@ -94,11 +176,10 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
     u_char           tmp[NGX_MAX_PATH];
     off_t            size;
     ngx_fd_t         fd, efd;
-    ngx_file_info_t  fi;
 
     *err = 0;
     efd = NGX_INVALID_FILE;
-    size = 0;
+    size = -1;          /* the events file's size before, once known */
 
     ngx_snprintf(tmp, NGX_MAX_PATH, "%V.%P.tmp%Z", &store->path, ngx_pid);
 
@@ -118,7 +199,7 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
 
     *failed = "fsync";
 
-    if (durable && fsync(fd) == -1) {
+    if (durable && ngx_http_nb_maint_fsync(fd) != NGX_OK) {
         goto failed;
     }
 
@@ -133,18 +214,7 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
     if (event && event->len) {
         *failed = "append to the events file";
 
-        efd = ngx_open_file(store->events_path.data, NGX_FILE_APPEND,
-                            NGX_FILE_CREATE_OR_OPEN, 0600);
-
-        if (efd == NGX_INVALID_FILE
-            || ngx_fd_info(efd, &fi) == NGX_FILE_ERROR)
-        {
-            goto failed;
-        }
-
-        size = ngx_file_size(&fi);
-
-        if (ngx_http_nb_maint_write_all(efd, event->data, event->len)
+        if (ngx_http_nb_maint_file_append(store, event, durable, &efd, &size)
             != NGX_OK)
         {
             goto failed;
@@ -161,6 +231,12 @@ ngx_http_nb_maint_file_write_text(ngx_http_nb_maint_store_t *store,
         (void) ngx_close_file(efd);
     }
 
+    if (durable && ngx_http_nb_maint_file_sync_dir(&store->path) != NGX_OK) {
+        *err = ngx_errno;
+        *failed = "fsync the directory";
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 
 failed:
@@ -173,7 +249,7 @@ failed:
 
     if (efd != NGX_INVALID_FILE) {
         /* the change did not happen: neither does its audit line */
-        if (size && ftruncate(efd, size) == -1) {
+        if (size >= 0 && ftruncate(efd, size) == -1) {
             /* nothing more to do */
         }
 

@@ -70,10 +70,10 @@ ngx_http_nb_maint_redis_noperm(ngx_http_nb_maint_redis_conn_t *conn,
 
     sh = ngx_http_nb_maint_shm();
 
-    ngx_rwlock_wlock(&sh->lock);
+    ngx_http_nb_maint_publish_lock();
     had = sh->store_perm & what;
     sh->store_perm |= what;
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_publish_unlock();
 
     if (!had) {
         ngx_log_error(NGX_LOG_ERR, conn->log, 0,
@@ -96,9 +96,9 @@ ngx_http_nb_maint_redis_perm_ok(ngx_uint_t what)
     sh = ngx_http_nb_maint_shm();
 
     if (sh->store_perm & what) {
-        ngx_rwlock_wlock(&sh->lock);
+        ngx_http_nb_maint_publish_lock();
         sh->store_perm &= ~what;
-        ngx_rwlock_unlock(&sh->lock);
+        ngx_http_nb_maint_publish_unlock();
     }
 }
 

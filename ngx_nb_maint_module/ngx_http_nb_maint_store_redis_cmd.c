@@ -187,32 +187,35 @@ static u_char *
 ngx_http_nb_maint_redis_ring_args(const char **argv, size_t *argvlen,
     ngx_uint_t *argc)
 {
-    u_char                   *buf, *p;
-    size_t                    evlen;
-    ngx_uint_t                i, k, n;
-    ngx_http_nb_maint_shm_t  *sh;
+    u_char      *buf, *p;
+    size_t       evlen;
+    ngx_str_t   *ev;
+    ngx_uint_t   k, n, from;
 
-    sh = ngx_http_nb_maint_shm();
+    /* copied out of the zone first: nothing shared is held here */
 
-    ngx_rwlock_rlock(&sh->lock);
+    if (ngx_http_nb_maint_events_copy(&ev, &n, NULL, ngx_cycle->log)
+        != NGX_OK)
+    {
+        return NULL;
+    }
 
-    n = ngx_min(sh->ev_count, NB_EVENTS_MAX - 1);
-    i = (sh->ev_next + NB_EVENTS_MAX - n) % NB_EVENTS_MAX;
+    from = (n > NB_EVENTS_MAX - 1) ? n - (NB_EVENTS_MAX - 1) : 0;
 
-    for (evlen = 0, k = 0; k < n; k++) {
-        evlen += sh->events[(i + k) % NB_EVENTS_MAX].len;
+    for (evlen = 0, k = from; k < n; k++) {
+        evlen += ev[k].len;
     }
 
     buf = ngx_alloc(evlen + 1, ngx_cycle->log);
     p = buf;
 
-    for (k = 0; buf && k < n; k++, i = (i + 1) % NB_EVENTS_MAX) {
+    for (k = from; buf && k < n; k++) {
         argv[*argc] = (char *) p;
-        argvlen[(*argc)++] = sh->events[i].len;
-        p = ngx_cpymem(p, sh->events[i].data, sh->events[i].len);
+        argvlen[(*argc)++] = ev[k].len;
+        p = ngx_cpymem(p, ev[k].data, ev[k].len);
     }
 
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_events_free(ev);
 
     return buf;
 }

@@ -98,7 +98,7 @@ ngx_http_nb_maint_redis_awaited(redisReply **names, size_t n,
 
     sh = ngx_http_nb_maint_shm();
 
-    ngx_rwlock_wlock(&sh->lock);
+    ngx_http_nb_maint_publish_lock();
 
     p = sh->restore_awaited;
     end = p + NB_STORE_ERROR_LEN;
@@ -123,7 +123,7 @@ ngx_http_nb_maint_redis_awaited(redisReply **names, size_t n,
         sh->restore_checkers = checkers;
     }
 
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_publish_unlock();
 }
 
 

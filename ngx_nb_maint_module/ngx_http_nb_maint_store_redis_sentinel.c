@@ -107,12 +107,12 @@ ngx_http_nb_maint_redis_primary(ngx_http_nb_maint_redis_conf_t *rcf,
     p = ngx_snprintf(now, sizeof(now), "%s:%d", rcf->host, rcf->port);
     len = p - now;
 
-    ngx_rwlock_wlock(&sh->lock);
+    ngx_http_nb_maint_publish_lock();
 
     if (sh->store_primary_len == len
         && ngx_memcmp(sh->store_primary, now, len) == 0)
     {
-        ngx_rwlock_unlock(&sh->lock);
+        ngx_http_nb_maint_publish_unlock();
         return NGX_DECLINED;
     }
 
@@ -129,7 +129,7 @@ ngx_http_nb_maint_redis_primary(ngx_http_nb_maint_redis_conf_t *rcf,
     sh->store_primary_len = ngx_cpymem(sh->store_primary, now, len)
                             - sh->store_primary;
 
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_publish_unlock();
 
     if (!moved) {
         return NGX_DECLINED;
@@ -669,7 +669,7 @@ ngx_http_nb_maint_watch_status(ngx_http_nb_maint_redis_conf_t *rcf)
 
     sh = ngx_http_nb_maint_shm();
 
-    ngx_rwlock_wlock(&sh->lock);
+    ngx_http_nb_maint_publish_lock();
 
     sh->store_sentinels_up = up;
     sh->store_sentinels_n = rcf->nsentinels;
@@ -691,7 +691,7 @@ ngx_http_nb_maint_watch_status(ngx_http_nb_maint_redis_conf_t *rcf)
                                 - sh->store_warning;
     }
 
-    ngx_rwlock_unlock(&sh->lock);
+    ngx_http_nb_maint_publish_unlock();
 }
 
 
@@ -711,14 +711,16 @@ ngx_http_nb_maint_sentinel_follow(ngx_http_nb_maint_redis_conf_t *rcf)
     u_char                   now[NB_PRIMARY_LEN], *colon;
     size_t                   len, seen;
     ngx_int_t                port;
+    ngx_atomic_uint_t        v;
     ngx_http_nb_maint_shm_t *sh;
 
     sh = ngx_http_nb_maint_shm();
 
-    ngx_rwlock_rlock(&sh->lock);
-    len = sh->store_primary_len;
-    ngx_memcpy(now, sh->store_primary, len);
-    ngx_rwlock_unlock(&sh->lock);
+    do {
+        v = ngx_http_nb_maint_read_begin();
+        len = ngx_min(sh->store_primary_len, sizeof(now));
+        ngx_memcpy(now, sh->store_primary, len);
+    } while (ngx_http_nb_maint_read_retry(v));
 
     seen = ngx_http_nb_maint_followed_len;
 

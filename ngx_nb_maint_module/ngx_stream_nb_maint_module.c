@@ -311,6 +311,7 @@ static const char *
 ngx_stream_nb_maint_answer(ngx_stream_session_t *s, u_char *id, size_t len)
 {
     ngx_str_t                        esc;
+    ngx_int_t                        want;
     ngx_uint_t                       j, mode;
     ngx_http_nb_maint_shm_t         *sh;
     ngx_http_nb_maint_node_t        *node;
@@ -358,21 +359,33 @@ found:
         return "maint";
     }
 
-    if (mode == NB_MODE_MAINTENANCE
-        && !(st->node_len == len && ngx_strncmp(st->node, id, len) == 0))
-    {
+    /* as the balancer decides for a public request (issue 21, item 9) */
+
+    want = -1;
+
+    if (mode == NB_MODE_MAINTENANCE) {
+        want = ngx_http_nb_maint_designated();
+        if (want < 0) {
+            return "maint";
+        }
+    }
+
+    switch (ngx_http_nb_maint_node_use(sh, st, up->nodes[j], want)) {
+
+    case NB_USE_OK:
+        return "up ready";
+
+    case NB_USE_DRAIN:
+        return "up drain";
+
+    case NB_USE_DOWN:
+    case NB_USE_BUSY:   /* commanding, not designated: as HAProxy's own
+                           check of NocoBase's readiness says (a 503) */
+        return "down";
+
+    default:            /* not the designated node */
         return "maint";
     }
-
-    if (node->health == NB_HEALTH_DOWN) {
-        return "down";
-    }
-
-    if (nb_drained(st, up->nodes[j])) {
-        return "up drain";
-    }
-
-    return "up ready";
 }
 
 

@@ -108,6 +108,25 @@ $C->set_state('running');
 ok(defined $ng->wait_health($cid, 'up', 3), 'C is up again');
 agent_is('C up again', all_ids('up ready'), rounds => 2);
 
+# ---- a commanding node: the agent answers as the balancer decides (issue 21, item 9) ----------
+# normal mode: the balancer sends a commanding node no public traffic, so HAProxy must not either
+$C->set_state('commanding', command => 'pm.enable');
+ok(defined $ng->wait_health($cid, 'commanding', 3), 'C (503 APP_COMMANDING) is commanding');
+agent_is('normal, C commanding', { $aid => 'up ready', $bid => 'up ready', $cid => 'down' });
+$C->reset;
+my $hc = $ng->hit(12, '/api/x');
+is($hc->{status}{200}, 12, '... 12 requests through nginx: 200');
+is($C->stats->{requests}, 0, '... and none of them to C (the balancer excludes it too)');
+# the designated node keeps its traffic while commanding
+set_mode({ mode => 'maintenance', node => $cid }, 'maintenance on the commanding C');
+agent_is('maintenance on C, C commanding', { $aid => 'maint', $bid => 'maint', $cid => 'up ready' }, rounds => 2);
+my $r0 = $ng->admin(POST => 'restore', { force => JSON::PP::true });
+is($r0->{status}, 200, 'force restore');
+$C->set_state('running');
+ok(defined $ng->wait_health($cid, 'up', 3), 'C is up again');
+ok($ng->wait_status(sub { $_[0]{mode} eq 'normal' }, 5), '... normal');
+agent_is('C running again', all_ids('up ready'), rounds => 2);
+
 # ---- maintenance on B ---------------------------------------------------------------------------
 my $st = set_mode({ mode => 'maintenance', node => $bid, reason => 'agent test' }, 'maintenance on B');
 is($st->{mode}, 'maintenance', '... mode maintenance');

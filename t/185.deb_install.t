@@ -84,6 +84,8 @@ is(readlink('/etc/nginx/modules-enabled/70-mod-stream-nb-maint.conf'),
 like(NbTest::Nginx->read_file('/usr/share/nginx/modules-available/mod-http-nb-maint.conf') // '',
      qr{^load_module modules/ngx_http_nb_maint_module\.so;$}m, 'mod-http-nb-maint.conf loads the module');
 ok(-x '/usr/bin/nb-maint', 'CLI /usr/bin/nb-maint');
+ok(-f '/usr/share/nb-maint/perl/NbMaint.pm' && -f '/usr/share/nb-maint/perl/NbMaint/Cli.pm',
+   'CLI modules in /usr/share/nb-maint/perl');
 ok(-f "/etc/nginx/nb_maint/$_", "snippet /etc/nginx/nb_maint/$_")
     for qw(nb_maint_http.conf nb_maint_upstream.conf nb_maint_server.conf nb_maint_stream.conf);
 my $conff = `dpkg-query -W -f='\${Conffiles}' libnginx-mod-http-nb-maint`;

@@ -37,6 +37,13 @@ sub pod { NbTest::Mock->new(host => "127.0.0.$_[0]", port => $P) }
         [ 'zone', sub { dns_http(upstream_extra => "    zone appz 64k;\n") },
           qr/cannot be combined with "zone"/ ],
     );
+    # nginx 1.27.3+: its own "server ... resolve" needs peers nb_maint
+    # cannot follow; nginx refuses it in an nb_maint upstream
+    push @bad, [ 'server ... resolve (1.27.3+)', sub {
+                     dns_http(upstream_extra => "    zone appz 64k;\n")
+                         =~ s/nb_maint_resolve [^;]*;/server $name:$P resolve;/r },
+                 qr/does not support resolving names at run time/ ]
+        if NbTest::nginx_version() >= 1027003;
     for my $b (@bad) {
         my $ng = NbTest::Nginx->new(http => $b->[1]->());
         my ($rc, $out) = $ng->test_config;
