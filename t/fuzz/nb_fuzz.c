@@ -64,6 +64,9 @@ static ngx_http_nb_maint_store_t       nb_redis_store;
 static ngx_stream_nb_maint_srv_conf_t  nb_nscf;
 static void                           *nb_stream_srv_conf[1];
 static nb_fuzz_out_t                   nb_out;
+static ngx_http_conf_ctx_t             nb_redis_ctx;
+static void                           *nb_redis_loc_conf[256];
+static ngx_http_core_loc_conf_t        nb_redis_clcf;
 static char                            nb_dir[] = "/tmp/nb_fuzz.XXXXXX";
 static ngx_uint_t                      nb_checking_log;
 static ngx_conf_file_t                 nb_conf_file;
@@ -421,6 +424,11 @@ nb_setup_redis(void)
     cf.log = &nb_log;
     cf.cycle = &nb_cycle;
     cf.conf_file = &nb_conf_file;
+
+    /* the store takes the level's core loc conf (its "resolver") */
+    nb_redis_loc_conf[ngx_http_core_module.ctx_index] = &nb_redis_clcf;
+    nb_redis_ctx.loc_conf = nb_redis_loc_conf;
+    cf.ctx = &nb_redis_ctx;
 
     url.data = ngx_pnalloc(nb_pool, 256);
     url.len = ngx_sprintf(url.data, "redis://127.0.0.1:6379/0?cache=%s/"
