@@ -47,7 +47,7 @@ ngx_http_nb_maint_outage(ngx_http_nb_maint_peer_data_t *pd, ngx_log_t *log,
     was = *flag;
     now = on ? (ngx_atomic_uint_t) ngx_time() : 0;
 
-    if ((was != 0) == on || !ngx_atomic_cmp_set(flag, was, now)) {
+    if ((was != 0) == (on != 0) || !ngx_atomic_cmp_set(flag, was, now)) {
         return (time_t) *flag;
     }
 
