@@ -225,6 +225,10 @@ ngx_http_nb_maint_pick(ngx_http_nb_maint_peer_data_t *pd,
 
     for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
 
+        if (peer->down) {
+            continue;    /* also the empty slots of DNS members: cheap */
+        }
+
         n = i / (8 * sizeof(uintptr_t));
         m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
 
