@@ -47,7 +47,7 @@ ngx_http_nb_maint_outage(ngx_http_nb_maint_peer_data_t *pd, ngx_log_t *log,
     was = *flag;
     now = on ? (ngx_atomic_uint_t) ngx_time() : 0;
 
-    if ((was != 0) == on || !ngx_atomic_cmp_set(flag, was, now)) {
+    if ((was != 0) == (on != 0) || !ngx_atomic_cmp_set(flag, was, now)) {
         return (time_t) *flag;
     }
 
@@ -224,6 +224,10 @@ ngx_http_nb_maint_pick(ngx_http_nb_maint_peer_data_t *pd,
     p = 0;
 
     for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
+
+        if (peer->down) {
+            continue;    /* also the empty slots of DNS members: cheap */
+        }
 
         n = i / (8 * sizeof(uintptr_t));
         m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
