@@ -16,6 +16,15 @@
  *
  * Every worker keeps its own sockets in a list for state changes.
  *
+ * A socket starts held by its request.  Once the 101 is out, one whose
+ * request holds nothing of another module (no limit_conn slot: a cleanup
+ * in the request's pool) goes "slim", as core treats an idle keepalive
+ * connection (ngx_http_set_keepalive): the access log line is written
+ * (101), the request and the header buffers are freed, and the socket's
+ * state lives on in the connection's pool, driven by the connection's
+ * events.  Otherwise the request is kept (and logged at close), so that
+ * limit_conn keeps counting open sockets.
+ *
  * May call: ws_frame.c, ws_message.c, state.c.
  */
 
@@ -40,7 +49,10 @@
 /* a WebSocket the gateway answers itself */
 struct ngx_http_nb_maint_ws_s {
     ngx_queue_t              queue;
-    ngx_http_request_t      *request;
+    ngx_connection_t        *connection;
+    ngx_http_request_t      *request;     /* NULL once slim */
+    ngx_pool_t              *pool;        /* the request's or connection's */
+    ngx_http_nb_maint_loc_conf_t  *conf;
     uint64_t                 sent;        /* state key of the last message */
     ngx_msec_t               heard;       /* the client's last bytes */
     ngx_http_nb_maint_ws_parser_t  in;
@@ -50,6 +62,7 @@ struct ngx_http_nb_maint_ws_s {
     size_t                   out_len;
     unsigned                 closing:1;   /* close once sent */
     unsigned                 close_sent:1;   /* no frame after a close */
+    unsigned                 may_slim:1;  /* answered at its handshake */
 };
 
 
@@ -57,6 +70,10 @@ static void ngx_http_nb_maint_ws_read(ngx_http_request_t *r);
 static void ngx_http_nb_maint_ws_read_frames(ngx_http_nb_maint_ws_t *ws);
 static void ngx_http_nb_maint_ws_quiet(ngx_http_nb_maint_ws_t *ws);
 static void ngx_http_nb_maint_ws_write(ngx_http_request_t *r);
+static void ngx_http_nb_maint_ws_slim(ngx_http_nb_maint_ws_t *ws);
+static void ngx_http_nb_maint_ws_slim_read(ngx_event_t *ev);
+static void ngx_http_nb_maint_ws_slim_write(ngx_event_t *ev);
+static void ngx_http_nb_maint_ws_cleanup(void *data);
 static ngx_int_t ngx_http_nb_maint_ws_start(ngx_http_request_t *r,
     u_char *accept);
 
@@ -65,7 +82,8 @@ static ngx_queue_t        ngx_http_nb_maint_ws_gated;
 static ngx_event_t        ngx_http_nb_maint_ws_ev;
 static ngx_connection_t   ngx_http_nb_maint_ws_dummy;
 static uint64_t           ngx_http_nb_maint_ws_key_now;
-static ngx_http_request_t *ngx_http_nb_maint_ws_running;  /* its handler */
+/* the socket whose own handler runs: its close waits for the handler */
+static ngx_http_nb_maint_ws_t  *ngx_http_nb_maint_ws_running;
 
 
 /* at worker start: the list, and the timer that calls tick */
@@ -122,10 +140,16 @@ ngx_http_nb_maint_ws_close(ngx_http_nb_maint_ws_t *ws)
     }
 
     r = ws->request;
-    c = r->connection;
+    c = ws->connection;
 
     ngx_queue_remove(&ws->queue);
     ws->queue.next = NULL;
+
+    if (r == NULL) {
+        /* slim: logged at the handshake; ws goes with the connection */
+        ngx_http_close_connection(c);
+        return;
+    }
 
     ngx_http_finalize_request(r, NGX_ERROR);
 
@@ -135,7 +159,7 @@ ngx_http_nb_maint_ws_close(ngx_http_nb_maint_ws_t *ws)
      * handshake) it must run here, or it would wait for the client's next
      * bytes.  Either way ws is not used after this.
      */
-    if (r != ngx_http_nb_maint_ws_running) {
+    if (ws != ngx_http_nb_maint_ws_running) {
         ngx_http_run_posted_requests(c);
     }
 }
@@ -159,7 +183,7 @@ ngx_http_nb_maint_ws_queue(ngx_http_nb_maint_ws_t *ws, u_char *data,
         return NGX_OK;
     }
 
-    c = ws->request->connection;
+    c = ws->connection;
 
     if (ws->out_len == 0) {
         n = c->send(c, data, len);
@@ -185,7 +209,7 @@ ngx_http_nb_maint_ws_queue(ngx_http_nb_maint_ws_t *ws, u_char *data,
     }
 
     if (ws->out == NULL) {
-        ws->out = ngx_palloc(ws->request->pool, NB_WS_OUT_MAX);
+        ws->out = ngx_palloc(ws->pool, NB_WS_OUT_MAX);
         if (ws->out == NULL) {
             return NGX_ERROR;
         }
@@ -224,12 +248,11 @@ ngx_http_nb_maint_ws_queue_close(ngx_http_nb_maint_ws_t *ws, u_char *data,
 static ngx_int_t
 ngx_http_nb_maint_ws_flush(ngx_http_nb_maint_ws_t *ws)
 {
-    ssize_t                        n;
-    ngx_uint_t                     sent;
-    ngx_connection_t              *c;
-    ngx_http_nb_maint_loc_conf_t  *nlcf;
+    ssize_t            n;
+    ngx_uint_t         sent;
+    ngx_connection_t  *c;
 
-    c = ws->request->connection;
+    c = ws->connection;
     sent = 0;
 
     while (ws->out_len) {
@@ -241,11 +264,8 @@ ngx_http_nb_maint_ws_flush(ngx_http_nb_maint_ws_t *ws)
             }
 
             /* nb_maint_ws_send_timeout: without progress */
-            nlcf = ngx_http_get_module_loc_conf(ws->request,
-                                                ngx_http_nb_maint_module);
-
-            if (nlcf->ws_send_timeout && (sent || !c->write->timer_set)) {
-                ngx_add_timer(c->write, nlcf->ws_send_timeout);
+            if (ws->conf->ws_send_timeout && (sent || !c->write->timer_set)) {
+                ngx_add_timer(c->write, ws->conf->ws_send_timeout);
             }
 
             return NGX_AGAIN;
@@ -270,7 +290,7 @@ ngx_http_nb_maint_ws_flush(ngx_http_nb_maint_ws_t *ws)
      * large allocation, so ngx_pfree gives it back at once).
      */
     if (ws->out) {
-        ngx_pfree(ws->request->pool, ws->out);
+        ngx_pfree(ws->pool, ws->out);
         ws->out = NULL;
     }
 
@@ -399,7 +419,7 @@ ngx_http_nb_maint_ws_input(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
     rc = ngx_http_nb_maint_ws_parse_all(ws, p, end);
 
     if (rc == NGX_ERROR) {
-        ngx_log_error(NGX_LOG_INFO, ws->request->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
                       "nb_maint: WebSocket protocol error from client");
 
         if (!ws->close_sent
@@ -428,7 +448,7 @@ ngx_http_nb_maint_ws_read(ngx_http_request_t *r)
     ws = ((ngx_http_nb_maint_ctx_t *)
           ngx_http_get_module_ctx(r, ngx_http_nb_maint_module))->wsock;
 
-    ngx_http_nb_maint_ws_running = r;
+    ngx_http_nb_maint_ws_running = ws;
 
     if (r->connection->read->timedout) {
         r->connection->read->timedout = 0;
@@ -454,7 +474,7 @@ ngx_http_nb_maint_ws_arm_quiet(ngx_http_nb_maint_ws_t *ws)
     ngx_msec_t                     quiet, next, ping;
     ngx_http_nb_maint_loc_conf_t  *nlcf;
 
-    nlcf = ngx_http_get_module_loc_conf(ws->request, ngx_http_nb_maint_module);
+    nlcf = ws->conf;
 
     quiet = ngx_current_msec - ws->heard;
     next = NGX_MAX_INT32_VALUE;
@@ -471,7 +491,7 @@ ngx_http_nb_maint_ws_arm_quiet(ngx_http_nb_maint_ws_t *ws)
     }
 
     if (next != NGX_MAX_INT32_VALUE) {
-        ngx_add_timer(ws->request->connection->read, next);
+        ngx_add_timer(ws->connection->read, next);
     }
 }
 
@@ -484,12 +504,12 @@ ngx_http_nb_maint_ws_quiet(ngx_http_nb_maint_ws_t *ws)
 
     static u_char  ping[] = { 0x89, 0x00 };
 
-    nlcf = ngx_http_get_module_loc_conf(ws->request, ngx_http_nb_maint_module);
+    nlcf = ws->conf;
 
     quiet = ngx_current_msec - ws->heard;
 
     if (nlcf->ws_idle_timeout && quiet >= nlcf->ws_idle_timeout) {
-        ngx_log_error(NGX_LOG_INFO, ws->request->connection->log,
+        ngx_log_error(NGX_LOG_INFO, ws->connection->log,
                       NGX_ETIMEDOUT, "nb_maint: WebSocket client timed out");
         ngx_http_nb_maint_ws_close(ws);
         return;
@@ -514,7 +534,7 @@ ngx_http_nb_maint_ws_read_frames(ngx_http_nb_maint_ws_t *ws)
     ssize_t            n;
     ngx_connection_t  *c;
 
-    c = ws->request->connection;
+    c = ws->connection;
 
     for ( ;; ) {
         n = c->recv(c, buf, sizeof(buf));
@@ -551,7 +571,7 @@ ngx_http_nb_maint_ws_write(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
 
-    ngx_http_nb_maint_ws_running = r;
+    ngx_http_nb_maint_ws_running = ctx->wsock;
 
     if (r->connection->write->timedout) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
@@ -560,6 +580,176 @@ ngx_http_nb_maint_ws_write(ngx_http_request_t *r)
 
     } else {
         ngx_http_nb_maint_ws_sync(ctx->wsock);
+
+        /* posted at the handshake: the request may go now */
+        ngx_http_nb_maint_ws_slim(ctx->wsock);
+    }
+
+    ngx_http_nb_maint_ws_running = NULL;
+}
+
+
+/*
+ * The slim form (see the top): ngx_http_set_keepalive's way for an idle
+ * socket.  From the request's write handler only, once the handshake's
+ * handler has returned: ngx_http_free_request marks the connection
+ * destroyed, so ngx_http_request_handler then runs no posted request on it.
+ */
+
+static void
+ngx_http_nb_maint_ws_slim(ngx_http_nb_maint_ws_t *ws)
+{
+    ngx_buf_t               *b;
+    ngx_chain_t             *cl, *ln;
+    ngx_connection_t        *c;
+    ngx_pool_cleanup_t      *cln, *ours;
+    ngx_http_cleanup_t      *hcln;
+    ngx_http_request_t      *r;
+    ngx_http_connection_t   *hc;
+    ngx_http_nb_maint_ws_t  *slim;
+
+    r = ws->request;
+    c = ws->connection;
+
+    if (r == NULL || !ws->may_slim || ws->queue.next == NULL || ws->closing
+        || ws->out_len || r != r->main || r->main->count != 1 || r->blocked
+        || r->buffered || c->buffered || r->postponed || r->posted_requests
+        || r->out)
+    {
+        return;
+    }
+
+    for (hcln = r->cleanup; hcln; hcln = hcln->next) {
+        if (hcln->handler) {
+            return;
+        }
+    }
+
+    /* our own cleanup only: no limit_conn slot, nothing of other modules */
+    ours = NULL;
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_nb_maint_ws_cleanup && cln->data == ws) {
+            ours = cln;
+            continue;
+        }
+
+        if (cln->handler) {
+            return;
+        }
+    }
+
+    if (ours == NULL) {
+        return;
+    }
+
+    cln = ngx_pool_cleanup_add(c->pool, sizeof(ngx_http_nb_maint_ws_t));
+    if (cln == NULL) {
+        return;                     /* it stays held by its request */
+    }
+
+    slim = cln->data;
+    ngx_memcpy(slim, ws, sizeof(ngx_http_nb_maint_ws_t));
+    cln->handler = ngx_http_nb_maint_ws_cleanup;
+
+    slim->request = NULL;
+    slim->pool = c->pool;
+    slim->out = NULL;               /* none while nothing is unsent */
+
+    ngx_queue_insert_after(&ws->queue, &slim->queue);
+    ngx_queue_remove(&ws->queue);
+    ws->queue.next = NULL;
+    ours->handler = NULL;
+
+    hc = r->http_connection;
+
+    /* the access log line (101), the request and its pool */
+    ngx_http_free_request(r, 0);
+
+    c->data = slim;
+    c->read->handler = ngx_http_nb_maint_ws_slim_read;
+    c->write->handler = ngx_http_nb_maint_ws_slim_write;
+    c->log->action = "answering a WebSocket for nb_maint";
+
+    if (ngx_http_nb_maint_ws_running == ws) {
+        ngx_http_nb_maint_ws_running = slim;
+    }
+
+    /* the header buffers, as ngx_http_set_keepalive frees them */
+    b = c->buffer;
+
+    if (b && ngx_pfree(c->pool, b->start) == NGX_OK) {
+        b->pos = NULL;
+    }
+
+    for (cl = hc->free; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
+
+    hc->free = NULL;
+
+    for (cl = hc->busy; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
+
+    hc->busy = NULL;
+    hc->nbusy = 0;
+}
+
+
+static void
+ngx_http_nb_maint_ws_slim_read(ngx_event_t *ev)
+{
+    ngx_connection_t        *c;
+    ngx_http_nb_maint_ws_t  *ws;
+
+    c = ev->data;
+    ws = c->data;
+
+    ngx_http_nb_maint_ws_running = ws;
+
+    if (c->close) {
+        ngx_http_nb_maint_ws_close(ws);     /* an old worker's shutdown */
+
+    } else if (ev->timedout) {
+        ev->timedout = 0;
+        ngx_http_nb_maint_ws_quiet(ws);
+
+    } else {
+        ngx_http_nb_maint_ws_read_frames(ws);
+    }
+
+    ngx_http_nb_maint_ws_running = NULL;
+}
+
+
+static void
+ngx_http_nb_maint_ws_slim_write(ngx_event_t *ev)
+{
+    ngx_connection_t        *c;
+    ngx_http_nb_maint_ws_t  *ws;
+
+    c = ev->data;
+    ws = c->data;
+
+    ngx_http_nb_maint_ws_running = ws;
+
+    if (c->close) {
+        ngx_http_nb_maint_ws_close(ws);
+
+    } else if (ev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "nb_maint: WebSocket client timed out reading");
+        ngx_http_nb_maint_ws_close(ws);
+
+    } else {
+        ngx_http_nb_maint_ws_sync(ws);
     }
 
     ngx_http_nb_maint_ws_running = NULL;
@@ -598,7 +788,10 @@ ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r)
     ws = cln->data;
     ngx_memzero(ws, sizeof(ngx_http_nb_maint_ws_t));
 
+    ws->connection = r->connection;
     ws->request = r;
+    ws->pool = r->pool;
+    ws->conf = ngx_http_get_module_loc_conf(r, ngx_http_nb_maint_module);
     ctx->wsock = ws;
 
     cln->handler = ngx_http_nb_maint_ws_cleanup;
@@ -663,7 +856,6 @@ ngx_http_nb_maint_ws_open(ngx_http_request_t *r, u_char *accept)
 {
     ngx_int_t  rc;
 
-    ngx_http_nb_maint_ws_running = r;
     rc = ngx_http_nb_maint_ws_start(r, accept);
     ngx_http_nb_maint_ws_running = NULL;
 
@@ -690,6 +882,8 @@ ngx_http_nb_maint_ws_start(ngx_http_request_t *r, u_char *accept)
     if (ws == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_http_nb_maint_ws_running = ws;
 
     p = ngx_sprintf(head, "HTTP/1.1 101 Switching Protocols\r\n"
                           "Upgrade: websocket\r\n"
@@ -722,6 +916,12 @@ ngx_http_nb_maint_ws_start(ngx_http_request_t *r, u_char *accept)
 
         r->header_in->pos = r->header_in->last;
         ngx_http_nb_maint_ws_sync(ws);
+    }
+
+    if (ws->queue.next) {
+        /* once the handler is done with the request: the slim form */
+        ws->may_slim = 1;
+        ngx_post_event(r->connection->write, &ngx_posted_events);
     }
 
     return NGX_OK;

@@ -433,7 +433,7 @@ sub write_conf {
     $conf .= "error_log $p/error.log info;\n";
     $conf .= "worker_shutdown_timeout 5s;\n";
     $conf .= "$main\n";
-    $conf .= "events { worker_connections 1024; }\n";
+    $conf .= "events { " . ($self->{events} // "worker_connections 1024;") . " }\n";
     $conf .= "http {\n";
     $conf .= "    access_log off;\n";
     $conf .= "    client_body_temp_path $p/tmp/client_body;\n";
