@@ -11,7 +11,10 @@
  * memory a few times a second for both kinds; a socket has no timer of
  * its own.
  *
- * May call: ws.c, bypass.c, state.c.
+ * The tab on a socket a node has just accepted hears that node's app is
+ * running (ws_greet.c), before the node's own bytes.
+ *
+ * May call: ws.c, ws_greet.c, bypass.c, state.c.
  */
 
 #include "ngx_http_nb_maint_ws.h"
@@ -114,10 +117,13 @@ ngx_http_nb_maint_ws_header_filter(ngx_http_request_t *r)
     {
         ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
 
-        if (ctx && ctx->node >= 0 && !ctx->ws
-            && ngx_http_nb_maint_ws_upgraded(r, ctx) != NGX_OK)
-        {
-            return NGX_ERROR;
+        if (ctx && ctx->node >= 0 && !ctx->ws) {
+            if (ngx_http_nb_maint_ws_upgraded(r, ctx) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            /* a tab that heard "App stopped" from its last node */
+            (void) ngx_http_nb_maint_ws_greet(r, ctx);
         }
     }
 

@@ -27,7 +27,7 @@ sub open_ws {
     my ($n) = @_;
     my %by;
     for (1 .. $n) {
-        my $ws = NbWS->connect(port => $ng->port);
+        my $ws = NbWS->connect(port => $ng->port, greeting => 1);
         die "no 101: $ws->{status}\n" unless $ws->status == 101;
         push @{ $by{ $ws->{headers}{'x-node'} } }, $ws;
     }

@@ -35,6 +35,7 @@ sub cmd_rolling_restart {
     }
     my @all = status_nodes($s);
     my @steps;
+    my %until;      # the drain timeout covers requests and WebSockets
     for my $id (@ids) {
         push @steps, {
             desc => "drain $id",
@@ -54,9 +55,16 @@ sub cmd_rolling_restart {
         }, {
             desc => "wait until $id has no request in flight",
             run => sub {
+                $until{$id} = time + $dt;
                 my ($ok, $n, $why) = wait_idle($id, $dt, $iv, \&say_step);
                 return $ok ? undef : "timed out after ${dt}s with " . ($why // str($n->{active}) . " still in flight")
                                    . "; going on";
+            },
+        }, {
+            desc => "wait until $id has no WebSocket open (open tabs move to the other nodes)",
+            run => sub {
+                my $why = wait_ws_closed([$id], $until{$id} // time + $dt, $iv, \&say_step);
+                return defined $why ? "timed out after ${dt}s with $why; going on" : undef;
             },
         }, {
             desc => "restart $id: " . subst_cmd($o->{'restart-cmd'}, $id),
@@ -81,15 +89,15 @@ sub cmd_rolling_restart {
     run_steps("rolling restart of " . scalar(@ids) . " node" . (@ids == 1 ? '' : 's') . ": " . join(', ', @ids),
         \@steps, sub {
             my ($i) = @_;
-            my $node = $ids[int($i / 5)];
-            my $k = $i % 5;
+            my $node = $ids[int($i / 6)];
+            my $k = $i % 6;
             my $txt = '';
             if ($k == 0) {
                 $txt .= "$node was not drained" . ($i ? "; the nodes before it are restarted and undrained" : '') . ".\n";
             } else {
                 $txt .= "$node is still drained: it gets no new requests until `" . cli_prefix() . " undrain $node`.\n";
             }
-            my @rest = @ids[int($i / 5) + 1 .. $#ids];
+            my @rest = @ids[int($i / 6) + 1 .. $#ids];
             $txt .= "Nodes not restarted yet: " . join(', ', @rest) . "\n"
                  .  "Afterwards: " . cli_prefix() . " rolling-restart --restart-cmd " . shq($o->{'restart-cmd'})
                  .  " --nodes " . join(',', @rest) . "\n" if @rest;
@@ -266,9 +274,16 @@ sub cmd_maintenance_run {
         run => sub { post_mode(mode_body('maintenance', $o)); return },
     }, hap_regen_steps('maintenance mode');
     if (@others) {
+        my $until;      # the drain timeout covers requests and WebSockets
         push @steps, {
             desc => "wait for requests in flight on the other nodes to finish",
-            run => sub { wait_nodes_idle(\@others, $dt, $iv) },
+            run => sub { $until = time + $dt; wait_nodes_idle(\@others, $dt, $iv) },
+        }, {
+            desc => "wait until the other nodes have no WebSocket open (open tabs move to $node)",
+            run => sub {
+                my $why = wait_ws_closed(\@others, $until // time + $dt, $iv, \&say_step);
+                return defined $why ? "timed out after ${dt}s with $why; going on" : undef;
+            },
         };
     }
     for my $id (@others) {
