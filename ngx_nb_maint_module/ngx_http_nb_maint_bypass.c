@@ -147,7 +147,7 @@ ngx_http_nb_maint_passed(ngx_http_request_t *r,
     ngx_uint_t     i;
     ngx_regex_t  **re;
 
-    if (nlcf->pass == NULL || !ngx_http_nb_maint_uri_plain(r)) {
+    if (nlcf->pass == NULL) {
         return 0;
     }
 
@@ -155,7 +155,8 @@ ngx_http_nb_maint_passed(ngx_http_request_t *r,
 
     for (i = 0; i < nlcf->pass->nelts; i++) {
         if (ngx_regex_exec(re[i], &r->uri, NULL, 0) >= 0) {
-            return 1;
+            /* the raw path is looked at only for a URI that would pass */
+            return ngx_http_nb_maint_uri_plain(r);
         }
     }
 

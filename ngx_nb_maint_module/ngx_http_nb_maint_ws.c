@@ -45,7 +45,7 @@ struct ngx_http_nb_maint_ws_s {
     ngx_msec_t               heard;       /* the client's last bytes */
     ngx_http_nb_maint_ws_parser_t  in;
 
-    /* bytes the socket did not take yet: NB_WS_OUT_MAX, allocated once */
+    /* bytes the socket did not take yet: NB_WS_OUT_MAX, while any */
     u_char                  *out;
     size_t                   out_len;
     unsigned                 closing:1;   /* close once sent */
@@ -262,6 +262,16 @@ ngx_http_nb_maint_ws_flush(ngx_http_nb_maint_ws_t *ws)
 
     if (c->write->timer_set) {
         ngx_del_timer(c->write);
+    }
+
+    /*
+     * Held only while output is in flight: an idle socket keeps no
+     * buffer, as core frees an idle keepalive connection's buffers (a
+     * large allocation, so ngx_pfree gives it back at once).
+     */
+    if (ws->out) {
+        ngx_pfree(ws->request->pool, ws->out);
+        ws->out = NULL;
     }
 
     return NGX_OK;
