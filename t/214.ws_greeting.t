@@ -6,7 +6,9 @@
 # greeting nothing clears the dialog.  With it, a socket a node up has just
 # accepted hears NocoBase's running message first (no "refresh": no reload),
 # then the node's own messages; a node the checks find commanding gets no
-# greeting (it speaks for itself); other paths and upstreams get none.
+# greeting (it speaks for itself); other paths and upstreams get none.  A
+# node whose app stopped but whose process lingers: its sockets are closed
+# as soon as the checks find it down, so the tab moves.
 use strict;
 use warnings;
 use Test::More;
@@ -110,5 +112,22 @@ is($n1->{payload}{code}, 'APP_RUNNING', 'a fresh socket: the greeting first');
 ok(!$x->closed, '... the socket stays open');
 $x->send_text('ping');
 ok(!defined $x->recv_json(0.3), '... NocoBase\'s "ping" is relayed as before (no answer)');
+
+# ---- a node whose app stopped but whose process lingers (NocoBase can take ----------------------
+# ---- 20 s to exit after SIGTERM): the checks find it down, its sockets go at once ---------------
+my $tab2 = ws_on($aid);
+ok($tab2 && $tab2->greeting(1), 'a tab on A (greeted)');
+$t0 = time;
+$A->set_state('stopped');    # APP_STOPPED to its sockets, 503 APP_STOPPED to checks; keeps running
+$m = $tab2->recv_json(2);
+is($m->{payload}{code}, 'APP_STOPPED', 'A\'s app stops: the tab hears APP_STOPPED');
+$f = $tab2->recv_frame(5);
+$dt = time - $t0;
+ok($f && ($f->{op} eq 'eof' || $f->{op} == 8), sprintf('... the gateway closes the socket once A is down (%.2f s)', $dt));
+cmp_ok($dt, '<', 3, '... within the checks\' fall (2 x 200 ms) and a tick');
+$re = NbWS->connect(port => $ng->port);
+is($re->{headers}{'x-node'}, $bid, 'the tab reconnects: B');
+ok(clears($re->recv_json(2)), '... and leaves "App stopped"');
+ok($A->running, 'A\'s process still runs (it was not its exit that closed the socket)');
 
 done_testing();
