@@ -10,10 +10,11 @@ SRCS       := $(wildcard ngx_nb_maint_module/*.c ngx_nb_maint_module/*.h)
 # gdb: t/128 makes a worker take the write mutex before it is killed;
 # prometheus: promtool, t/060 checks GET metrics with it;
 # strace: t/129 sees the file store fsync the state file's directory
+# libyaml-libyaml-perl: YAML::XS, t/187 reads deploy/ (Compose, Kubernetes)
 DEB_PKGS   := nginx nginx-dev libnginx-mod-stream libhiredis-dev libcjson-dev \
               libpcre2-dev libssl-dev zlib1g-dev redis-server redis-sentinel haproxy wrk curl \
               perl gcc make chromium openssl \
-              debhelper dpkg-dev lintian gdb prometheus strace
+              debhelper dpkg-dev lintian gdb prometheus strace libyaml-libyaml-perl
 
 SHELL := /bin/bash
 
@@ -21,6 +22,8 @@ SHELL := /bin/bash
 include mk/versions.mk
 # make deb, make install (mk/deb.mk)
 include mk/deb.mk
+# make image: the gateway as a container image (mk/image.mk)
+include mk/image.mk
 
 .PHONY: all deps deps-browser build test demo bench install clean test-nocobase bench-ws bench-redis screenshots
 

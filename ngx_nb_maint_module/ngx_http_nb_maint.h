@@ -45,6 +45,9 @@
 #define NB_DNS_UPSTREAMS        8      /* upstreams with nb_maint_resolve */
 #define NB_DNS_SLOTS            64     /* max= of nb_maint_resolve */
 #define NB_DNS_ERROR_LEN        64
+#define NB_OUTAGE_UPSTREAMS     64     /* upstreams with their own
+                                          "no node available" flag; the
+                                          rest share the last one */
 
 
 /* the cluster state of SPEC section 3: a plain value, copied around */
@@ -275,6 +278,11 @@ typedef struct {
     ngx_atomic_t                nodes_seq;
     ngx_http_nb_maint_dns_sh_t  dns[NB_DNS_UPSTREAMS];
 
+    /* by upstream index: since when it has had no node a request may
+     * use (seconds), 0: it has one; begin and end are logged once
+     * (balancer.c) */
+    ngx_atomic_t                outage[NB_OUTAGE_UPSTREAMS];
+
     ngx_uint_t                  nnodes;
     ngx_http_nb_maint_node_t    nodes[1];    /* nnodes entries */
 } ngx_http_nb_maint_shm_t;
@@ -392,6 +400,7 @@ typedef struct {
     ngx_uint_t                 *nodes;       /* shm node index per peer */
     ngx_uint_t                 *down;        /* "down" in the config */
     ngx_http_nb_maint_dns_conf_t  *dns;      /* nb_maint_resolve, or NULL */
+    ngx_uint_t                  index;       /* in the main conf's list */
 } ngx_http_nb_maint_srv_conf_t;
 
 
@@ -426,6 +435,7 @@ typedef struct {
     ngx_uint_t                  bypass;      /* 0 unknown, 1 public, 2 bypass */
     ngx_uint_t                  no_node;     /* balancer found no node */
     ngx_uint_t                  page_mode;   /* mode for the 503 page */
+    time_t                      outage;      /* no node since (balancer) */
     ngx_int_t                   node;        /* node index in use, -1 */
     ngx_chain_t                *page;        /* 503 body replacing a 502 */
     ngx_uint_t                  ws;          /* an upgraded proxied one */
@@ -688,6 +698,7 @@ ngx_int_t ngx_http_nb_maint_ws_filter_init(ngx_conf_t *cf);
 ngx_uint_t ngx_http_nb_maint_public_node(void);
 const char *ngx_http_nb_maint_health_name(ngx_uint_t health);
 const char *ngx_http_nb_maint_app_code_name(ngx_uint_t code);
+const char *ngx_http_nb_maint_health_why(ngx_err_t err, const char *what);
 
 /* variables */
 ngx_int_t ngx_http_nb_maint_add_variables(ngx_conf_t *cf);

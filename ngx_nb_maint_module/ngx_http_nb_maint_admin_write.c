@@ -30,6 +30,7 @@ struct ngx_http_nb_maint_change_s {
     ngx_uint_t                    status;
     const char                   *code;
     const char                   *message;
+    const char                   *id;          /* the node id it is about */
 };
 
 
@@ -39,6 +40,23 @@ struct ngx_http_nb_maint_change_s {
 
 static ngx_int_t ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
     ngx_http_nb_maint_admin_ctx_t *ctx, ngx_http_nb_maint_change_t *ch);
+
+
+/* a refused change: its error, naming the node it is about */
+
+static ngx_int_t
+ngx_http_nb_maint_admin_refused(ngx_http_request_t *r,
+    ngx_http_nb_maint_change_t *ch)
+{
+    if (ch->id) {
+        return ngx_http_nb_maint_admin_error(r, ch->status, ch->code,
+                                             "node \"%s\" %s", ch->id,
+                                             ch->message);
+    }
+
+    return ngx_http_nb_maint_admin_error(r, ch->status, ch->code, "%s",
+                                         ch->message);
+}
 
 
 /* the answer to a write, once the store has replied */
@@ -173,8 +191,7 @@ ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
     rc = ch->apply(r, ch, &st);
 
     if (rc == NGX_ERROR) {
-        return ngx_http_nb_maint_admin_error(r, ch->status, ch->code, "%s",
-                                             ch->message);
+        return ngx_http_nb_maint_admin_refused(r, ch);
     }
 
     if (rc == NGX_DECLINED || ngx_http_nb_maint_state_same(&old, &st)) {
@@ -223,6 +240,10 @@ ngx_http_nb_maint_admin_apply(ngx_http_request_t *r,
 
 #define nb_refuse(ch, st, c, m)                                               \
     (ch)->status = st; (ch)->code = c; (ch)->message = m; return NGX_ERROR
+
+/* the same about one node: the answer names it, "node \"<id>\" <m>" */
+#define nb_refuse_id(ch, st, c, m, i)                                        \
+    (ch)->id = i; nb_refuse(ch, st, c, m)
 
 
 static ngx_int_t
@@ -351,19 +372,18 @@ ngx_http_nb_maint_mode_node(ngx_http_nb_maint_change_t *ch, ngx_int_t mode,
             node = ngx_http_nb_maint_node_find(sh, (u_char *) s,
                                                ngx_strlen(s));
             if (node == NGX_ERROR) {
-                nb_refuse(ch, NGX_HTTP_BAD_REQUEST, "unknown_node",
-                          "\"node\" is not a server of any nb_maint "
-                          "upstream");
+                nb_refuse_id(ch, NGX_HTTP_BAD_REQUEST, "unknown_node",
+                             "is not a server of any nb_maint upstream", s);
             }
 
             /* everyone would be sent to a node that does not answer */
 
             if (!force && sh->nodes[node].health == NB_HEALTH_DOWN) {
-                nb_refuse(ch, NGX_HTTP_CONFLICT, "node_unhealthy",
-                          "\"node\" is down: its health checks fail, so "
-                          "every request would get the no-node 503 page; "
-                          "start it first, or send \"force\": true to "
-                          "designate it anyway");
+                nb_refuse_id(ch, NGX_HTTP_CONFLICT, "node_unhealthy",
+                             "is down: its health checks fail, so every "
+                             "request would get the no-node 503 page; start "
+                             "it first, or send \"force\": true to "
+                             "designate it anyway", s);
             }
         }
     }
@@ -511,8 +531,7 @@ ngx_http_nb_maint_admin_mode(ngx_http_request_t *r,
     rc = ngx_http_nb_maint_mode_apply(r, &ch, &st);
 
     if (rc == NGX_ERROR && ch.status != NGX_HTTP_CONFLICT) {
-        return ngx_http_nb_maint_admin_error(r, ch.status, ch.code, "%s",
-                                             ch.message);
+        return ngx_http_nb_maint_admin_refused(r, &ch);
     }
 
     ch.action = "mode";

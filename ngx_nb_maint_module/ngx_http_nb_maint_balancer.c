@@ -29,8 +29,51 @@ static void ngx_http_nb_maint_free_peer(ngx_peer_connection_t *pc,
 
 
 /*
+ * An upstream that has no node left for a request (no healthy node, or the
+ * designated one is not): said once when that begins, by whichever worker
+ * sees it first, and once when a request gets a node again; not once a
+ * request.  The flag holds the time it began (the page's "since").
+ */
+
+static time_t
+ngx_http_nb_maint_outage(ngx_http_nb_maint_peer_data_t *pd, ngx_log_t *log,
+    ngx_uint_t on)
+{
+    ngx_atomic_t       *flag;
+    ngx_atomic_uint_t   was, now;
+
+    flag = &ngx_http_nb_maint_shm()->outage[ngx_min(pd->conf->index,
+                                                NB_OUTAGE_UPSTREAMS - 1)];
+    was = *flag;
+    now = on ? (ngx_atomic_uint_t) ngx_time() : 0;
+
+    if ((was != 0) == (on != 0) || !ngx_atomic_cmp_set(flag, was, now)) {
+        return (time_t) *flag;
+    }
+
+    if (on) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "nb_maint: upstream \"%V\": no node available%s; "
+                      "requests get the 503 page until one is",
+                      &pd->conf->uscf->host,
+                      pd->want >= 0 ? " (the designated node is not)" : "");
+
+    } else {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "nb_maint: upstream \"%V\": a node is available again",
+                      &pd->conf->uscf->host);
+    }
+
+    return (time_t) now;
+}
+
+
+/*
  * No allowed node: the client gets the 503 page of "mode" instead of the
  * 502 that nginx would send, and no error_page may turn it into another.
+ * NGX_DECLINED, not NGX_BUSY: nginx answers 502 the same way (which the
+ * header filter turns into the page) without its "no live upstreams" error
+ * for every request; the outage itself is logged once.
  */
 
 static ngx_int_t
@@ -55,15 +98,20 @@ ngx_http_nb_maint_no_peer(ngx_peer_connection_t *pc,
     r->error_page = 1;
 
     pc->name = pd->rrp.peers->name;
+    pc->sockaddr = NULL;
     pc->tries = 0;
 
-    ngx_log_error(NGX_LOG_INFO, pc->log, 0,
-                  "nb_maint: no allowed node in upstream \"%V\" (%s)",
-                  pd->rrp.peers->name,
-                  mode == NB_PAGE_NO_NODE ? "no healthy node"
-                                          : ngx_http_nb_maint_mode_name(mode));
+    if (mode == NB_PAGE_NO_NODE) {
+        ctx->outage = ngx_http_nb_maint_outage(pd, pc->log, 1);
+    }
 
-    return NGX_BUSY;
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                   "nb_maint: no allowed node in upstream \"%V\" (%s)",
+                   pd->rrp.peers->name,
+                   mode == NB_PAGE_NO_NODE ? "no healthy node"
+                                           : ngx_http_nb_maint_mode_name(mode));
+
+    return NGX_DECLINED;
 }
 
 
@@ -176,6 +224,10 @@ ngx_http_nb_maint_pick(ngx_http_nb_maint_peer_data_t *pd,
     p = 0;
 
     for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
+
+        if (peer->down) {
+            continue;    /* also the empty slots of DNS members: cheap */
+        }
 
         n = i / (8 * sizeof(uintptr_t));
         m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
@@ -374,6 +426,10 @@ ngx_http_nb_maint_get_peer(ngx_peer_connection_t *pc, void *data)
 
     (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].active, 1);
     (void) ngx_atomic_fetch_add(&sh->nodes[pd->node].requests, 1);
+
+    if (sh->outage[ngx_min(pd->conf->index, NB_OUTAGE_UPSTREAMS - 1)]) {
+        ngx_http_nb_maint_outage(pd, pc->log, 0);
+    }
 
     nb_count(sh, NB_OUT_PROXIED);
 

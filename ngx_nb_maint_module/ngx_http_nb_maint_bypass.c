@@ -302,9 +302,35 @@ ngx_http_nb_maint_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
- * NocoBase serves /static/plugins/, /dist/, /v/ and /storage/uploads/ (under
- * its public path) without a status check; an open page needs its plugin
- * chunks during an upgrade.  The public path is the API prefix's parent.
+ * What NocoBase's web client loads, under its public path (the API
+ * prefix's parent); an open page needs these while the nodes are busy or
+ * stopped (an upgrade).  From NocoBase 2.2 (tag v2.2.0):
+ *
+ *   static/plugins/  the plugins' client code: the nginx template
+ *                    packages/core/cli-v1/nocobase.conf.tpl, and
+ *                    packages/core/server/src/gateway/index.ts
+ *                    (PLUGIN_STATICS_PATH)
+ *   dist/            storage/dist-client, the CDN copy (gateway/index.ts,
+ *                    "location ^~ {{distPath}}" of nocobase.conf.tpl)
+ *   v/               the 2.x modern client (APP_MODERN_CLIENT_PREFIX,
+ *                    packages/core/app/client-v2/rsbuild.config.ts)
+ *   storage/uploads/ uploaded files (gateway/index.ts, with the headers of
+ *                    gateway/static-file-security.ts; nocobase.conf.tpl)
+ *   assets/          the core bundle: every js, css, font and image of the
+ *                    build (packages/core/app/client/rsbuild.config.ts,
+ *                    output.distPath js/css/... "assets")
+ *   global.css, browser-checker.js
+ *                    the index page's head tags (same file, html.tags)
+ *   favicon/, file-placeholder/, nocobase.png, robots.txt
+ *                    packages/core/app/client/public/, copied into
+ *                    dist/client as they are: the favicon
+ *                    (client-v2/src/BaseApplication.tsx updateFavicon),
+ *                    the upload placeholders (client/src/schema-component/
+ *                    antd/upload/placeholder.ts), the default logo
+ *                    (plugin-system-settings/src/server/server.ts)
+ *
+ * The files are anchored at their end; the index page and the client's
+ * routes are not here: a fresh load is answered by the gate.
  */
 
 char *
@@ -317,7 +343,10 @@ ngx_http_nb_maint_default_pass(ngx_conf_t *cf,
     ngx_regex_t        **re;
     ngx_regex_compile_t  rc;
 
-    static const char    tail[] = "(?:static/plugins|dist|v|storage/uploads)/";
+    static const char    tail[] =
+        "(?:(?:static/plugins|dist|v|storage/uploads|assets|favicon"
+        "|file-placeholder)/"
+        "|(?:global\\.css|browser-checker\\.js|nocobase\\.png|robots\\.txt)$)";
 
     /* "/nocobase/api/" -> "/nocobase/" */
     len = conf->api_prefix.len;

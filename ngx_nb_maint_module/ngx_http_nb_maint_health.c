@@ -479,6 +479,7 @@ static void
 ngx_http_nb_maint_check_start(ngx_http_nb_maint_check_t *chk)
 {
     ngx_int_t          rc;
+    ngx_err_t          err;
     ngx_connection_t  *c;
 
     if (chk->slot) {
@@ -508,12 +509,15 @@ ngx_http_nb_maint_check_start(ngx_http_nb_maint_check_t *chk)
     rc = ngx_event_connect_peer(&chk->pc);
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        err = (rc == NGX_DECLINED) ? ngx_socket_errno : 0;  /* connect() */
+
         if (chk->pc.connection) {
             ngx_close_connection(chk->pc.connection);
             chk->pc.connection = NULL;
         }
 
-        ngx_http_nb_maint_check_done(chk, 0, "connect failed");
+        ngx_http_nb_maint_check_done(chk, 0,
+                          ngx_http_nb_maint_health_why(err, "connect failed"));
         return;
     }
 
@@ -555,7 +559,8 @@ ngx_http_nb_maint_check_write(ngx_event_t *wev)
         }
 
         if (n == NGX_ERROR || n == 0) {
-            ngx_http_nb_maint_check_done(chk, 0, "send failed");
+            ngx_http_nb_maint_check_done(chk, 0, ngx_http_nb_maint_health_why(
+                                     n ? ngx_socket_errno : 0, "send failed"));
             return;
         }
 
@@ -667,7 +672,8 @@ ngx_http_nb_maint_check_read(ngx_event_t *rev)
         }
 
         if (n == NGX_ERROR) {
-            ngx_http_nb_maint_check_done(chk, 0, "recv failed");
+            ngx_http_nb_maint_check_done(chk, 0, ngx_http_nb_maint_health_why(
+                                          ngx_socket_errno, "recv failed"));
             return;
         }
 

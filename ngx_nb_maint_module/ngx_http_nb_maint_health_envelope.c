@@ -1,7 +1,8 @@
 /*
- * nb_maint: NocoBase's answer of a busy node (SPEC section 3, "Node
- * health"): the JSON envelope a health check may get with a 503.  Owns the
- * codes that make a node "commanding" and the command name kept with it.
+ * nb_maint: what a health check's answer says (SPEC section 3, "Node
+ * health"): NocoBase's JSON envelope of a busy node that a check may get
+ * with a 503 (the codes that make a node "commanding" and the command name
+ * kept with it), and a failed check's socket error in words.
  * Calls json.c only; health.c calls it.
  */
 
@@ -73,4 +74,43 @@ ngx_http_nb_maint_health_envelope(ngx_str_t *body, ngx_uint_t *app_code,
     cJSON_Delete(root);
 
     return app != 0;
+}
+
+
+/*
+ * Why a socket call of a check failed, in the words an operator looks for
+ * ("connection refused", not "recv failed"); "what" when errno says
+ * nothing more specific.
+ */
+
+const char *
+ngx_http_nb_maint_health_why(ngx_err_t err, const char *what)
+{
+    switch (err) {
+
+    case NGX_ECONNREFUSED:
+        return "connection refused";
+
+    case NGX_ECONNRESET:
+    case NGX_EPIPE:
+        return "connection reset";
+
+    case NGX_ETIMEDOUT:
+        return "timed out";
+
+    case NGX_EHOSTUNREACH:
+        return "host unreachable";
+
+    case NGX_ENETUNREACH:
+        return "network unreachable";
+
+    case NGX_EHOSTDOWN:
+        return "host down";
+
+    case NGX_ENETDOWN:
+        return "network down";
+
+    default:
+        return what;
+    }
 }

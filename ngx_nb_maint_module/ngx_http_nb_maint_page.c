@@ -18,6 +18,9 @@
 #define NB_CACHE_SIZE     32
 #define NB_PAGE_VARS      13
 #define NB_RESTORING_REFRESH  10    /* seconds: restoring ends any moment */
+#define NB_NO_NODE_RETRY      5     /* seconds: no node is up (the cluster
+                                       starting, a node restarting): one
+                                       may be up any moment */
 
 
 typedef struct {
@@ -25,6 +28,7 @@ typedef struct {
     uint64_t      version;
     ngx_uint_t    lang;              /* NB_LANGS: JSON */
     ngx_uint_t    kind;
+    time_t        since;             /* the "no node" kind's own */
     ngx_uint_t    used;              /* for replacement */
     ngx_str_t     body;              /* malloc'ed */
 } ngx_http_nb_maint_page_cache_t;
@@ -51,6 +55,15 @@ ngx_http_nb_maint_kind(ngx_uint_t mode)
     default:
         return 3;
     }
+}
+
+
+/* seconds to wait before trying again: no node up is soon over */
+
+static ngx_uint_t
+ngx_http_nb_maint_retry(ngx_uint_t kind, ngx_http_nb_maint_state_t *st)
+{
+    return kind == 3 ? NB_NO_NODE_RETRY : st->retry_after;
 }
 
 
@@ -114,12 +127,19 @@ typedef struct {
 } ngx_http_nb_maint_page_vars_t;
 
 
-/* the values of the template's placeholders for (lang, kind, state) */
+/*
+ * The values of the template's placeholders for (lang, kind, state).  No
+ * node available (kind 3) is no mode an operator set: its reason says so,
+ * "since" is when it began, and the page tries again within seconds.
+ */
 
 static void
 ngx_http_nb_maint_page_vars(ngx_uint_t lang, ngx_uint_t kind,
-    ngx_http_nb_maint_state_t *st, ngx_http_nb_maint_page_vars_t *v)
+    ngx_http_nb_maint_state_t *st, time_t since,
+    ngx_http_nb_maint_page_vars_t *v)
 {
+    ngx_uint_t                 retry;
+
     ngx_http_nb_maint_lang_t  *l;
 
     l = ngx_http_nb_maint_page_lang_get(lang);
@@ -137,20 +157,26 @@ ngx_http_nb_maint_page_vars(ngx_uint_t lang, ngx_uint_t kind,
     nb_cvar(6, "retry_label", l->retry_label);
     nb_cvar(7, "seconds", l->seconds);
 
-    if (st->reason_len) {
+    if (kind == 3) {
+        nb_cvar(8, "reason", l->no_node);
+    } else if (st->reason_len) {
         nb_var(8, "reason", st->reason, st->reason_len);
     } else {
         nb_cvar(8, "reason", l->no_reason);
     }
 
+    retry = ngx_http_nb_maint_retry(kind, st);
+
     nb_var(9, "since", v->since,
-           ngx_http_nb_maint_time_rfc3339(v->since, st->since) - v->since);
+           ngx_http_nb_maint_time_rfc3339(v->since,
+                                          kind == 3 ? since : st->since)
+           - v->since);
     nb_var(10, "retry_after", v->num,
-           ngx_sprintf(v->num, "%ui", st->retry_after) - v->num);
+           ngx_sprintf(v->num, "%ui", retry) - v->num);
     nb_var(11, "refresh", v->refresh,
            ngx_sprintf(v->refresh, "%ui",
                        kind == 2 ? NB_RESTORING_REFRESH
-                                 : ngx_max(st->retry_after, 5))
+                                 : ngx_max(retry, NB_NO_NODE_RETRY))
            - v->refresh);
     nb_cvar(12, "mode", ngx_http_nb_maint_kind_name(kind));
 
@@ -186,14 +212,15 @@ ngx_http_nb_maint_page_var(ngx_http_nb_maint_page_vars_t *v, u_char *name,
 
 static ngx_int_t
 ngx_http_nb_maint_render_html(ngx_str_t *tpl, ngx_uint_t lang,
-    ngx_uint_t kind, ngx_http_nb_maint_state_t *st, ngx_str_t *out)
+    ngx_uint_t kind, ngx_http_nb_maint_state_t *st, time_t since,
+    ngx_str_t *out)
 {
     size_t                         len;
     u_char                        *p, *end, *dst;
     ngx_http_nb_maint_page_var_t  *var;
     ngx_http_nb_maint_page_vars_t  v;
 
-    ngx_http_nb_maint_page_vars(lang, kind, st, &v);
+    ngx_http_nb_maint_page_vars(lang, kind, st, since, &v);
 
     /* two passes over the template: measure, then write */
 
@@ -285,7 +312,8 @@ ngx_http_nb_maint_render_json(ngx_uint_t kind, ngx_http_nb_maint_state_t *st,
 
     cJSON_AddStringToObject(err, "nb_maint",
                             ngx_http_nb_maint_kind_name(kind));
-    cJSON_AddNumberToObject(err, "retry_after", (double) st->retry_after);
+    cJSON_AddNumberToObject(err, "retry_after",
+                            (double) ngx_http_nb_maint_retry(kind, st));
 
     s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
@@ -306,7 +334,7 @@ ngx_http_nb_maint_render_json(ngx_uint_t kind, ngx_http_nb_maint_state_t *st,
 
 static ngx_str_t *
 ngx_http_nb_maint_page_get(ngx_str_t *tpl, ngx_uint_t lang, ngx_uint_t kind,
-    ngx_http_nb_maint_state_t *st)
+    ngx_http_nb_maint_state_t *st, time_t since)
 {
     ngx_int_t                        rc;
     ngx_uint_t                       i;
@@ -319,7 +347,8 @@ ngx_http_nb_maint_page_get(ngx_str_t *tpl, ngx_uint_t lang, ngx_uint_t kind,
         c = &ngx_http_nb_maint_page_cache[i];
 
         if (c->body.data && c->tpl == tpl->data && c->lang == lang
-            && c->kind == kind && c->version == st->version)
+            && c->kind == kind && c->version == st->version
+            && c->since == since)
         {
             c->used = ngx_http_nb_maint_page_tick;
             return &c->body;
@@ -339,7 +368,7 @@ ngx_http_nb_maint_page_get(ngx_str_t *tpl, ngx_uint_t lang, ngx_uint_t kind,
         rc = ngx_http_nb_maint_render_json(kind, st, &victim->body);
 
     } else {
-        rc = ngx_http_nb_maint_render_html(tpl, lang, kind, st,
+        rc = ngx_http_nb_maint_render_html(tpl, lang, kind, st, since,
                                            &victim->body);
     }
 
@@ -351,6 +380,7 @@ ngx_http_nb_maint_page_get(ngx_str_t *tpl, ngx_uint_t lang, ngx_uint_t kind,
     victim->tpl = tpl->data;
     victim->lang = lang;
     victim->kind = kind;
+    victim->since = since;
     victim->version = st->version;
     victim->used = ngx_http_nb_maint_page_tick;
 
@@ -366,8 +396,10 @@ ngx_http_nb_maint_page_prepare(ngx_http_request_t *r, ngx_uint_t mode,
 {
     u_char                        *p;
     ngx_str_t                      builtin, *tpl;
+    time_t                         since;
     ngx_uint_t                     kind, lang, json;
     const char                    *name;
+    ngx_http_nb_maint_ctx_t       *ctx;
     ngx_http_nb_maint_state_t     *st;
     ngx_http_nb_maint_loc_conf_t  *nlcf;
 
@@ -375,6 +407,16 @@ ngx_http_nb_maint_page_prepare(ngx_http_request_t *r, ngx_uint_t mode,
     st = ngx_http_nb_maint_snapshot();
 
     kind = ngx_http_nb_maint_kind(mode);
+
+    /* no node: since when the balancer has found none, or now when this
+     * request's last node just failed; the JSON has no "since" */
+    since = 0;
+
+    if (kind == 3) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
+        since = (ctx && ctx->outage) ? ctx->outage : ngx_time();
+    }
+
     json = ngx_http_nb_maint_wants_json(r, nlcf);
     lang = json ? NB_LANGS : ngx_http_nb_maint_page_lang(r);
 
@@ -387,7 +429,11 @@ ngx_http_nb_maint_page_prepare(ngx_http_request_t *r, ngx_uint_t mode,
         tpl = &builtin;
     }
 
-    *body = ngx_http_nb_maint_page_get(tpl, lang, kind, st);
+    if (json) {
+        since = 0;
+    }
+
+    *body = ngx_http_nb_maint_page_get(tpl, lang, kind, st, since);
     if (*body == NULL) {
         return NGX_ERROR;
     }
@@ -412,7 +458,8 @@ ngx_http_nb_maint_page_prepare(ngx_http_request_t *r, ngx_uint_t mode,
     name = ngx_http_nb_maint_kind_name(kind);
 
     if (ngx_http_nb_maint_add_header(r, "Retry-After", p,
-                                     ngx_sprintf(p, "%ui", st->retry_after)
+                                     ngx_sprintf(p, "%ui",
+                                         ngx_http_nb_maint_retry(kind, st))
                                      - p)
            == NULL
         || nb_add_header_lit(r, "Cache-Control", "no-store") == NULL

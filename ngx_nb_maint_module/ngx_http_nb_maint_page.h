@@ -24,6 +24,7 @@ typedef struct {
     const char   *retry_label;
     const char   *seconds;
     const char   *no_reason;
+    const char   *no_node;           /* the reason when no node is up */
 } ngx_http_nb_maint_lang_t;
 
 

@@ -24,7 +24,8 @@ static ngx_http_nb_maint_lang_t   ngx_http_nb_maint_langs[NB_LANGS] = {
         "No application server is available right now. Please try again "
         "shortly." },
       "Reason", "Since", "Try again in", "seconds",
-      "Scheduled maintenance" },
+      "Scheduled maintenance",
+      "No application node is available" },
 
     { "zh-CN", "zh",
       { "\xe7\xb3\xbb\xe7\xbb\x9f\xe7\xbb\xb4\xe6\x8a\xa4\xe4\xb8\xad",
@@ -50,7 +51,9 @@ static ngx_http_nb_maint_lang_t   ngx_http_nb_maint_langs[NB_LANGS] = {
       "\xe5\xbc\x80\xe5\xa7\x8b\xe6\x97\xb6\xe9\x97\xb4",
       "\xe9\x87\x8d\xe8\xaf\x95\xe9\x97\xb4\xe9\x9a\x94",
       "\xe7\xa7\x92",
-      "\xe8\xae\xa1\xe5\x88\x92\xe5\x86\x85\xe7\xbb\xb4\xe6\x8a\xa4" },
+      "\xe8\xae\xa1\xe5\x88\x92\xe5\x86\x85\xe7\xbb\xb4\xe6\x8a\xa4",
+      "\xe6\xb2\xa1\xe6\x9c\x89\xe5\x8f\xaf\xe7\x94\xa8\xe7\x9a\x84\xe5\xba\x94"
+      "\xe7\x94\xa8\xe8\x8a\x82\xe7\x82\xb9" },
 
     { "de", "de",
       { "Wartungsarbeiten", "Update wird installiert",
@@ -65,7 +68,8 @@ static ngx_http_nb_maint_lang_t   ngx_http_nb_maint_langs[NB_LANGS] = {
         "Zurzeit ist kein Anwendungsserver erreichbar. Bitte versuchen Sie "
         "es gleich noch einmal." },
       "Grund", "Seit", "Erneut versuchen in", "Sekunden",
-      "Geplante Wartung" },
+      "Geplante Wartung",
+      "Kein Anwendungsknoten ist erreichbar" },
 
     { "sv", "sv",
       { "Underh\xc3\xa5ll p\xc3\xa5g\xc3\xa5r", "Uppgradering p\xc3\xa5g\xc3\xa5r",
@@ -80,7 +84,8 @@ static ngx_http_nb_maint_lang_t   ngx_http_nb_maint_langs[NB_LANGS] = {
         "Ingen applikationsserver \xc3\xa4r tillg\xc3\xa4nglig just nu. "
         "F\xc3\xb6rs\xc3\xb6k igen om en stund." },
       "Orsak", "Sedan", "F\xc3\xb6rs\xc3\xb6k igen om", "sekunder",
-      "Planerat underh\xc3\xa5ll" },
+      "Planerat underh\xc3\xa5ll",
+      "Ingen applikationsnod \xc3\xa4r tillg\xc3\xa4nglig" },
 
     { "ru", "ru",
       { "\xd0\x98\xd0\xb4\xd1\x83\xd1\x82 \xd1\x82\xd0\xb5\xd1\x85\xd0\xbd"
@@ -121,7 +126,11 @@ static ngx_http_nb_maint_lang_t   ngx_http_nb_maint_langs[NB_LANGS] = {
       "\xd1\x81\xd0\xb5\xd0\xba.",
       "\xd0\x9f\xd0\xbb\xd0\xb0\xd0\xbd\xd0\xbe\xd0\xb2\xd0\xbe\xd0\xb5 "
       "\xd0\xbe\xd0\xb1\xd1\x81\xd0\xbb\xd1\x83\xd0\xb6\xd0\xb8\xd0\xb2"
-      "\xd0\xb0\xd0\xbd\xd0\xb8\xd0\xb5" }
+      "\xd0\xb0\xd0\xbd\xd0\xb8\xd0\xb5",
+      "\xd0\x9d\xd0\xb5\xd1\x82 \xd0\xb4\xd0\xbe\xd1\x81\xd1\x82\xd1\x83"
+      "\xd0\xbf\xd0\xbd\xd1\x8b\xd1\x85 \xd1\x83\xd0\xb7\xd0\xbb\xd0\xbe"
+      "\xd0\xb2 \xd0\xbf\xd1\x80\xd0\xb8\xd0\xbb\xd0\xbe\xd0\xb6\xd0\xb5"
+      "\xd0\xbd\xd0\xb8\xd1\x8f" }
 };
 
 

@@ -50,12 +50,32 @@ ngx_http_nb_maint_may(ngx_file_info_t *fi, ngx_uid_t uid, ngx_gid_t gid,
 }
 
 
+/*
+ * A file's permission bits as "0755" (ngx_sprintf() has no octal
+ * conversion): the setuid, setgid and sticky digit, then three more.
+ */
+
+static u_char *
+ngx_http_nb_maint_mode_octal(u_char *buf, mode_t mode)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < 4; i++) {
+        buf[i] = (u_char) ('0' + ((mode >> (3 * (3 - i))) & 7));
+    }
+
+    buf[4] = '\0';
+
+    return buf;
+}
+
+
 static ngx_int_t
 ngx_http_nb_maint_file_writable(ngx_http_nb_maint_store_t *store,
     ngx_log_t *log)
 {
     int               ngroups;
-    u_char            dirbuf[NGX_MAX_PATH], *dir;
+    u_char            dirbuf[NGX_MAX_PATH], *dir, octal[5];
     gid_t             groups[64];
     ngx_uid_t         uid;
     ngx_gid_t         gid;
@@ -109,9 +129,9 @@ ngx_http_nb_maint_file_writable(ngx_http_nb_maint_store_t *store,
         ngx_log_error(NGX_LOG_EMERG, log, 0,
                       "nb_maint_store \"%V\": the directory \"%s\" is not "
                       "writable by the worker user \"%s\" (owner %d, "
-                      "mode %03o); the store could not be written",
+                      "mode %s); the store could not be written",
                       &store->path, dir, user, (int) fi.st_uid,
-                      (int) (fi.st_mode & 0777));
+                      ngx_http_nb_maint_mode_octal(octal, fi.st_mode));
         return NGX_ERROR;
     }
 
@@ -128,8 +148,9 @@ ngx_http_nb_maint_file_writable(ngx_http_nb_maint_store_t *store,
         ngx_log_error(NGX_LOG_EMERG, log, 0,
                       "nb_maint_store \"%V\": the events file \"%V\" is not "
                       "writable by the worker user \"%s\" (owner %d, mode "
-                      "%03o)", &store->path, &store->events_path, user,
-                      (int) fi.st_uid, (int) (fi.st_mode & 0777));
+                      "%s)", &store->path, &store->events_path, user,
+                      (int) fi.st_uid,
+                      ngx_http_nb_maint_mode_octal(octal, fi.st_mode));
         return NGX_ERROR;
     }
 

@@ -323,6 +323,7 @@ ngx_http_nb_maint_init_upstream(ngx_conf_t *cf,
     }
 
     *up = nscf;
+    nscf->index = nmcf->upstreams.nelts - 1;
 
     us->peer.init = ngx_http_nb_maint_init_peer;
     nscf->initialized = 1;

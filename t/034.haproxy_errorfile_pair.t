@@ -55,6 +55,17 @@ my ($jh, $jb) = split /\r\n\r\n/, $j, 2;
 my $env = eval { decode_json($jb) } || {};
 is($env->{error}{code}, 'APP_STOPPED', 'JSON file in normal mode: APP_STOPPED (no usable server)');
 is($env->{error}{nb_maint}, 'no_healthy_node', '... nb_maint no_healthy_node');
+# no usable server in normal mode: as the module's page, the truth and a
+# quick retry (issue 18 item 4), not "Scheduled maintenance" for 300 s
+is($env->{error}{retry_after}, 5, '... retry_after 5');
+like($jh, qr/\r\nRetry-After: 5\r\n/, '... Retry-After: 5');
+{
+    my ($ph, $pb) = split /\r\n\r\n/, slurp($page) // '', 2;
+    like($ph, qr/\r\nRetry-After: 5\r\n/, 'page file in normal mode: Retry-After: 5');
+    like($pb // '', qr/No application node is available/, '... says no node is available');
+    unlike($pb // '', qr/Scheduled maintenance/, '... not "Scheduled maintenance"');
+    like($pb // '', qr/http-equiv="refresh" content="5"/, '... refreshes after 5 s');
+}
 
 my $servers = join '', map {
     my $p = $_->port;
@@ -143,6 +154,7 @@ for my $k (qw(api accept)) {
 # back to normal: generic files again, and traffic flows
 $env = eval { decode_json((split /\r\n\r\n/, slurp($api) // '', 2)[1]) } || {};
 is($env->{error}{code}, 'APP_STOPPED', 'after the run: the JSON file is generic again (APP_STOPPED)');
+is($env->{error}{retry_after}, 5, '... retry_after 5 again');
 unlike(slurp($page) // '', qr/migration/, '... and the page no longer shows the upgrade reason');
 ok($hp->wait_servers('be', sub { 2 == grep { ($_->{status} // '') eq 'UP' } values %{ $_[0] } }, 5),
    'haproxy: both servers UP again');

@@ -37,6 +37,7 @@ SKIP: {
         isnt($rc, 0, 'nginx -t fails');
         like($out, qr{\Q${\ $ng->prefix}/root-only\E}, 'names the directory');
         like($out, qr/not writable by the worker user "nobody"/, 'says why and for whom');
+        like($out, qr/\(owner 0, mode 0755\)/, 'the owner and the mode in octal (issue 18 item 5: was "mode o")');
         eval { $ng->start };
         ok($@, 'nginx does not start either');
     };
@@ -52,6 +53,7 @@ SKIP: {
         isnt($rc, 0, 'nginx -t fails');
         like($out, qr{events file "\Q${\ $ng->prefix}\E/st/state\.json\.events" is not writable},
              'names the events file');
+        like($out, qr/\(owner 0, mode 0600\)/, '... its owner and mode in octal');
     };
 
     subtest 'a reload to an unwritable store fails, the running one stays' => sub {

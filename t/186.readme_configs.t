@@ -14,6 +14,7 @@
 #   <!-- nginx -t: replace location / -->    the block in place of
 #                                            "location / { }" there
 #   <!-- nginx -t: main -->                  a complete nginx.conf
+#   <!-- nginx -t: t/187 FILE -->            a file of deploy/ (t/187 checks it)
 # followed by ", placeholders" when the block uses doc/'s placeholders
 # (PREFIX, PORT, P1.., AGENT, /abs/build/...so): they get values first.
 # A block without one fails this test, so a new block gets checked too.
@@ -183,6 +184,11 @@ sub configs {
 my $n = 0;
 for my $b (@blocks) {
     (my $where = "$b->{file}:$b->{line}") =~ s{^\Q$ROOT\E/}{};
+    # deploy/'s configurations (image paths, service names): t/187 checks them
+    if (($b->{marker} // '') =~ m{^t/187 (\S+)}) {
+        ok(-f "$ROOT/$1", "$where: checked by t/187 against $1");
+        next;
+    }
     my @c = configs($b);
     ok(@c, "$where: the block says where it goes, or is a complete nginx.conf")
         or diag "marker: " . ($b->{marker} // 'none') . "\n$b->{text}";

@@ -81,16 +81,23 @@ $r = $ng->get('/api/__health_check');
 is($r->{status}, 503, 'public /api/__health_check: 503');
 is($r->{json}{error}{code}, 'APP_COMMANDING', "... NocoBase's envelope");
 is($r->{json}{error}{nb_maint}, 'upgrade', '... nb_maint upgrade');
+# what NocoBase 2.2's web client loads (issue 18 item 2: the core bundle
+# under /assets/ and the index page's own files were gated)
 for my $path ('/static/plugins/@nocobase/plugin-acl/dist/client/index.js', '/dist/umi.js',
-              '/v/assets/index.js', '/storage/uploads/logo.png') {
+              '/v/assets/index.js', '/storage/uploads/logo.png',
+              '/assets/index-1a2b3c4d.js', '/assets/vendor-antd-0f1e2d3c.css',
+              '/global.css', '/browser-checker.js?v=1', '/favicon/favicon.ico',
+              '/file-placeholder/pdf-200-200.png', '/nocobase.png', '/robots.txt') {
     $r = $ng->get($path);
     is($r->{status}, 200, "upgrade: $path passes by default (proxied)");
     ok($r->{headers}{'x-node'}, '... answered by a node');
 }
-$r = $ng->get('/static/other.js');
-is($r->{status}, 503, 'upgrade: /static/other.js is gated');
-$r = $ng->get('/api/static/plugins/x.js');
-is($r->{status}, 503, 'upgrade: /api/static/plugins/x.js is gated (anchored)');
+for my $path ('/static/other.js', '/api/static/plugins/x.js', '/api/assets/x.js', '/api/users:list',
+              '/global.css.map', '/robots.txt/x', '/nocobase.png.html', '/assets', '/admin/settings',
+              '/api/../assets/x.js') {
+    $r = $ng->get($path);
+    is($r->{status}, 503, "upgrade: $path is gated (anchored)");
+}
 
 # ---- the page: every placeholder filled, every language, every kind ------------------------------
 my %seen;
@@ -145,6 +152,9 @@ $r = $pp->get('/api/users:list');
 like($r->{headers}{'content-type'}, qr{^text/html}, '/api/... is not the API here: HTML');
 is($pp->get('/nocobase/static/plugins/x.js')->{status}, 200, '/nocobase/static/plugins/ passes (public path from the prefix)');
 is($pp->get('/static/plugins/x.js')->{status}, 503, '/static/plugins/ outside the public path: gated');
+is($pp->get('/nocobase/assets/index-1a2b3c4d.js')->{status}, 200, '/nocobase/assets/ passes (the core bundle under the public path)');
+is($pp->get('/nocobase/global.css')->{status}, 200, '/nocobase/global.css passes');
+is($pp->get('/assets/index-1a2b3c4d.js')->{status}, 503, '/assets/ outside the public path: gated');
 is($pp->get('/off/static/plugins/x.js')->{status}, 503, 'nb_maint_pass off: nothing passes');
 
 # config errors

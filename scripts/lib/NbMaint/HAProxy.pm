@@ -87,14 +87,17 @@ sub errorfile_build {
     my ($o, $s) = @_;
     my $mode = $o->{mode};
     $mode = $s->{mode} if !defined $mode && $s && defined $s->{mode} && $s->{mode} ne 'normal';
-    my $retry = $o->{'retry-after'} // ($s ? $s->{retry_after} : undef) // 300;
+    $mode = 'unavailable' unless defined $mode && $mode ne '' && $ERR_TEXT{$mode};
+    # no usable server outside a mode (a cluster starting, every node down):
+    # as the module's page, say so and ask again within seconds (issue 18)
+    my $none = $mode eq 'unavailable';
+    my $retry = $o->{'retry-after'} // ($none ? 5 : $s ? $s->{retry_after} : undef) // 300;
     usage_error('haproxy-errorfile', '--retry-after must be >= 0') if $retry !~ /^\d+$/;
-    my $reason = $o->{reason} // ($s ? $s->{reason} : undef);
+    my $reason = $o->{reason} // ($s && !$none ? $s->{reason} : undef);
     my $has_reason = defined $reason && $reason ne '';
-    $reason = 'Scheduled maintenance' unless $has_reason;
+    $reason = $none ? 'No application node is available' : 'Scheduled maintenance' unless $has_reason;
     my $since = $o->{since} // ($s && $s->{mode} && $s->{mode} ne 'normal' ? $s->{since} : undef)
         // strftime('%Y-%m-%dT%H:%M:%SZ', gmtime);
-    $mode = 'unavailable' unless defined $mode && $mode ne '' && $ERR_TEXT{$mode};
     my $t = $ERR_TEXT{$mode};
     my %v = (
         lang         => 'en',

@@ -176,7 +176,9 @@ static/page.html of this repository, else a built-in page; its placeholders
 {{retry_label}} {{seconds}} are filled (HTML-escaped) with the English texts
 of the module's own page; other {{...}} are removed.
   --mode M     maintenance, upgrade, restoring (default: the gateway's mode,
-               or a generic "unavailable" page when it is normal)
+               or a generic "unavailable" page when it is normal: "No
+               application node is available", Retry-After 5 unless
+               --retry-after, as the gateway's own no-node page)
   --out FILE   write there (default: standard output)
 EOT
     'rolling-restart' => <<"EOT",
