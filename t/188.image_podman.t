@@ -99,8 +99,9 @@ write_file("$T/tokens", "admin:$TOKEN\n");
 write_file("$T/bad.conf", $bad);
 
 my $NAME = "nb-maint-t188-$$";
+my $OWNER = $$;
 my @VOL = ('-v', "$T/nginx.conf:/etc/nb-maint/nginx.conf:ro", '-v', "$T/tokens:/etc/nb-maint/tokens:ro");
-END { system("podman rm -f -t 0 $NAME-bad $NAME >/dev/null 2>&1") if $NAME }
+END { local $?; system("podman rm -f -i -t 0 $NAME >/dev/null 2>&1") if $NAME && $$ == $OWNER }
 
 # ---- a broken configuration: the container stops at nginx -t -----------------
 {

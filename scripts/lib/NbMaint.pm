@@ -10,6 +10,7 @@
 #   Contexts.pm  contexts and groups (the configuration file), tokens
 #   Output.pm    tables and the status view
 #   Wait.pm      waits: mode normal, node idle, node healthy
+#   Members.pm   nodes from a DNS name: a node healthy again or replaced
 #   HAProxy.pm   the HAProxy errorfile pair and stats-socket waits
 #   Steps.pm     the guided runs' machinery (steps, Ctrl-C, resume hints)
 #   Commands.pm  the one-call commands
@@ -26,6 +27,7 @@ use NbMaint::Api;
 use NbMaint::Contexts;
 use NbMaint::Output;
 use NbMaint::Wait;
+use NbMaint::Members;
 use NbMaint::HAProxy;
 use NbMaint::Steps;
 use NbMaint::Commands;

@@ -34,13 +34,24 @@ sub cmd_rolling_restart {
         fail("the gateway is in mode " . str($s->{mode}) . "; rolling-restart needs mode normal (--force to go on anyway)");
     }
     my @all = status_nodes($s);
+    # nodes from a DNS name: a restarted pod may come back as a new member
+    # (then it is not undrained), a node already replaced is skipped
+    my (%skip, %replaced);
+    my %pool = map { my $u = $_; ($u->{name} => scalar grep { !$_->{leaving} } @{ $u->{nodes} || [] }) }
+               grep { ref $_->{resolve} eq 'HASH' } @{ $s->{upstreams} || [] };
     my @steps;
     my %until;      # the drain timeout covers requests and WebSockets
     for my $id (@ids) {
+        my $u = dns_upstream_of($s, $id);
+        my $skipped = sub { $skip{$id} ? "skipped: $id left (replaced)" : undef };
         push @steps, {
             desc => "drain $id",
             manual => cli_prefix() . " drain $id --wait",
             run => sub {
+                if ($u && !is_member(get_status(), $id)) {
+                    $skip{$id} = 1;
+                    return $skipped->();
+                }
                 if (!$o->{force}) {
                     my $cur = get_status();
                     my @others = grep { $_ ne $id } @all;
@@ -55,6 +66,7 @@ sub cmd_rolling_restart {
         }, {
             desc => "wait until $id has no request in flight",
             run => sub {
+                return $skipped->() if $skip{$id};
                 $until{$id} = time + $dt;
                 my ($ok, $n, $why) = wait_idle($id, $dt, $iv, \&say_step);
                 return $ok ? undef : "timed out after ${dt}s with " . ($why // str($n->{active}) . " still in flight")
@@ -63,21 +75,32 @@ sub cmd_rolling_restart {
         }, {
             desc => "wait until $id has no WebSocket open (open tabs move to the other nodes)",
             run => sub {
+                return $skipped->() if $skip{$id};
                 my $why = wait_ws_closed([$id], $until{$id} // time + $dt, $iv, \&say_step);
                 return defined $why ? "timed out after ${dt}s with $why; going on" : undef;
             },
         }, {
-            desc => "restart $id: " . subst_cmd($o->{'restart-cmd'}, $id),
+            desc => "restart $id: " . subst_cmd($o->{'restart-cmd'}, $id, $u ? $pool{ $u->{name} } : undef),
             manual => "restart $id: " . subst_cmd($o->{'restart-cmd'}, $id),
-            run => sub { run_cmd($o->{'restart-cmd'}, $id); return },
+            run => sub {
+                return $skipped->() if $skip{$id};
+                run_cmd($o->{'restart-cmd'}, $id, $u ? $pool{ $u->{name} } : undef);
+                return;
+            },
         }, {
-            desc => "wait until $id is healthy",
+            desc => "wait until $id is healthy" . ($u ? " (or the pod that replaced it)" : ''),
             manual => "wait until `" . cli_prefix() . " node $id` shows health up",
-            run => sub { wait_healthy($id, $ht, $iv); return },
+            run => sub {
+                return $skipped->() if $skip{$id};
+                return wait_healthy_step($id, $u && $u->{name}, sub { $pool{ $u->{name} } }, [], $ht, $iv,
+                                         sub { $replaced{$id} = $_[0] eq 'replaced' });
+            },
         }, {
             desc => "undrain $id",
             manual => cli_prefix() . " undrain $id",
             run => sub {
+                return $skipped->() if $skip{$id};
+                return "not undrained: $id was replaced (it goes with its address)" if $replaced{$id};
                 my $t = time;
                 post_drain($id, 'undrain');
                 # HAProxy takes it back at its next checks: before the next drain
@@ -120,7 +143,7 @@ sub cmd_startup {
             desc => ($k == 0 ? "start the first node $id (installs and enables plugins): "
                              : "start $id: ") . subst_cmd($o->{'start-cmd'}, $id),
             manual => "start $id: " . subst_cmd($o->{'start-cmd'}, $id),
-            run => sub { run_cmd($o->{'start-cmd'}, $id); return },
+            run => sub { run_cmd($o->{'start-cmd'}, $id, $k + 1); return },
         }, {
             desc => "wait until $id is healthy",
             manual => "wait until `" . cli_prefix() . " node $id` shows health up",
@@ -150,23 +173,30 @@ sub cmd_upgrade_run {
     my @ids = pick_first($o, nodes_or_fail($s));
     my ($first, @others) = @ids;
     my $P = cli_prefix();
+    # nodes from a DNS name: every pod stopped comes back under a new address,
+    # so no node is designated (bypass requests go to the first one up)
+    my $dns = dns_upstream_of($s, $first);
+    my $up_first = $first;      # the first node up again (a new id from DNS)
     my @steps;
     my $mode_step;
     my $mode_args = "--node $first" . (defined $o->{reason} ? " --reason " . shq($o->{reason}) : '')
                   . (defined $o->{'retry-after'} ? " --retry-after $o->{'retry-after'}" : '');
+    $mode_args =~ s/^--node \S+ ?// if $dns;
     push @steps, {
-        desc => "enter upgrade mode (public requests get the 503 page; bypass goes to $first)",
+        desc => "enter upgrade mode (public requests get the 503 page; bypass goes to "
+              . ($dns ? "the first node up" : $first) . ")",
         manual => "$P upgrade $mode_args",
-        run => sub { post_mode(mode_body('upgrade', { %$o, node => $first })); return },
+        run => sub { post_mode(mode_body('upgrade', { %$o, node => ($dns ? undef : $first) })); return },
     }, hap_regen_steps('upgrade mode'), {
         desc => "wait for requests in flight to finish",
         run => sub { wait_nodes_idle(\@ids, $dt, $iv) },
     };
-    for my $id (@ids) {
+    for my $k (0 .. $#ids) {
+        my ($id, $n) = ($ids[$k], $#ids - $k);
         push @steps, {
-            desc => "stop $id: " . subst_cmd($o->{'stop-cmd'}, $id),
-            manual => "stop $id: " . subst_cmd($o->{'stop-cmd'}, $id),
-            run => sub { run_cmd($o->{'stop-cmd'}, $id); return },
+            desc => "stop $id: " . subst_cmd($o->{'stop-cmd'}, $id, $n),
+            manual => "stop $id: " . subst_cmd($o->{'stop-cmd'}, $id, $n),
+            run => sub { run_cmd($o->{'stop-cmd'}, $id, $n); return },
         };
     }
     my $backup_step;
@@ -193,19 +223,22 @@ sub cmd_upgrade_run {
     }
     my $start_first = @steps;
     push @steps, {
-        desc => "start $first (runs the upgrade): " . subst_cmd($o->{'start-cmd'}, $first),
-        manual => "start $first: " . subst_cmd($o->{'start-cmd'}, $first),
-        run => sub { run_cmd($o->{'start-cmd'}, $first); return },
+        desc => "start $first (runs the upgrade): " . subst_cmd($o->{'start-cmd'}, $first, 1),
+        manual => "start $first: " . subst_cmd($o->{'start-cmd'}, $first, 1),
+        run => sub { run_cmd($o->{'start-cmd'}, $first, 1); return },
     }, {
-        desc => "wait until $first is healthy",
+        desc => "wait until $first is healthy" . ($dns ? " (or the pod that replaced it)" : ''),
         manual => "wait until `$P node $first` shows health up",
-        run => sub { wait_healthy($first, $t, $iv); return },
+        run => sub {
+            return wait_healthy_step($first, $dns && $dns->{name}, sub { 1 }, \@ids, $t, $iv,
+                                     sub { $up_first = $_[1] });
+        },
     };
     if (defined $o->{'verify-cmd'}) {
         push @steps, {
             desc => "verify $first: " . subst_cmd($o->{'verify-cmd'}, $first),
             manual => "verify $first: " . subst_cmd($o->{'verify-cmd'}, $first),
-            run => sub { run_cmd($o->{'verify-cmd'}, $first); return },
+            run => sub { run_cmd($o->{'verify-cmd'}, $up_first); return },
         };
     } elsif ($o->{confirm}) {
         push @steps, {
@@ -221,11 +254,12 @@ sub cmd_upgrade_run {
             },
         };
     }
-    for my $id (@others) {
+    for my $k (0 .. $#others) {
+        my ($id, $n) = ($others[$k], $k + 2);
         push @steps, {
-            desc => "start $id: " . subst_cmd($o->{'start-cmd'}, $id),
-            manual => "start $id: " . subst_cmd($o->{'start-cmd'}, $id),
-            run => sub { run_cmd($o->{'start-cmd'}, $id); return },
+            desc => "start $id: " . subst_cmd($o->{'start-cmd'}, $id, $n),
+            manual => "start $id: " . subst_cmd($o->{'start-cmd'}, $id, $n),
+            run => sub { run_cmd($o->{'start-cmd'}, $id, $n); return },
         };
     }
     push @steps, {
@@ -286,11 +320,12 @@ sub cmd_maintenance_run {
             },
         };
     }
-    for my $id (@others) {
+    for my $k (0 .. $#others) {
+        my ($id, $n) = ($others[$k], $#others - $k + 1);
         push @steps, {
-            desc => "stop $id: " . subst_cmd($o->{'stop-cmd'}, $id),
-            manual => "stop $id: " . subst_cmd($o->{'stop-cmd'}, $id),
-            run => sub { run_cmd($o->{'stop-cmd'}, $id); return },
+            desc => "stop $id: " . subst_cmd($o->{'stop-cmd'}, $id, $n),
+            manual => "stop $id: " . subst_cmd($o->{'stop-cmd'}, $id, $n),
+            run => sub { run_cmd($o->{'stop-cmd'}, $id, $n); return },
         };
     }
     my $task = @steps;
@@ -312,11 +347,12 @@ sub cmd_maintenance_run {
             },
         };
     }
-    for my $id (@others) {
+    for my $k (0 .. $#others) {
+        my ($id, $n) = ($others[$k], $k + 2);
         push @steps, {
-            desc => "start $id: " . subst_cmd($o->{'start-cmd'}, $id),
-            manual => "start $id: " . subst_cmd($o->{'start-cmd'}, $id),
-            run => sub { run_cmd($o->{'start-cmd'}, $id); return },
+            desc => "start $id: " . subst_cmd($o->{'start-cmd'}, $id, $n),
+            manual => "start $id: " . subst_cmd($o->{'start-cmd'}, $id, $n),
+            run => sub { run_cmd($o->{'start-cmd'}, $id, $n); return },
         };
     }
     push @steps, {

@@ -43,9 +43,13 @@ sub run_done {
     print paint('green bold', $msg), "\n";
 }
 
+# {node}, {host}, {port}: the node; {n}: how many nodes run once this
+# command is done (a start: its place in the order of starts, counting from
+# 1; a stop: the nodes still running), for `kubectl scale --replicas={n}`
 sub subst_cmd {
-    my ($tpl, $node) = @_;
+    my ($tpl, $node, $n) = @_;
     my $c = $tpl;
+    $c =~ s/\{n\}/$n/g if defined $n;
     if (defined $node) {
         my ($host, $port) = $node =~ /^(.*):(\d+)$/ ? ($1, $2) : ($node, '');
         $c =~ s/\{node\}/$node/g;
@@ -57,8 +61,8 @@ sub subst_cmd {
 
 # Run a shell command, showing its output indented; dies when it fails.
 sub run_cmd {
-    my ($tpl, $node) = @_;
-    my $cmd = subst_cmd($tpl, $node);
+    my ($tpl, $node, $n) = @_;
+    my $cmd = subst_cmd($tpl, $node, $n);
     local $ENV{NB_MAINT_NODE} = defined $node ? encode('UTF-8', $node) : '';
     my $pid = open(my $fh, '-|');
     die "cannot fork: $!\n" unless defined $pid;

@@ -59,7 +59,13 @@ configuration (named gateways, like kubectl contexts):
   config delete NAME | group NAME CTX,CTX... | path
 
 In commands, {node} is replaced by the node id (host:port), {host} and {port}
-by its parts; the command also gets NB_MAINT_NODE in its environment.
+by its parts, {n} by how many nodes run once the command is done (a start:
+its place among the starts, from 1; a stop: the nodes still running), as
+in `kubectl scale deploy/nocobase --replicas={n}`; the command also gets
+NB_MAINT_NODE in its environment. Nodes from a DNS name (nb_maint_resolve,
+Kubernetes) come back under new addresses: a wait for a node is also met by
+the pods that replaced it, and a replaced node is not undrained or
+restarted again.
 
 `$PROG COMMAND --help` describes one command.
 Exit status: 0 ok, 1 refused by the gateway (or a failed step), 2 usage,
@@ -189,7 +195,11 @@ Restart every node of the nb_maint upstreams, one at a time:
 drain it, wait until it has no request in flight and no WebSocket open (open
 tabs move to the other nodes; together at most --timeout, default 60 s, then
 go on), run the command, wait until its health is `up` again (at most
---health-timeout, default 600 s), undrain it.
+--health-timeout, default 600 s), undrain it. With nodes from a DNS name
+(Kubernetes), a node replaced by the command (kubectl rollout restart ... &&
+kubectl rollout status ...) counts as healthy again once as many members
+are up as before; it stays drained until its address goes, and nodes the
+command replaced too are skipped.
   --nodes ID,..  only these nodes (e.g. to resume after a failure)
   --force        also when the mode is not normal or no other node is up
 HAProxy in front of the nodes (static/haproxy/nb_maint.cfg) learns of a
@@ -221,6 +231,9 @@ first node of the upstream), wait until it is healthy, verify (run
 --verify-cmd, or with --confirm print a bypass cookie and wait for the
 operator to type yes), start the others, restore and wait until normal.
 A --update-cmd containing {node} runs once per node, otherwise once.
+With nodes from a DNS name (Kubernetes: --stop-cmd 'kubectl scale ...
+--replicas={n}'), no node is designated (bypass requests go to the first
+one up) and the first node is healthy when a new member is up.
   --timeout S        health and restore waits (default 1800)
   --drain-timeout S  wait for running requests before stopping (default 30)
 HAProxy in front of the nodes (static/haproxy/nb_maint.cfg) learns of a
