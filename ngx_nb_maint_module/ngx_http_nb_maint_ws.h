@@ -54,5 +54,8 @@ ngx_http_nb_maint_ws_t *ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r);
 ngx_int_t ngx_http_nb_maint_ws_open(ngx_http_request_t *r, u_char *accept);
 void ngx_http_nb_maint_ws_sync(ngx_http_nb_maint_ws_t *ws);
 
+ngx_int_t ngx_http_nb_maint_ws_greet(ngx_http_request_t *r,
+    ngx_http_nb_maint_ctx_t *ctx);
+
 
 #endif /* _NGX_HTTP_NB_MAINT_WS_H_INCLUDED_ */

@@ -5,13 +5,16 @@
  * The 101 from a node moves the request from the node's "active" count to
  * its "websockets" and into this worker's list.  A proxied WebSocket is
  * closed after nb_maint_ws_drain_grace when its node is drained or taken
- * out by maintenance; a public one open when an upgrade starts is taken
+ * out by maintenance, at once when the checks find its node down; a public one open when an upgrade starts is taken
  * over by the gateway (ws.c answers it from then on), so the open tab
  * learns of the upgrade at once.  One timer per worker looks at shared
  * memory a few times a second for both kinds; a socket has no timer of
  * its own.
  *
- * May call: ws.c, bypass.c, state.c.
+ * The tab on a socket a node has just accepted hears that node's app is
+ * running (ws_greet.c), before the node's own bytes.
+ *
+ * May call: ws.c, ws_greet.c, bypass.c, state.c.
  */
 
 #include "ngx_http_nb_maint_ws.h"
@@ -34,6 +37,7 @@ static ngx_queue_t        ngx_http_nb_maint_ws_proxied;
 static ngx_uint_t         ngx_http_nb_maint_ws_doomed;
 static uint64_t           ngx_http_nb_maint_ws_seq;   /* proxied: seen */
 static ngx_uint_t         ngx_http_nb_maint_ws_nodes_seq;
+static u_char             ngx_http_nb_maint_ws_down[NB_MAX_NODES];  /* seen */
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
@@ -114,10 +118,13 @@ ngx_http_nb_maint_ws_header_filter(ngx_http_request_t *r)
     {
         ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
 
-        if (ctx && ctx->node >= 0 && !ctx->ws
-            && ngx_http_nb_maint_ws_upgraded(r, ctx) != NGX_OK)
-        {
-            return NGX_ERROR;
+        if (ctx && ctx->node >= 0 && !ctx->ws) {
+            if (ngx_http_nb_maint_ws_upgraded(r, ctx) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            /* a tab that heard "App stopped" from its last node */
+            (void) ngx_http_nb_maint_ws_greet(r, ctx);
         }
     }
 
@@ -322,6 +329,24 @@ ngx_http_nb_maint_ws_proxied_scan(ngx_msec_t now, ngx_uint_t changed)
             continue;
         }
 
+        /*
+         * a node the checks find down (a NocoBase that stopped its app
+         * answers APP_STOPPED until its process is gone, which can take
+         * a while): at once, so that the tab reconnects to a node that
+         * serves it and leaves "App stopped" (ws_greet.c)
+         */
+        if (sh->node_down[wp->node] == NB_NODE_DOWN) {
+            c = wp->request->connection;
+
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "nb_maint: closing a WebSocket to node %*s, "
+                          "which is down", sh->nodes[wp->node].id_len,
+                          sh->nodes[wp->node].id);
+
+            ngx_http_nb_maint_ws_proxied_close(wp);
+            continue;
+        }
+
         if (!ngx_http_nb_maint_ws_unwanted(wp, st, designated)) {
             if (wp->doom) {
                 wp->doom = 0;
@@ -351,12 +376,38 @@ ngx_http_nb_maint_ws_proxied_scan(ngx_msec_t now, ngx_uint_t changed)
 }
 
 
+/* whether a node went down since the last look (one byte a node) */
+
+static ngx_uint_t
+ngx_http_nb_maint_ws_went_down(void)
+{
+    u_char                    d;
+    ngx_uint_t                i, n, went;
+    ngx_http_nb_maint_shm_t  *sh;
+
+    sh = ngx_http_nb_maint_shm();
+    n = ngx_min(sh->nnodes, NB_MAX_NODES);
+    went = 0;
+
+    for (i = 0; i < n; i++) {
+        d = sh->node_down[i];
+
+        if (d != ngx_http_nb_maint_ws_down[i]) {
+            went |= (d == NB_NODE_DOWN);
+            ngx_http_nb_maint_ws_down[i] = d;
+        }
+    }
+
+    return went;
+}
+
+
 static void
 ngx_http_nb_maint_ws_tick(ngx_event_t *ev)
 {
     uint64_t    seq;
     ngx_msec_t  now;
-    ngx_uint_t  nodes_seq;
+    ngx_uint_t  nodes_seq, down;
 
     seq = ngx_http_nb_maint_shm()->seq;
     nodes_seq = ngx_http_nb_maint_shm()->nodes_seq;   /* DNS members */
@@ -364,8 +415,11 @@ ngx_http_nb_maint_ws_tick(ngx_event_t *ev)
 
     ngx_http_nb_maint_ws_update();
 
+    down = !ngx_queue_empty(&ngx_http_nb_maint_ws_proxied)
+           && ngx_http_nb_maint_ws_went_down();
+
     if (seq != ngx_http_nb_maint_ws_seq || ngx_http_nb_maint_ws_doomed
-        || nodes_seq != ngx_http_nb_maint_ws_nodes_seq)
+        || nodes_seq != ngx_http_nb_maint_ws_nodes_seq || down)
     {
         ngx_http_nb_maint_ws_proxied_scan(now,
                                           seq != ngx_http_nb_maint_ws_seq);

@@ -82,7 +82,7 @@ my @ev = map { jdec($_) } grep { /\S/ } split /\n/, $out;
 ok(@ev && !grep({ !defined } @ev), 'rolling-restart -o json: every line is a JSON object') or diag $out;
 is($ev[0]{event}, 'start', '... "start" first');
 is($ev[-1]{event}, 'done', '... "done" last');
-is(scalar(grep { ($_->{event} // '') eq 'step' && $_->{result} eq 'ok' } @ev), 5, '... five steps ok');
+is(scalar(grep { ($_->{event} // '') eq 'step' && $_->{result} eq 'ok' } @ev), 6, '... six steps ok');
 ok((grep { ($_->{event} // '') eq 'output' && $_->{line} eq "restarting $cid" } @ev), '... the command output as an event');
 
 for my $c (qw(status node maintenance upgrade restore drain undrain bypass events haproxy-errorfile

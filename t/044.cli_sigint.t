@@ -46,15 +46,15 @@ is($rc, 130, 'Ctrl-C: exit 130') or diag "$out\n$err";
 
 cmp_ok($stop, '<', 5, sprintf('... stops at once (%.1f s), not after the 30 s command', $stop));
 ok(NbTest::wait_until(sub { !kill 0, $cmd_pid }, 5), '... the running command got the signal too');
-like($out, qr/^\[3\/10\] restart \Q$aid\E: .*\.\.\. interrupted$/m, '... the step line ends in "interrupted"') or diag $out;
-like($out, qr/^Interrupted \(Ctrl-C\) at step 3\/10: restart \Q$aid\E: /m, '... names the step it stopped at') or diag $out;
+like($out, qr/^\[4\/12\] restart \Q$aid\E: .*\.\.\. interrupted$/m, '... the step line ends in "interrupted"') or diag $out;
+like($out, qr/^Interrupted \(Ctrl-C\) at step 4\/12: restart \Q$aid\E: /m, '... names the step it stopped at') or diag $out;
 like($out, qr/^Cluster now: mode normal, version \d+; drained: \Q$aid\E; not up: none\.$/m,
      '... the state the cluster is in (A drained)') or diag $out;
 like($out, qr/\Q$aid\E is still drained/, '... what that means');
 my ($resume) = $out =~ /^To resume, rerun from this step:\n  (.+)$/m;
 ok(defined $resume, '... the command to resume') or diag $out;
-like($resume // '', qr/^nb-maint rolling-restart .*--from-step 3$/, "... $resume");
-like($err, qr/^nb-maint: interrupted at step 3\/10: restart /m, '... and on stderr');
+like($resume // '', qr/^nb-maint rolling-restart .*--from-step 4$/, "... $resume");
+like($err, qr/^nb-maint: interrupted at step 4\/12: restart /m, '... and on stderr');
 ok(node_of($aid)->{drain}, 'A is left drained, as said');
 
 # resume with the command shown
@@ -62,9 +62,9 @@ my @args = shellwords($resume // '');
 shift @args;
 ($rc, $out, $err) = NbCli::run({ env => \%E, timeout => 60 }, @args);
 is($rc, 0, 'the resume command: exit 0') or diag "$out\n$err";
-like($out, qr/^\[1\/10\] drain \Q$aid\E\.\.\. skipped$/m, '... skips the steps before 3');
-like($out, qr/^\[3\/10\] restart \Q$aid\E: .*ok$/m, '... restarts A');
-like($out, qr/^\[10\/10\] undrain \Q$bid\E\.\.\. ok$/m, '... and goes on to B');
+like($out, qr/^\[1\/12\] drain \Q$aid\E\.\.\. skipped$/m, '... skips the steps before 4');
+like($out, qr/^\[4\/12\] restart \Q$aid\E: .*ok$/m, '... restarts A');
+like($out, qr/^\[12\/12\] undrain \Q$bid\E\.\.\. ok$/m, '... and goes on to B');
 like($out, qr/rolling restart done/, '... done');
 ok(!node_of($aid)->{drain} && !node_of($bid)->{drain}, 'no node left drained');
 

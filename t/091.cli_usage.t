@@ -274,9 +274,9 @@ like($out, qr/normal -> maintenance .*reason=plugins/, 'events list the changes'
     '--health-timeout', '20', '--interval', '0.1');
 is($rc, 0, 'rolling-restart: exit 0') or diag "$out\n$err";
 note $out;
-like($out, qr{^\[1/10\] drain \Q$ids[0]\E\.\.\. ok$}m, 'rolling-restart: step lines');
-like($out, qr{^\[4/10\] wait until \Q$ids[0]\E is healthy\.\.\. .*ok$}m, 'rolling-restart: waits for health');
-like($out, qr{^\[10/10\] undrain \Q$ids[1]\E\.\.\. ok$}m, 'rolling-restart: last step');
+like($out, qr{^\[1/12\] drain \Q$ids[0]\E\.\.\. ok$}m, 'rolling-restart: step lines');
+like($out, qr{^\[5/12\] wait until \Q$ids[0]\E is healthy\.\.\. .*ok$}m, 'rolling-restart: waits for health');
+like($out, qr{^\[12/12\] undrain \Q$ids[1]\E\.\.\. ok$}m, 'rolling-restart: last step');
 my $mstats = $JSON->decode(HTTP::Tiny->new->get("http://$ids[0]/__mock/stats")->{content});
 cmp_ok($mstats->{uptime}, '<', 30, 'node was restarted');
 ok(!grep({ $_->{drain} } @{ gw_status()->{upstreams}[0]{nodes} }), 'no node left drained');

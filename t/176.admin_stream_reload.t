@@ -29,7 +29,7 @@ is($rc, 0, 'nginx -s reload') or diag $out;
 my $gone = wait_until(sub { !grep { $old{$_} } $N->worker_pids }, 10, 0.05);
 my $took = time - $t0;
 ok($gone, 'the old workers exit');
-cmp_ok($took, '<', 2.5, sprintf('... within 2.5 s of the reload (%.2f s; shutdown timeout 5 s)', $took));
+cmp_ok($took, '<', NbTest::slow(2.5, 4), sprintf('... within 2.5 s (ASan: 4 s) of the reload (%.2f s; shutdown timeout 5 s)', $took));
 
 for my $i (0 .. $#s) {
     ok($s[$i]->ended(3), "stream $i ended");
@@ -52,7 +52,7 @@ $t0 = time;
 my $master = $N->master_pid;
 $N->stop;
 $took = time - $t0;
-cmp_ok($took, '<', 2.5, sprintf('stop with a stream open: %.2f s', $took));
+cmp_ok($took, '<', NbTest::slow(2.5, 4), sprintf('stop with a stream open: %.2f s', $took));
 ok($s->ended(2), 'the stream ended');
 $s->close;
 

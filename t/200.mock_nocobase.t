@@ -3,7 +3,8 @@
 # APP_PREPARING -> APP_INITIALIZING -> APP_COMMANDING start -> running, the
 # 503 envelope with NocoBase's message texts, APP_COMMANDING upgrade, /ws
 # messages on every status change (refresh after an upgrade), the sign-in
-# origin check.
+# origin check; while not running the API's 503 envelope but the client's
+# files served; APP_STOPPED to every socket on SIGTERM (issue 18).
 use strict;
 use warnings;
 use Test::More;
@@ -120,5 +121,33 @@ $r = $ua->request('POST', $url, { headers => { Origin => 'https://gw.example',
                                                'X-Forwarded-Proto' => 'https' },
                                   content => '{}' });
 is($r->{status}, 200, 'sign-in, Origin = X-Forwarded-Proto://X-Forwarded-Host: 200');
+
+# ---- not running: the API gets the envelope, the client's files do not (issue 18) -------------------
+# (gateway/index.ts requestHandler: paths outside API_BASE_PATH are served
+# from disk before the app's status is looked at)
+for my $st (['starting', 'APP_PREPARING'], ['commanding', 'APP_COMMANDING'], ['stopped', 'APP_STOPPED'],
+            ['error', 'APP_ERROR']) {
+    $A->set_state($st->[0], seconds => 30);
+    $r = $ua->get($A->url('/api/users:list'));
+    is($r->{status}, 503, "$st->[0]: /api/users:list 503");
+    is((eval { NbTest::json_decode($r->{content}) } || {})->{error}{code}, $st->[1], "... $st->[1] envelope");
+    is($ua->get($A->url('/admin/settings'))->{status}, 200, "... /admin/settings 200 (the client)");
+    is($ua->get($A->url('/assets/index.js'))->{status}, 200, "... /assets/index.js 200");
+}
+$A->set_state('running');
+is($ua->get($A->url('/api/users:list'))->{status}, 200, 'running: /api/users:list 200');
+
+# ---- SIGTERM: APP_STOPPED to every socket, then exit (gateway/index.ts onTerminate) -----------------
+my @ws = map { NbWS->connect(port => $A->port, path => '/ws') } 1 .. 3;
+is(scalar(grep { $_->status == 101 } @ws), 3, 'three sockets');
+is($ws[0]->recv_json(0.3), undef, '... nothing on connect (as NocoBase)');
+$A->stop;
+for my $i (0 .. 2) {
+    $m = $ws[$i]->recv_json(2);
+    is_deeply($m, { type => 'maintaining', payload => { message => 'application main is stopped', code => 'APP_STOPPED' } },
+              "SIGTERM: socket $i hears NocoBase's APP_STOPPED");
+    $f = $ws[$i]->recv_frame(2);
+    is($f && $f->{op}, 'eof', '... then the connection closes');
+}
 
 done_testing;

@@ -24,8 +24,9 @@ $ng->start;
 ok($ng->wait_all_health('up', 5, $aid, $bid), 'nodes up');
 
 # ---- normal: /ws is proxied to a node, counted as a websocket ------------------------------------
-my $pre = NbWS->connect(port => $ng->port);
+my $pre = NbWS->connect(port => $ng->port, greeting => 1);
 is($pre->status, 101, 'normal: /ws 101');
+is($pre->{greeting}{payload}{code}, 'APP_RUNNING', '... the gateway\'s greeting first (issue 18)');
 my $via = $pre->{headers}{'x-node'} // '';
 ok($via eq $aid || $via eq $bid, "... proxied to a node ($via)");
 ok(NbTest::wait_until(sub { ($ng->node($via)->{websockets} // 0) == 1 }, 2), "nodes/$via: websockets 1");

@@ -66,7 +66,7 @@ setsockopt($s, SOL_SOCKET, SO_RCVBUF, 4096) or die;
 connect($s, pack_sockaddr_in($ng->port, inet_aton('127.0.0.1'))) or die "connect: $!";
 syswrite $s, "GET /ws?flood HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-my $quiet = NbWS->connect(port => $ng->port);
+my $quiet = NbWS->connect(port => $ng->port, greeting => 1);
 is($quiet->status, 101, 'a quiet proxied socket');
 ok(NbTest::wait_until(sub { ($ng->node("127.0.0.1:$node_port")->{websockets} // 0) == 2 }, 3),
    'both proxied (websockets 2)');

@@ -28,7 +28,7 @@ sub websockets { $ng->node($A->id)->{websockets} // -1 }
 
 my (@rss, $bad);
 for my $round (1 .. $ROUNDS) {
-    my @ws = map { NbWS->connect(port => $ng->port) } 1 .. 300;
+    my @ws = map { NbWS->connect(port => $ng->port, greeting => 1) } 1 .. 300;
     $bad = "round $round: not 300 proxied" unless NbTest::wait_until(sub { websockets() == 300 }, 5);
     $ng->admin(POST => 'mode', { mode => 'upgrade' });
     $bad //= "round $round: not taken over" unless NbTest::wait_until(sub { websockets() == 0 }, 5);

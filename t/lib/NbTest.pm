@@ -85,6 +85,16 @@ sub free_port {
     die "free_port: no port found";
 }
 
+# a time limit, scaled for make test-asan (NB_SANITIZE=1): nginx built with
+# ASan and UBSan runs 2-3 times slower; $max caps the scaled limit (e.g. below
+# a timeout the test tells apart)
+sub slow {
+    my ($limit, $max) = @_;
+    return $limit unless $ENV{NB_SANITIZE};
+    my $t = 2 * $limit;
+    return defined $max && $t > $max ? $max : $t;
+}
+
 # poll $code every $step seconds until it returns true or $timeout passes
 sub wait_until(&;$$) {
     my ($code, $timeout, $step) = @_;

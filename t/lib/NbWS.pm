@@ -2,7 +2,9 @@ package NbWS;
 # A small WebSocket client (RFC 6455) for the tests, core Perl only.
 #
 #   my $ws = NbWS->connect(port => $ng->port, path => '/ws',
-#                          headers => { Cookie => '...' });
+#                          headers => { Cookie => '...' },
+#                          greeting => 1);   # read the gateway's greeting
+#   $ws->{greeting}                     ... which is kept here (undef: none)
 #   $ws->{status}, $ws->{headers}       the handshake answer (101 or not)
 #   my $m = $ws->recv_json(2)           next text message as a hash, or
 #                                       undef after 2 s without one
@@ -20,6 +22,10 @@ use Time::HiRes qw(time);
 use JSON::PP ();
 
 my $GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+# what the gateway says first on a socket a node accepted (issue 18)
+use constant GREETING => '{"type":"maintaining","payload":{"message":'
+                       . '"application main is running","code":"APP_RUNNING"}}';
 
 # the /ws location of a cluster_http() gateway, as NocoBase's needs it
 use constant LOCATION => <<'EOT';
@@ -71,7 +77,26 @@ sub connect {
     }
     $self->{accept_ok} = ($self->{headers}{'sec-websocket-accept'} // '')
                          eq encode_base64(sha1($key . $GUID), '');
+    $self->greeting($o{greeting} == 1 ? 2 : $o{greeting})
+        if $o{greeting} && $self->{status} == 101;
     return $self;
+}
+
+# The gateway's greeting on a socket a node accepted (issue 18): NocoBase's
+# running message, first.  Reads it if it is the next message (within
+# $timeout s), keeps it in {greeting} and returns it; leaves any other
+# frame for recv_*.
+sub greeting {
+    my ($self, $timeout) = @_;
+    my $f = $self->recv_frame($timeout // 2) or return undef;
+    return undef if $f->{op} eq 'eof';
+    if ($f->{op} == 1 && $f->{data} eq GREETING) {
+        return $self->{greeting} = JSON::PP->new->decode($f->{data});
+    }
+    # not it: the frame goes back in front of what came after it
+    $self->{buf} = $f->{raw} . $self->{buf};
+    $self->{closed} = 0 if $f->{op} == 8;
+    return undef;
 }
 
 sub status { $_[0]{status} }
@@ -106,7 +131,8 @@ sub recv_frame {
                     substr($self->{buf}, 0, $off + $len, '');
                     my $op = $b0 & 0x0f;
                     $self->{closed} = 1 if $op == 8;
-                    return { op => $op, data => $data, masked => ($b1 & 0x80) ? 1 : 0 };
+                    return { op => $op, data => $data, masked => ($b1 & 0x80) ? 1 : 0,
+                             raw => substr($b, 0, $off + $len) };
                 }
             }
         }

@@ -164,7 +164,7 @@ sub cmd_drain {
         return print_json({ nodes => \@done }) if $o->{json};
         return;
     }
-    text(join(', ', @ids) . " drained; waiting for requests in flight to finish\n");
+    text(join(', ', @ids) . " drained; waiting for requests in flight to finish and WebSockets to close\n");
     my $t = $o->{timeout} // 60;
     my $end = time + $t;
     my @idle;
@@ -177,8 +177,13 @@ sub cmd_drain {
         fail(nb_err(EX_TIMEOUT, 'timeout',
             sprintf("timed out after %s: %s request(s) still in flight on %s (it stays drained)",
                 dur_text($t), str($n->{active}), $id), node => $id, active => $n->{active})) unless $ok;
+        # the gateway closes its WebSockets after nb_maint_ws_drain_grace
+        my $ws = guard(sub { wait_ws_closed([$id], $end, $o->{interval} // 0.5, sub { text("  $_[0]\n") }) });
+        fail(nb_err(EX_TIMEOUT, 'timeout', sprintf("timed out after %s: %s (%s stays drained)", dur_text($t), $ws, $id),
+            node => $id)) if defined $ws;
+        $n = guard(sub { get_node($id) });
         push @idle, $n;
-        text("$id has no request in flight\n");
+        text("$id has no request in flight and no WebSocket open\n");
     }
     return print_json({ nodes => \@idle }) if $o->{json};
 }

@@ -40,6 +40,7 @@ sub cmd_rolling_restart {
     my %pool = map { my $u = $_; ($u->{name} => scalar grep { !$_->{leaving} } @{ $u->{nodes} || [] }) }
                grep { ref $_->{resolve} eq 'HASH' } @{ $s->{upstreams} || [] };
     my @steps;
+    my %until;      # the drain timeout covers requests and WebSockets
     for my $id (@ids) {
         my $u = dns_upstream_of($s, $id);
         my $skipped = sub { $skip{$id} ? "skipped: $id left (replaced)" : undef };
@@ -66,9 +67,17 @@ sub cmd_rolling_restart {
             desc => "wait until $id has no request in flight",
             run => sub {
                 return $skipped->() if $skip{$id};
+                $until{$id} = time + $dt;
                 my ($ok, $n, $why) = wait_idle($id, $dt, $iv, \&say_step);
                 return $ok ? undef : "timed out after ${dt}s with " . ($why // str($n->{active}) . " still in flight")
                                    . "; going on";
+            },
+        }, {
+            desc => "wait until $id has no WebSocket open (open tabs move to the other nodes)",
+            run => sub {
+                return $skipped->() if $skip{$id};
+                my $why = wait_ws_closed([$id], $until{$id} // time + $dt, $iv, \&say_step);
+                return defined $why ? "timed out after ${dt}s with $why; going on" : undef;
             },
         }, {
             desc => "restart $id: " . subst_cmd($o->{'restart-cmd'}, $id, $u ? $pool{ $u->{name} } : undef),
@@ -103,15 +112,15 @@ sub cmd_rolling_restart {
     run_steps("rolling restart of " . scalar(@ids) . " node" . (@ids == 1 ? '' : 's') . ": " . join(', ', @ids),
         \@steps, sub {
             my ($i) = @_;
-            my $node = $ids[int($i / 5)];
-            my $k = $i % 5;
+            my $node = $ids[int($i / 6)];
+            my $k = $i % 6;
             my $txt = '';
             if ($k == 0) {
                 $txt .= "$node was not drained" . ($i ? "; the nodes before it are restarted and undrained" : '') . ".\n";
             } else {
                 $txt .= "$node is still drained: it gets no new requests until `" . cli_prefix() . " undrain $node`.\n";
             }
-            my @rest = @ids[int($i / 5) + 1 .. $#ids];
+            my @rest = @ids[int($i / 6) + 1 .. $#ids];
             $txt .= "Nodes not restarted yet: " . join(', ', @rest) . "\n"
                  .  "Afterwards: " . cli_prefix() . " rolling-restart --restart-cmd " . shq($o->{'restart-cmd'})
                  .  " --nodes " . join(',', @rest) . "\n" if @rest;
@@ -299,9 +308,16 @@ sub cmd_maintenance_run {
         run => sub { post_mode(mode_body('maintenance', $o)); return },
     }, hap_regen_steps('maintenance mode');
     if (@others) {
+        my $until;      # the drain timeout covers requests and WebSockets
         push @steps, {
             desc => "wait for requests in flight on the other nodes to finish",
-            run => sub { wait_nodes_idle(\@others, $dt, $iv) },
+            run => sub { $until = time + $dt; wait_nodes_idle(\@others, $dt, $iv) },
+        }, {
+            desc => "wait until the other nodes have no WebSocket open (open tabs move to $node)",
+            run => sub {
+                my $why = wait_ws_closed(\@others, $until // time + $dt, $iv, \&say_step);
+                return defined $why ? "timed out after ${dt}s with $why; going on" : undef;
+            },
         };
     }
     for my $k (0 .. $#others) {

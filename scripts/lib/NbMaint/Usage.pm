@@ -123,6 +123,8 @@ Drain the nodes: they get no new requests, running ones finish.
 Draining the last undrained node of an upstream (or all of them at once)
 leaves nothing to serve the site and is refused unless --force is given.
   --wait        wait until the nodes have no request in flight (active = 0)
+                and no WebSocket open (the gateway closes them after
+                nb_maint_ws_drain_grace; open tabs move to other nodes)
   --timeout S   give up waiting after S seconds (default 60; exit 5)
   --force       also drain the last undrained node(s)
 HAProxy in front of the nodes (static/haproxy/nb_maint.cfg) learns of a
@@ -190,8 +192,9 @@ usage: $PROG rolling-restart --restart-cmd 'CMD {node}' [--timeout S]
                              [--health-timeout S] [--nodes ID,ID] [--force]
 
 Restart every node of the nb_maint upstreams, one at a time:
-drain it, wait until it has no request in flight (or --timeout, default 60 s,
-then go on), run the command, wait until its health is `up` again (at most
+drain it, wait until it has no request in flight and no WebSocket open (open
+tabs move to the other nodes; together at most --timeout, default 60 s, then
+go on), run the command, wait until its health is `up` again (at most
 --health-timeout, default 600 s), undrain it. With nodes from a DNS name
 (Kubernetes), a node replaced by the command (kubectl rollout restart ... &&
 kubectl rollout status ...) counts as healthy again once as many members
@@ -277,11 +280,13 @@ usage: $PROG maintenance-run --node ID --stop-cmd CMD --start-cmd CMD
                              [--timeout S] [--drain-timeout S] [--force]
 
 In-app maintenance: maintenance mode on node ID (all traffic goes there),
-wait for running requests on the others, stop the others, wait for the
+wait for running requests on the others and for their WebSockets to close
+(open tabs move to node ID), stop the others, wait for the
 operator to finish the maintenance (press Enter; or run --task-cmd), start
 the others, restore and wait until normal.
   --timeout S        restore wait (default 1800)
-  --drain-timeout S  wait for running requests before stopping (default 30)
+  --drain-timeout S  wait for running requests and WebSockets before
+                     stopping (default 30)
   --force            designate node ID even when its health is down
 HAProxy in front of the nodes (static/haproxy/nb_maint.cfg) learns of a
 drain at its next agent check and counts its own requests:

@@ -87,6 +87,35 @@ sub wait_idle {
     }
 }
 
+# Wait until nodes @$ids hold no proxied WebSocket ("websockets" 0): the
+# gateway closes a drained node's, and in maintenance the other nodes', after
+# nb_maint_ws_drain_grace; the tabs reconnect to a node that stays, so none
+# hears the stopping node's APP_STOPPED (issue 18).  Until $deadline (epoch
+# seconds).  Progress: "2 WebSockets open on ID (...), 3s" when the count
+# changes, else every 10 s.  Returns undef when closed, else why not.
+sub wait_ws_closed {
+    my ($ids, $deadline, $interval, $say) = @_;
+    my $t0 = time;
+    my ($last, $last_at) = ('', 0);
+    while (1) {
+        my $s = get_status();
+        my @open;
+        for my $id (@$ids) {
+            my $n = status_node($s, $id) or next;
+            push @open, [$id, $n->{websockets}] if ($n->{websockets} // 0) > 0;
+        }
+        return undef unless @open;
+        my $msg = join(', ', map { "$_->[1] WebSocket" . ($_->[1] == 1 ? '' : 's') . " open on $_->[0]" } @open);
+        if ($say && ($msg ne $last || time - $last_at >= 10)) {
+            $say->("$msg (the gateway closes them after nb_maint_ws_drain_grace), " . dur_text(time - $t0));
+            $last_at = time;
+        }
+        $last = $msg;
+        return "$msg" if time >= $deadline;
+        sleep $interval;
+    }
+}
+
 sub parse_time {
     my ($t) = @_;
     return undef unless defined $t;
