@@ -25,7 +25,7 @@
  * events.  Otherwise the request is kept (and logged at close), so that
  * limit_conn keeps counting open sockets.
  *
- * May call: ws_frame.c, ws_message.c, state.c.
+ * May call: ws_conn.c, ws_frame.c, ws_message.c, state.c.
  */
 
 #include "ngx_http_nb_maint_ws.h"
@@ -38,12 +38,6 @@
  */
 #define NB_WS_OUT_MAX       8192
 
-/*
- * The kernel's send buffer of a gated socket (it doubles the value): what
- * it holds for a client that does not read is bounded too, not autotuned
- * up to megabytes.  "listen ... sndbuf=" of the server wins.
- */
-#define NB_WS_SNDBUF        16384
 
 
 /* a WebSocket the gateway answers itself */
@@ -71,8 +65,7 @@ static void ngx_http_nb_maint_ws_read_frames(ngx_http_nb_maint_ws_t *ws);
 static void ngx_http_nb_maint_ws_quiet(ngx_http_nb_maint_ws_t *ws);
 static void ngx_http_nb_maint_ws_write(ngx_http_request_t *r);
 static void ngx_http_nb_maint_ws_slim(ngx_http_nb_maint_ws_t *ws);
-static void ngx_http_nb_maint_ws_slim_read(ngx_event_t *ev);
-static void ngx_http_nb_maint_ws_slim_write(ngx_event_t *ev);
+static void ngx_http_nb_maint_ws_slim_event(ngx_event_t *ev);
 static void ngx_http_nb_maint_ws_cleanup(void *data);
 static ngx_int_t ngx_http_nb_maint_ws_start(ngx_http_request_t *r,
     u_char *accept);
@@ -440,25 +433,44 @@ ngx_http_nb_maint_ws_input(ngx_http_nb_maint_ws_t *ws, u_char *p, u_char *end)
 }
 
 
+/* a socket's event in either form: client bytes, output, its timers */
+
 static void
-ngx_http_nb_maint_ws_read(ngx_http_request_t *r)
+ngx_http_nb_maint_ws_event(ngx_http_nb_maint_ws_t *ws, ngx_event_t *ev)
 {
-    ngx_http_nb_maint_ws_t  *ws;
-
-    ws = ((ngx_http_nb_maint_ctx_t *)
-          ngx_http_get_module_ctx(r, ngx_http_nb_maint_module))->wsock;
-
     ngx_http_nb_maint_ws_running = ws;
 
-    if (r->connection->read->timedout) {
-        r->connection->read->timedout = 0;
+    if (ws->connection->close) {
+        ngx_http_nb_maint_ws_close(ws);     /* an old worker's shutdown */
+
+    } else if (ev->timedout && ev->write) {
+        ngx_log_error(NGX_LOG_INFO, ws->connection->log, NGX_ETIMEDOUT,
+                      "nb_maint: WebSocket client timed out reading");
+        ngx_http_nb_maint_ws_close(ws);
+
+    } else if (ev->timedout) {
+        ev->timedout = 0;
         ngx_http_nb_maint_ws_quiet(ws);
+
+    } else if (ev->write) {
+        ngx_http_nb_maint_ws_sync(ws);
 
     } else {
         ngx_http_nb_maint_ws_read_frames(ws);
     }
 
     ngx_http_nb_maint_ws_running = NULL;
+}
+
+
+static void
+ngx_http_nb_maint_ws_read(ngx_http_request_t *r)
+{
+    ngx_http_nb_maint_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
+
+    ngx_http_nb_maint_ws_event(ctx->wsock, r->connection->read);
 }
 
 
@@ -571,81 +583,39 @@ ngx_http_nb_maint_ws_write(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_nb_maint_module);
 
-    ngx_http_nb_maint_ws_running = ctx->wsock;
+    ngx_http_nb_maint_ws_event(ctx->wsock, r->connection->write);
 
-    if (r->connection->write->timedout) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
-                      "nb_maint: WebSocket client timed out reading");
-        ngx_http_nb_maint_ws_close(ctx->wsock);
-
-    } else {
-        ngx_http_nb_maint_ws_sync(ctx->wsock);
-
-        /* posted at the handshake: the request may go now */
-        ngx_http_nb_maint_ws_slim(ctx->wsock);
-    }
-
-    ngx_http_nb_maint_ws_running = NULL;
+    /* posted at the handshake: the request may go now */
+    ngx_http_nb_maint_ws_slim(ctx->wsock);
 }
 
 
-/*
- * The slim form (see the top): ngx_http_set_keepalive's way for an idle
- * socket.  From the request's write handler only, once the handshake's
- * handler has returned: ngx_http_free_request marks the connection
- * destroyed, so ngx_http_request_handler then runs no posted request on it.
- */
+/* the slim form (see the top); ws_conn.c frees the request */
 
 static void
 ngx_http_nb_maint_ws_slim(ngx_http_nb_maint_ws_t *ws)
 {
-    ngx_buf_t               *b;
-    ngx_chain_t             *cl, *ln;
     ngx_connection_t        *c;
     ngx_pool_cleanup_t      *cln, *ours;
-    ngx_http_cleanup_t      *hcln;
-    ngx_http_request_t      *r;
-    ngx_http_connection_t   *hc;
     ngx_http_nb_maint_ws_t  *slim;
 
-    r = ws->request;
     c = ws->connection;
 
-    if (r == NULL || !ws->may_slim || ws->queue.next == NULL || ws->closing
-        || ws->out_len || r != r->main || r->main->count != 1 || r->blocked
-        || r->buffered || c->buffered || r->postponed || r->posted_requests
-        || r->out)
+    if (ws->request == NULL || !ws->may_slim || ws->queue.next == NULL
+        || ws->closing || ws->out_len)
     {
         return;
     }
 
-    for (hcln = r->cleanup; hcln; hcln = hcln->next) {
-        if (hcln->handler) {
-            return;
-        }
-    }
-
-    /* our own cleanup only: no limit_conn slot, nothing of other modules */
-    ours = NULL;
-
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_nb_maint_ws_cleanup && cln->data == ws) {
-            ours = cln;
-            continue;
-        }
-
-        if (cln->handler) {
-            return;
-        }
-    }
-
+    ours = ngx_http_nb_maint_ws_conn_idle(ws->request,
+                                          ngx_http_nb_maint_ws_cleanup, ws);
     if (ours == NULL) {
-        return;
+        return;             /* limit_conn's slot: the request lives on */
     }
 
     cln = ngx_pool_cleanup_add(c->pool, sizeof(ngx_http_nb_maint_ws_t));
     if (cln == NULL) {
-        return;                     /* it stays held by its request */
+        return;
     }
 
     slim = cln->data;
@@ -661,98 +631,22 @@ ngx_http_nb_maint_ws_slim(ngx_http_nb_maint_ws_t *ws)
     ws->queue.next = NULL;
     ours->handler = NULL;
 
-    hc = r->http_connection;
-
-    /* the access log line (101), the request and its pool */
-    ngx_http_free_request(r, 0);
+    ngx_http_nb_maint_ws_conn_free(ws->request);
 
     c->data = slim;
-    c->read->handler = ngx_http_nb_maint_ws_slim_read;
-    c->write->handler = ngx_http_nb_maint_ws_slim_write;
-    c->log->action = "answering a WebSocket for nb_maint";
-
-    if (ngx_http_nb_maint_ws_running == ws) {
-        ngx_http_nb_maint_ws_running = slim;
-    }
-
-    /* the header buffers, as ngx_http_set_keepalive frees them */
-    b = c->buffer;
-
-    if (b && ngx_pfree(c->pool, b->start) == NGX_OK) {
-        b->pos = NULL;
-    }
-
-    for (cl = hc->free; cl; /* void */) {
-        ln = cl;
-        cl = cl->next;
-        ngx_pfree(c->pool, ln->buf->start);
-        ngx_free_chain(c->pool, ln);
-    }
-
-    hc->free = NULL;
-
-    for (cl = hc->busy; cl; /* void */) {
-        ln = cl;
-        cl = cl->next;
-        ngx_pfree(c->pool, ln->buf->start);
-        ngx_free_chain(c->pool, ln);
-    }
-
-    hc->busy = NULL;
-    hc->nbusy = 0;
+    c->read->handler = ngx_http_nb_maint_ws_slim_event;
+    c->write->handler = ngx_http_nb_maint_ws_slim_event;
 }
 
 
 static void
-ngx_http_nb_maint_ws_slim_read(ngx_event_t *ev)
+ngx_http_nb_maint_ws_slim_event(ngx_event_t *ev)
 {
-    ngx_connection_t        *c;
-    ngx_http_nb_maint_ws_t  *ws;
+    ngx_connection_t  *c;
 
     c = ev->data;
-    ws = c->data;
 
-    ngx_http_nb_maint_ws_running = ws;
-
-    if (c->close) {
-        ngx_http_nb_maint_ws_close(ws);     /* an old worker's shutdown */
-
-    } else if (ev->timedout) {
-        ev->timedout = 0;
-        ngx_http_nb_maint_ws_quiet(ws);
-
-    } else {
-        ngx_http_nb_maint_ws_read_frames(ws);
-    }
-
-    ngx_http_nb_maint_ws_running = NULL;
-}
-
-
-static void
-ngx_http_nb_maint_ws_slim_write(ngx_event_t *ev)
-{
-    ngx_connection_t        *c;
-    ngx_http_nb_maint_ws_t  *ws;
-
-    c = ev->data;
-    ws = c->data;
-
-    ngx_http_nb_maint_ws_running = ws;
-
-    if (c->close) {
-        ngx_http_nb_maint_ws_close(ws);
-
-    } else if (ev->timedout) {
-        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
-                      "nb_maint: WebSocket client timed out reading");
-        ngx_http_nb_maint_ws_close(ws);
-
-    } else {
-        ngx_http_nb_maint_ws_sync(ws);
-    }
-
-    ngx_http_nb_maint_ws_running = NULL;
+    ngx_http_nb_maint_ws_event(c->data, ev);
 }
 
 
@@ -771,12 +665,9 @@ ngx_http_nb_maint_ws_cleanup(void *data)
 ngx_http_nb_maint_ws_t *
 ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r)
 {
-    ngx_connection_t          *c;
-    ngx_pool_cleanup_t        *cln;
-    ngx_http_nb_maint_ws_t    *ws;
-    ngx_http_nb_maint_ctx_t   *ctx;
-    ngx_http_core_loc_conf_t  *clcf;
-    int                        sndbuf;
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_nb_maint_ws_t   *ws;
+    ngx_http_nb_maint_ctx_t  *ctx;
 
     ctx = ngx_http_nb_maint_get_ctx(r);
 
@@ -796,42 +687,10 @@ ngx_http_nb_maint_ws_adopt(ngx_http_request_t *r)
 
     cln->handler = ngx_http_nb_maint_ws_cleanup;
 
-    c = r->connection;
-    c->log->action = "answering a WebSocket for nb_maint";
-
-    /* small frames go out at once, as on an upgraded proxied socket */
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+    if (ngx_http_nb_maint_ws_conn_adopt(r) != NGX_OK) {
         return NULL;
     }
 
-    if (c->listening && c->listening->sndbuf == -1) {
-        sndbuf = NB_WS_SNDBUF;
-
-        if (setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, (const void *) &sndbuf,
-                       sizeof(int))
-            == -1)
-        {
-            ngx_log_error(NGX_LOG_ALERT, c->log, ngx_socket_errno,
-                          "setsockopt(SO_SNDBUF, %d) failed, ignored",
-                          sndbuf);
-        }
-    }
-
-    /* an old worker closes it at once on reload: the client reconnects */
-    c->idle = 1;
-
-    if (c->read->timer_set) {
-        ngx_del_timer(c->read);
-    }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    r->keepalive = 0;
-    r->lingering_close = 0;
     r->read_event_handler = ngx_http_nb_maint_ws_read;
     r->write_event_handler = ngx_http_nb_maint_ws_write;
 

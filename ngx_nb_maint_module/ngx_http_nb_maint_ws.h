@@ -35,6 +35,12 @@ typedef struct {
 } ngx_http_nb_maint_ws_parser_t;
 
 
+/* the connection under a gated socket (ws_conn.c) */
+ngx_int_t ngx_http_nb_maint_ws_conn_adopt(ngx_http_request_t *r);
+ngx_pool_cleanup_t *ngx_http_nb_maint_ws_conn_idle(ngx_http_request_t *r,
+    ngx_pool_cleanup_pt handler, void *data);
+void ngx_http_nb_maint_ws_conn_free(ngx_http_request_t *r);
+
 ngx_int_t ngx_http_nb_maint_ws_parse(ngx_http_nb_maint_ws_parser_t *ps,
     u_char **pos, u_char *end);
 
