@@ -57,6 +57,12 @@ my $new = $sen->wait_promoted($primary, 20);
 ok($new && $new == $replica, 'the replica is the primary now');
 ok($sen->rejoin($primary, 20), 'the old primary is back as a replica (empty)');
 is($new->cli('GET', "$prefix:version"), $v1, 'the new primary has the acknowledged version only');
+# the rejoined replica may still be (re)syncing, e.g. after the sentinels'
+# own REPLICAOF: C's write below must find a replica that acknowledges
+ok(NbTest::wait_until(sub {
+    # one connection: WAIT counts the replicas that have this client's write
+    ($new->cli_in("SET nbtest:probe 1\nWAIT 1 200\n") // '') =~ /^OK\s+1\s*$/;
+}, 20, 0.1), 'the rejoined replica acknowledges writes');
 
 # C writes on the new primary: acknowledged
 $C->start;
